@@ -1,0 +1,35 @@
+# Two commands do all the set-up: `make demo` (main job) and `make test` (the test suite).
+# Both create or reuse the virtual environment in $(VENV) and install what is missing.
+
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+OCRTUNE := $(VENV)/bin/ocrtune
+STAMP   := $(VENV)/.ocrtune-installed
+# Pinned for the set-up only (the package itself keeps normal ranges): the one torch/torchvision
+# pair whose torchvision imports on the development machines, both installed from local disk.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: demo test install bench clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e ".[dev]" $(TORCH_PINS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OCRTUNE) presets list
+	$(OCRTUNE) compare baseline run8
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

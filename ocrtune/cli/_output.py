@@ -1,0 +1,71 @@
+"""One output sink: rich tables for people, JSON on stdout for scripts, messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output is read by people too: don't squeeze tables into 80 columns there.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+
+def print_json(data: Any) -> None:
+    """Plain JSON on stdout (no rich wrapping, so it always parses)."""
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def error(line: str) -> None:
+    err_console.print(line, style="red")
+
+
+def info(line: str) -> None:
+    err_console.print(line)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], **kw: Any) -> Table:
+    t = Table(title=title, **kw)
+    for i, c in enumerate(columns):
+        t.add_column(c, no_wrap=i == 0)
+    for r in rows:
+        t.add_row(*(x if hasattr(x, "__rich__") or hasattr(x, "__rich_console__") else fmt(x) for x in r))
+    return t
+
+
+def fmt(v: Any) -> str:
+    """Short human form of a setting value."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(esc(str(x)) for x in r) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""Root command: mounts the sub-commands and holds the one error boundary."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from ocrtune import __version__
+from ocrtune.cli import compare, presets
+from ocrtune.cli._output import error
+from ocrtune.errors import InputError, OcrtuneError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class _ErrorBoundary(TyperGroup):
+    """Turns our errors into located one-line messages and exit codes, never tracebacks."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            for line in e.lines:
+                error(line)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except OcrtuneError as e:
+            error(f"error: {e}")
+            raise typer.Exit(EXIT_FAILED) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    help="Train and tune DBNet text detectors for scanned receipts.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(presets.app, name="presets")
+app.command("compare")(compare.compare)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ocrtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+) -> None:
+    """Train and tune DBNet text detectors for scanned receipts."""
+
+
+def main() -> None:
+    app()

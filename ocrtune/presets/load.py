@@ -1,0 +1,345 @@
+"""Find, read, merge (``extends:``), override (``--set``) and validate presets.
+
+Every value remembers where it came from (file, line, column, or the ``--set`` option), so a
+validation error points at the exact place to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ocrtune.errors import InputError, Problem
+from ocrtune.presets.schema import FieldError, Preset, field_names
+
+ENV_DIRS = "OCRTUNE_PRESETS"
+SUFFIXES = (".yaml", ".yml")
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
+
+KeyPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a value was set: a file position or a command-line override."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+
+    def problem(self, key: str, message: str) -> Problem:
+        return Problem(message, self.file, self.line, self.column, key)
+
+
+@dataclass
+class LoadedPreset:
+    name: str
+    path: Path | None
+    preset: Preset
+    data: dict[str, Any]  # merged plain data, as validated (no defaults filled in)
+    origins: dict[KeyPath, Origin] = field(default_factory=dict)
+    chain: list[Path] = field(default_factory=list)  # the file and every file it extends
+
+
+def preset_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """Search order: ``--presets-dir`` options, ``$OCRTUNE_PRESETS``, ./presets, built-in."""
+    dirs = [Path(d) for d in extra]
+    env = os.environ.get(ENV_DIRS, "")
+    dirs += [Path(d) for d in env.split(os.pathsep) if d]
+    dirs += [Path.cwd() / "presets", BUILTIN_DIR]
+    seen: set[Path] = set()
+    out = []
+    for d in dirs:
+        r = d.resolve()
+        if r not in seen:
+            seen.add(r)
+            out.append(d)
+    return out
+
+
+def available_presets(dirs: Sequence[str | Path] = ()) -> dict[str, Path]:
+    """Name -> file for every listable preset (names starting with ``_`` are bases)."""
+    found: dict[str, Path] = {}
+    for d in preset_dirs(dirs):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.iterdir()):
+            if p.suffix in SUFFIXES and not p.stem.startswith("_"):
+                found.setdefault(p.stem, p)
+    return found
+
+
+def find_preset(ref: str | Path, dirs: Sequence[str | Path] = (), relative_to: Path | None = None) -> Path:
+    """Resolve a preset name or path to a file."""
+    ref_s = str(ref)
+    as_path = Path(ref_s)
+    candidates: list[Path] = []
+    if relative_to is not None and not as_path.is_absolute():
+        candidates += [relative_to / ref_s] + [relative_to / (ref_s + s) for s in SUFFIXES]
+    candidates += [as_path] if as_path.suffix in SUFFIXES or os.sep in ref_s else []
+    for c in candidates:
+        if c.is_file():
+            return c
+    search = preset_dirs(dirs)
+    for d in search:
+        for s in SUFFIXES:
+            p = d / f"{ref_s}{s}"
+            if p.is_file():
+                return p
+    names = sorted(available_presets(dirs))
+    hint = _did_you_mean(ref_s, names)
+    where = ", ".join(str(d) for d in search if d.is_dir()) or "no preset directory exists"
+    raise InputError(f"preset not found{hint}; looked in {where}", key=ref_s)
+
+
+def read_yaml(path: Path) -> Any:
+    """Round-trip read keeping comments, order and line/column marks."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read preset: {e.strerror}", file=_show(path)) from None
+    try:
+        return _yaml().load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        msg = (e.problem or e.context or "invalid YAML").strip()
+        raise InputError(
+            f"invalid YAML: {msg}",
+            file=_show(path),
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    except YAMLError as e:
+        raise InputError(f"invalid YAML: {e}", file=_show(path)) from None
+
+
+def load_preset(
+    ref: str | Path,
+    overrides: Sequence[str] = (),
+    dirs: Sequence[str | Path] = (),
+) -> LoadedPreset:
+    """Load a preset by name or path, apply ``--set`` overrides and validate it."""
+    path = find_preset(ref, dirs)
+    data, origins, chain = _resolve(path, dirs, ())
+    apply_overrides(data, origins, overrides)
+    preset = validate(data, origins, default_file=_show(path))
+    return LoadedPreset(Path(ref).stem if Path(str(ref)).suffix else str(ref), path, preset, data, origins, chain)
+
+
+def validate(data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None = None) -> Preset:
+    """Validate merged data; every pydantic error becomes one located line."""
+    try:
+        return Preset.model_validate(data)
+    except ValidationError as e:
+        problems = [_problem_for(err, data, origins, default_file) for err in e.errors()]
+        problems.sort(key=lambda p: (p.file != "--set", p.file or "", p.line or 0, p.column or 0))
+        raise InputError(problems=problems) from None
+
+
+def apply_overrides(data: dict[str, Any], origins: dict[KeyPath, Origin], overrides: Iterable[str]) -> None:
+    """Apply ``key.path=value`` overrides; values are YAML scalars (``5e-4``, ``true``, ``[1,2]``)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"expected KEY=VALUE, got {item!r}", file="--set")
+        parts = tuple(key.split("."))
+        if any(not p for p in parts):
+            raise InputError("empty key segment", file="--set", key=key)
+        value = parse_scalar(raw, key)
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[part] = nxt
+            elif not isinstance(nxt, dict):
+                raise InputError(
+                    f"'{'.'.join(parts[: i + 1])}' is a value, not a section", file="--set", key=key
+                )
+            node = nxt
+        node[parts[-1]] = value
+        _drop_origins(origins, parts)
+        origins[parts] = Origin("--set")
+
+
+def parse_scalar(raw: str, key: str = "") -> Any:
+    """Parse one override value as YAML, so ``5e-4`` is a float and ``none`` stays a string."""
+    raw = raw.strip()
+    if raw == "":
+        return None
+    try:
+        value = YAML(typ="safe", pure=True).load(raw)
+    except YAMLError:
+        raise InputError(f"cannot parse value {raw!r}", file="--set", key=key) from None
+    if isinstance(value, str) and _looks_numeric(value):
+        # YAML 1.2 reads "5e-4" as a string (no dot); users mean a number.
+        return float(value)
+    return value
+
+
+def to_plain(node: Any) -> Any:
+    """ruamel containers -> plain dicts/lists."""
+    if isinstance(node, dict):
+        return {str(k): to_plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [to_plain(v) for v in node]
+    return node
+
+
+# --- internals -------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    return y
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _resolve(
+    path: Path, dirs: Sequence[str | Path], stack: tuple[Path, ...]
+) -> tuple[dict[str, Any], dict[KeyPath, Origin], list[Path]]:
+    real = path.resolve()
+    if real in stack:
+        cycle = " -> ".join(_show(p) for p in (*stack, real))
+        raise InputError(f"extends cycle: {cycle}", file=_show(path), key="extends")
+    doc = read_yaml(path)
+    shown = _show(path)
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, dict):
+        raise InputError("a preset must be a mapping of keys to values", file=shown, line=1, column=1)
+    origins: dict[KeyPath, Origin] = {}
+    own = _collect(doc, (), shown, origins)
+    parent_ref = own.pop("extends", None)
+    origins.pop(("extends",), None)
+    if parent_ref is None:
+        return own, origins, [path]
+    if not isinstance(parent_ref, str):
+        line, col = _pos(doc, "extends", value=True)
+        raise InputError("extends must be a preset name or path", file=shown, line=line, column=col, key="extends")
+    try:
+        parent_path = find_preset(parent_ref, dirs, relative_to=path.parent)
+    except InputError as e:
+        line, col = _pos(doc, "extends", value=True)
+        raise InputError(e.problems[0].message, file=shown, line=line, column=col, key="extends") from None
+    base, base_origins, chain = _resolve(parent_path, dirs, (*stack, real))
+    _merge(base, own, base_origins, origins, ())
+    return base, base_origins, [path, *chain]
+
+
+def _collect(node: Any, prefix: KeyPath, file: str, origins: dict[KeyPath, Origin]) -> Any:
+    """Plain copy of a ruamel tree, recording each key's position."""
+    if isinstance(node, CommentedMap):
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            key = str(k)
+            line, col = _pos(node, k)
+            origins[(*prefix, key)] = Origin(file, line, col)
+            out[key] = _collect(v, (*prefix, key), file, origins)
+        return out
+    if isinstance(node, CommentedSeq):
+        return [_collect(v, (*prefix, str(i)), file, origins) for i, v in enumerate(node)]
+    return to_plain(node)
+
+
+def _pos(node: Any, key: Any, value: bool = False) -> tuple[int | None, int | None]:
+    try:
+        line, col = node.lc.value(key) if value else node.lc.key(key)
+        return line + 1, col + 1
+    except (AttributeError, KeyError, TypeError):
+        return None, None
+
+
+def _merge(
+    base: dict[str, Any], over: dict[str, Any], base_o: dict[KeyPath, Origin], over_o: dict[KeyPath, Origin], prefix: KeyPath
+) -> None:
+    """Deep-merge ``over`` into ``base``: mappings merge, everything else replaces."""
+    for k, v in over.items():
+        path = (*prefix, k)
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base_o[path] = over_o[path]
+            _merge(base[k], v, base_o, over_o, path)
+        else:
+            base[k] = v
+            _drop_origins(base_o, path)
+            base_o.update({p: o for p, o in over_o.items() if p[: len(path)] == path})
+
+
+def _drop_origins(origins: dict[KeyPath, Origin], path: KeyPath) -> None:
+    for p in [p for p in origins if p[: len(path)] == path and len(p) > len(path)]:
+        del origins[p]
+
+
+def _problem_for(err: Any, data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None) -> Problem:
+    loc = tuple(str(x) for x in err["loc"])
+    blamed = (err.get("ctx") or {}).get("error")
+    if isinstance(blamed, FieldError):
+        loc = (*loc, *blamed.key.split("."))
+    key = ".".join(loc) if loc else "(preset)"
+    etype = err["type"]
+    if etype == "extra_forbidden":
+        allowed = field_names(loc[:-1]) or []
+        msg = "unknown key" + _did_you_mean(loc[-1], allowed)
+    elif etype == "missing":
+        msg = "required key is missing"
+    else:
+        msg = _message(err)
+    origin = _nearest_origin(loc, origins)
+    if origin is None:
+        return Problem(msg, default_file, None, None, key)
+    return origin.problem(key, msg)
+
+
+def _nearest_origin(loc: KeyPath, origins: dict[KeyPath, Origin]) -> Origin | None:
+    for n in range(len(loc), 0, -1):
+        o = origins.get(loc[:n])
+        if o is not None:
+            return o
+    return None
+
+
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+
+
+def _message(err: Any) -> str:
+    etype, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    for name, op in _BOUNDS.items():
+        if etype == name:
+            bound = next(iter(ctx.values()))
+            return f"must be {op} {bound} (got {value!r})"
+    if etype == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if etype == "literal_error":
+        return f"must be one of {ctx.get('expected')} (got {value!r})"
+    if etype == "model_type":
+        return f"must be a mapping of keys (got {value!r})"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {value!r})"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _looks_numeric(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return s.strip().lower() not in {"nan", "inf", "-inf", "+inf", "infinity", "-infinity"}

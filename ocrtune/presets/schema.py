@@ -1,0 +1,213 @@
+"""Preset schema: every training setting, validated before any work starts.
+
+Key paths mirror the competition baseline's Hydra config (``models.optimizer.lr`` ...) so its
+users feel at home. Every model forbids unknown keys: a mistyped key is an error, never a
+setting that silently fails to reach the model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Percent = Annotated[float, Field(ge=0.0, le=100.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class FieldError(ValueError):
+    """A cross-field rule that blames one specific key (relative dotted path)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EncoderConfig(Strict):
+    model_name: str = "resnet18"
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    out_indices: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [1, 2, 3, 4])
+
+    @field_validator("out_indices")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("must list at least one encoder stage")
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("must be strictly increasing stage indices")
+        return v
+
+
+class DecoderConfig(Strict):
+    name: Literal["fpn", "unet"] = "fpn"
+    inner_channels: PositiveInt = 256
+    out_channels: PositiveInt = 64
+    asf: bool = False
+
+
+class PostprocessConfig(Strict):
+    thresh: Probability = 0.3
+    box_thresh: Probability = 0.4
+    max_candidates: PositiveInt = 300
+    use_polygon: bool = False
+    box_unclip_ratio: Annotated[float, Field(gt=0.0)] = 1.5
+    polygon_unclip_ratio: Annotated[float, Field(gt=0.0)] = 2.0
+    min_size: Annotated[float, Field(ge=0.0)] = 3.0
+
+
+class HeadConfig(Strict):
+    k: Annotated[float, Field(gt=0.0)] = 50.0
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+
+
+class LossConfig(Strict):
+    prob_weight: Annotated[float, Field(ge=0.0)] = 5.0
+    thresh_weight: Annotated[float, Field(ge=0.0)] = 10.0
+    binary_weight: Annotated[float, Field(ge=0.0)] = 1.0
+    negative_ratio: Annotated[float, Field(gt=0.0)] = 3.0
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "adamw"] = "adam"
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
+
+
+class SchedulerConfig(Strict):
+    name: Literal["cosine", "constant"] = "cosine"
+    T_max: PositiveInt = 22
+    eta_min: Annotated[float, Field(ge=0.0)] = 0.0
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+
+
+class ModelsConfig(Strict):
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = Field(default_factory=DecoderConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    @model_validator(mode="after")
+    def _eta_below_lr(self) -> ModelsConfig:
+        if self.scheduler.name == "cosine" and self.scheduler.eta_min >= self.optimizer.lr:
+            raise FieldError(
+                "scheduler.eta_min",
+                f"must be below models.optimizer.lr ({self.optimizer.lr:g}) "
+                f"(got {self.scheduler.eta_min:g})",
+            )
+        return self
+
+
+class AugmentConfig(Strict):
+    enabled: bool = True
+    hflip: Probability = 0.0
+    rotate: Annotated[float, Field(ge=0.0, le=45.0)] = 5.0
+    scale: tuple[float, float] = (0.8, 1.2)
+    crop: Probability = 0.5
+    color_jitter: Probability = 0.2
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0 < lo <= hi:
+            raise ValueError("must be [min, max] with 0 < min <= max")
+        return v
+
+
+class DatasetsConfig(Strict):
+    root: str | None = None  # None: the embedded synthetic receipts
+    train: str = "train"
+    val: str = "val"
+    test: str = "test"
+    image_size: PositiveInt = 1024
+    shrink_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
+    thresh_min: Probability = 0.3
+    thresh_max: Probability = 0.7
+    min_text_size: Annotated[float, Field(ge=0.0)] = 8.0
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_32(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a positive multiple of 32 (got {v}; try {max(32, round(v / 32) * 32)})")
+        return v
+
+    @model_validator(mode="after")
+    def _thresh_order(self) -> DatasetsConfig:
+        if self.thresh_min >= self.thresh_max:
+            raise FieldError(
+                "thresh_min", f"must be below thresh_max ({self.thresh_max:g}) (got {self.thresh_min:g})"
+            )
+        return self
+
+
+class DataloaderConfig(Strict):
+    batch_size: PositiveInt = 8
+    num_workers: Annotated[int, Field(ge=0)] = 4
+
+
+Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true"]
+
+
+class TrainerConfig(Strict):
+    max_epochs: PositiveInt = 22
+    precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    accumulate_grad_batches: PositiveInt = 1
+    gradient_clip_val: Annotated[float, Field(ge=0.0)] | None = 5.0
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: PositiveInt = 1
+
+
+class ReportedConfig(Strict):
+    """Scores a preset is known to reach (percent). Never feeds training."""
+
+    hmean: Percent | None = None
+    precision: Percent | None = None
+    recall: Percent | None = None
+    epoch: Annotated[int, Field(ge=0)] | None = None
+    note: str | None = None
+
+
+class Preset(Strict):
+    description: str | None = None
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
+    dataloader: DataloaderConfig = Field(default_factory=DataloaderConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    seed: int = 42
+    reported: ReportedConfig | None = None
+
+
+def field_names(path: tuple[str | int, ...]) -> list[str] | None:
+    """Allowed keys of the model reached by ``path`` from ``Preset`` (None if not a model)."""
+    model: Any = Preset
+    for part in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = _model_type(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return None
+
+
+def _model_type(annotation: Any) -> Any:
+    """Unwrap ``X | None`` to ``X`` so nested lookups see the model class."""
+    args = getattr(annotation, "__args__", None)
+    if args:
+        for a in args:
+            if isinstance(a, type) and issubclass(a, BaseModel):
+                return a
+    return annotation

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ocrtune import __version__
+from ocrtune.presets.load import load_preset
+
+
+def test_help_lists_commands_and_version(cli):
+    code, out, _ = cli("--help")
+    assert code == 0
+    for c in ("presets", "compare"):
+        assert c in out
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"ocrtune {__version__}"
+
+
+def test_presets_list(cli):
+    code, out, _ = cli("presets", "list", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["run8"]["lr"] == 0.0005134333170096499 and rows["baseline"]["reported_hmean"] == 96.53
+    assert rows["hybrid"]["reported_hmean"] is None and rows["run8"]["encoder"] == "efficientnet_b4"
+    code, out, _ = cli("presets", "list")
+    assert code == 0 and "efficientnet_b4" in out and "96.53" in out
+
+
+def test_presets_list_marks_invalid_preset(cli, presets_dir):
+    (presets_dir / "zz-bad.yaml").write_text("models:\n  optimizer:\n    lr: -1\n")
+    code, out, _ = cli("presets", "list", "--json", "--presets-dir", presets_dir)
+    assert code == 0
+    bad = [r for r in json.loads(out) if r["name"] == "zz-bad"][0]
+    assert "zz-bad.yaml:3:5 models.optimizer.lr: must be > 0.0" in bad["error"]
+
+
+def test_presets_show_resolves(cli):
+    code, out, _ = cli("presets", "show", "run8", "--set", "trainer.max_epochs=3", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["trainer"]["max_epochs"] == 3 and data["models"]["scheduler"]["T_max"] == 24
+    code, out, _ = cli("presets", "show", "run8")
+    assert "lr: 0.0005134333170096499" in out and out.startswith("# run8: resolved from")
+
+
+def test_presets_validate_exit_codes(cli, presets_dir):
+    code, _, err = cli("presets", "validate")
+    assert code == 0 and "ok  baseline" in err
+    bad = presets_dir / "bad.yaml"
+    bad.write_text("extends: run8\nmodels:\n  optimizer:\n    lrr: 0.001\n")
+    code, _, err = cli("presets", "validate", str(bad), "run8")
+    assert code == 2
+    assert "bad.yaml:4:5 models.optimizer.lrr: unknown key (did you mean 'lr'?)" in err
+    assert "ok  run8" in err and "1 of 2 preset(s) invalid" in err
+    code, _, err = cli("presets", "validate", "run8", "--set", "datasets.image_size=1000")
+    assert code == 2 and "--set datasets.image_size: must be a positive multiple of 32" in err
+
+
+def test_set_error_on_show_is_one_line_exit_2(cli):
+    code, out, err = cli("presets", "show", "run8", "--set", "models.optimizer.lrr=1")
+    assert code == 2 and out == ""
+    assert err.strip() == "--set models.optimizer.lrr: unknown key (did you mean 'lr'?)"
+
+
+def test_presets_new_keeps_comments_and_applies_changes(cli, tmp_path):
+    out_dir = tmp_path / "mine"
+    code, _, err = cli("presets", "new", "fast8", "--from", "run8", "--set", "models.optimizer.lr=3e-4",
+                       "--set", "trainer.max_epochs=5", "--dir", out_dir)
+    assert code == 0, err
+    text = (out_dir / "fast8.yaml").read_text()
+    assert "# Best trial of the learning-rate sweep" in text  # run8's own comment survives
+    assert "lr: 0.0003  # was 0.0005134333170096499 in run8" in text
+    assert "weight_decay: 6.797303101020006e-05" in text  # untouched values keep every digit
+    p = load_preset(out_dir / "fast8.yaml").preset
+    assert p.models.optimizer.lr == 3e-4 and p.trainer.max_epochs == 5
+    assert p.models.scheduler.eta_min == 6.388390006720873e-06
+    assert p.reported is None  # changed settings are not run8's measured scores
+    # never overwrite silently
+    code, _, err = cli("presets", "new", "fast8", "--from", "run8", "--dir", out_dir)
+    assert code == 2 and "already exists" in err
+    assert (out_dir / "fast8.yaml").read_text() == text
+
+
+def test_presets_new_invalid_override_writes_nothing(cli, tmp_path):
+    code, _, err = cli("presets", "new", "x", "--from", "run8", "--set", "models.optimizer.lr=0", "--dir", tmp_path)
+    assert code == 2 and "--set models.optimizer.lr: must be > 0.0" in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_presets_blend_writes_loadable_preset(cli, tmp_path):
+    code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "mid", "--dir", tmp_path, "--log", "--json")
+    assert code == 0, err
+    p = load_preset(tmp_path / "mid.yaml").preset
+    assert abs(p.models.optimizer.lr - (0.0004 * 0.0005134333170096499) ** 0.5) < 1e-15
+    assert p.models.scheduler.T_max == 23 and p.reported is None
+    text = (tmp_path / "mid.yaml").read_text()
+    assert text.startswith("# Created") and "extends: baseline" in text and "(log, w=0.5)" in text
+
+
+def test_blend_bad_weight(cli, tmp_path):
+    code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "m", "--weight", "2", "--dir", tmp_path)
+    assert code == 2 and "--weight: must be in [0, 1]" in err
+    assert not any(Path(tmp_path).iterdir())

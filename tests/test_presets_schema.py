@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ocrtune.presets.schema import Preset, field_names
+
+
+def make(**sections):
+    return Preset.model_validate(sections)
+
+
+def test_defaults_are_valid():
+    p = Preset()
+    assert p.models.encoder.out_indices == [1, 2, 3, 4]
+    assert p.datasets.image_size % 32 == 0
+
+
+@pytest.mark.parametrize(
+    "data, loc",
+    [
+        ({"models": {"optimizer": {"lr": 0}}}, ("models", "optimizer", "lr")),
+        ({"models": {"optimizer": {"lr": -1e-4}}}, ("models", "optimizer", "lr")),
+        ({"models": {"optimizer": {"weight_decay": -1e-6}}}, ("models", "optimizer", "weight_decay")),
+        ({"models": {"scheduler": {"T_max": 0}}}, ("models", "scheduler", "T_max")),
+        ({"models": {"head": {"postprocess": {"thresh": 1.2}}}}, ("models", "head", "postprocess", "thresh")),
+        ({"models": {"head": {"postprocess": {"box_thresh": -0.1}}}}, ("models", "head", "postprocess", "box_thresh")),
+        ({"models": {"head": {"postprocess": {"max_candidates": 0}}}}, ("models", "head", "postprocess", "max_candidates")),
+        ({"datasets": {"image_size": 1000}}, ("datasets", "image_size")),
+        ({"datasets": {"image_size": 0}}, ("datasets", "image_size")),
+        ({"datasets": {"thresh_max": 1.5}}, ("datasets", "thresh_max")),
+        ({"dataloader": {"batch_size": 0}}, ("dataloader", "batch_size")),
+        ({"trainer": {"precision": "fp8"}}, ("trainer", "precision")),
+        ({"models": {"encoder": {"out_indices": [3, 2]}}}, ("models", "encoder", "out_indices")),
+        ({"models": {"optimizer": {"lrr": 1e-3}}}, ("models", "optimizer", "lrr")),
+        ({"modles": {}}, ("modles",)),
+    ],
+)
+def test_range_and_unknown_key_rules(data, loc):
+    with pytest.raises(ValidationError) as e:
+        Preset.model_validate(data)
+    assert tuple(str(x) for x in e.value.errors()[0]["loc"])[: len(loc)] == loc
+
+
+def test_eta_min_must_be_below_lr():
+    with pytest.raises(ValidationError, match="must be below models.optimizer.lr"):
+        make(models={"optimizer": {"lr": 1e-4}, "scheduler": {"eta_min": 1e-4}})
+    # a constant schedule ignores eta_min
+    make(models={"optimizer": {"lr": 1e-4}, "scheduler": {"name": "constant", "eta_min": 1e-3}})
+
+
+def test_thresh_order():
+    with pytest.raises(ValidationError, match="must be below thresh_max"):
+        make(datasets={"thresh_min": 0.7, "thresh_max": 0.3})
+
+
+def test_reported_block_accepts_percentages_and_nothing_else():
+    p = make(reported={"hmean": 96.53, "precision": 96.94, "recall": 96.36})
+    assert p.reported is not None and p.reported.hmean == 96.53
+    with pytest.raises(ValidationError):
+        make(reported={"hmean": 101})
+    with pytest.raises(ValidationError):
+        make(reported={"f1": 90})
+
+
+def test_field_names_walks_nested_models():
+    assert "lr" in field_names(("models", "optimizer"))
+    assert "thresh" in field_names(("models", "head", "postprocess"))
+    assert "hmean" in field_names(("reported",))
+    assert field_names(("models", "optimizer", "lr")) is None
