@@ -1,0 +1,225 @@
+"""Competition JSON: ``{"images": {name: {"words": {id: {"points": [[x, y], ...]}}}}}``.
+
+Unknown keys (``orientation``, ``language``, ``img_w``...) are tolerated and written back.
+Structural errors are collected and raised together as one ``InputError`` whose problems
+name the file, a best-effort line/column and the key path (``images.a.jpg.words.0003.points``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ocrtune.data.formats.records import (
+    DONT_CARE,
+    MAX_PROBLEMS,
+    Annotations,
+    ImageAnnotation,
+    Word,
+    _Layout,
+)
+from ocrtune.errors import InputError, Problem
+
+_TEXT_KEYS = ("text", "transcription")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _locate(text: str, keys: Sequence[str]) -> tuple[int | None, int | None]:
+    """Best-effort line/column of a key path: find each quoted key after the previous one."""
+    pos = 0
+    for key in keys:
+        hit = text.find(json.dumps(key, ensure_ascii=False), pos)
+        if hit < 0:
+            hit = text.find(json.dumps(key), pos)
+        if hit < 0:
+            break
+        pos = hit
+    else:
+        line = text.count("\n", 0, pos) + 1
+        return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return None, None
+
+
+class _Collector:
+    """Gathers structural problems so one run reports them all (capped)."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file, self.text, self.problems = file, text, []
+
+    def add(self, keys: Sequence[str], message: str) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            return
+        line, col = _locate(self.text, keys)
+        self.problems.append(Problem(message, self.file, line, col, ".".join(keys)))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise InputError(problems=self.problems)
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(v), "null" if v is None else "number"
+    )
+
+
+def _parse_points(raw: Any, keys: list[str], col: _Collector) -> tuple[np.ndarray, bool] | None:
+    if not isinstance(raw, list):
+        col.add(keys, f"expected an array of [x, y] points, got {_type_name(raw)}")
+        return None
+    for i, p in enumerate(raw):
+        if not (isinstance(p, list) and len(p) == 2 and all(_is_number(c) for c in p)):
+            col.add(keys, f"point {i} must be [x, y] numbers, got {json.dumps(p)[:40]}")
+            return None
+    int_coords = all(isinstance(c, int) for p in raw for c in p)
+    return np.asarray(raw, dtype=np.float64).reshape(-1, 2), int_coords
+
+
+def _parse_word(wid: str, raw: Any, keys: list[str], col: _Collector) -> Word | None:
+    if not isinstance(raw, dict):
+        col.add(keys, f"expected a word object, got {_type_name(raw)}")
+        return None
+    if "points" not in raw:
+        col.add(keys, "missing key 'points'")
+        return None
+    parsed = _parse_points(raw["points"], [*keys, "points"], col)
+    if parsed is None:
+        return None
+    points, int_coords = parsed
+    text_key = next((k for k in _TEXT_KEYS if k in raw), "text")
+    text = raw.get(text_key)
+    if text is not None and not isinstance(text, str):
+        col.add([*keys, text_key], f"expected a string, got {_type_name(text)}")
+        return None
+    dropped = ("points", text_key) if text is not None else ("points",)
+    extra = {k: v for k, v in raw.items() if k not in dropped}
+    ignore = extra.get("ignore") is True or text == DONT_CARE
+    layout = _Layout(tuple(raw), int_coords, text_key)
+    return Word(wid, points, text, ignore, extra, layout)
+
+
+def _parse_image(name: str, raw: Any, col: _Collector) -> ImageAnnotation | None:
+    keys = ["images", name]
+    if not isinstance(raw, dict):
+        col.add(keys, f"expected an image object, got {_type_name(raw)}")
+        return None
+    words_raw = raw.get("words")
+    if not isinstance(words_raw, dict):
+        msg = "missing key 'words'" if words_raw is None else "'words' must be an object"
+        col.add(keys if words_raw is None else [*keys, "words"], msg)
+        return None
+    words = [
+        w
+        for wid, wr in words_raw.items()
+        if (w := _parse_word(wid, wr, [*keys, "words", wid], col)) is not None
+    ]
+    size: dict[str, int | None] = {}
+    for key in ("img_w", "img_h"):
+        v = raw.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            col.add([*keys, key], f"expected a positive integer, got {json.dumps(v)}")
+            v = None
+        size[key] = v
+    extra = {k: v for k, v in raw.items() if k not in ("words", "img_w", "img_h")}
+    return ImageAnnotation(
+        name, words, size["img_w"], size["img_h"], extra, _Layout(tuple(raw))
+    )
+
+
+def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
+    """Parse competition JSON text; all structural problems are raised together."""
+    file = str(source)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno)
+    if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
+        what = "missing key 'images'" if isinstance(data, dict) else "top level must be an object"
+        raise InputError(what, file=file, line=1, key="images" if isinstance(data, dict) else None)
+    col = _Collector(file, text)
+    images = [
+        im for name, raw in data["images"].items() if (im := _parse_image(name, raw, col)) is not None
+    ]
+    col.raise_if_any()
+    extra = {k: v for k, v in data.items() if k != "images"}
+    return Annotations(images, extra=extra, source=file)
+
+
+def read_json(path: str | Path) -> Annotations:
+    """Read a competition-format JSON file (``{"images": {name: {"words": ...}}}``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("annotation file not found", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read annotation file: {exc}", file=path) from None
+    return loads_json(text, path)
+
+
+def _points_out(word: Word, decimals: int | None) -> list[list[Any]]:
+    as_int = word.layout is not None and word.layout.int_coords
+    pts = word.points if decimals is None else np.round(word.points, decimals)
+    if as_int and np.all(np.mod(pts, 1.0) == 0):
+        return [[int(x), int(y)] for x, y in pts.tolist()]
+    return [[float(x), float(y)] for x, y in pts.tolist()]
+
+
+def _ordered(known: dict[str, Any], extra: dict[str, Any], layout: _Layout | None) -> dict[str, Any]:
+    """Merge fields back in on-disk key order, appending keys the file did not have."""
+    merged = {**extra, **known}
+    order = [k for k in (layout.keys if layout else ()) if k in merged]
+    order += [k for k in merged if k not in order]
+    return {k: merged[k] for k in order}
+
+
+def _word_out(word: Word, decimals: int | None) -> dict[str, Any]:
+    text_key = word.layout.text_key if word.layout else "text"
+    known: dict[str, Any] = {"points": _points_out(word, decimals)}
+    if word.text is not None:
+        known[text_key] = word.text
+    extra = dict(word.extra)
+    if word.ignore and word.text != DONT_CARE and "ignore" not in extra:
+        extra["ignore"] = True
+    if not word.layout:  # new records: points first, then text, then the rest
+        return {**known, **extra}
+    return _ordered(known, extra, word.layout)
+
+
+def to_json_obj(annotations: Annotations, decimals: int | None = None) -> dict[str, Any]:
+    images: dict[str, Any] = {}
+    for name, im in annotations.items():
+        known: dict[str, Any] = {"words": {w.id: _word_out(w, decimals) for w in im.words}}
+        if im.width is not None:
+            known["img_w"] = int(im.width)
+        if im.height is not None:
+            known["img_h"] = int(im.height)
+        images[name] = _ordered(known, im.extra, im.layout) if im.layout else {**known, **im.extra}
+    return {"images": images, **annotations.extra}
+
+
+def dumps_json(
+    annotations: Annotations, *, indent: int | None = None, decimals: int | None = None
+) -> str:
+    """Serialise to competition JSON; ``decimals`` rounds coordinates for compact files."""
+    return json.dumps(to_json_obj(annotations, decimals), ensure_ascii=False, indent=indent)
+
+
+def write_json(
+    annotations: Annotations,
+    path: str | Path,
+    *,
+    indent: int | None = None,
+    decimals: int | None = None,
+) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_json(annotations, indent=indent, decimals=decimals), encoding="utf-8")
+    return path
