@@ -95,11 +95,13 @@ def test_closed_form_box_unclip_matches_polygon_offsetting() -> None:
 
 
 def test_boxes_start_top_left_and_run_clockwise() -> None:
-    (det,) = DBPostProcessor(box_thresh=0.6, box_unclip_ratio=UNCLIP)(model_like_map([WORDS[0]], (80, 180)))
-    p = det.polygon
-    assert np.argmin(p.sum(axis=1)) == 0
-    x, y = p[:, 0], p[:, 1]
-    assert np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y) > 0  # clockwise, y down
+    post = DBPostProcessor(box_thresh=0.6, box_unclip_ratio=UNCLIP)
+    for word in (WORDS[0], WORDS[2], WORDS[3]):
+        (det,) = post(model_like_map([word], (260, 400)))
+        p = det.polygon
+        assert np.argmin(p.sum(axis=1)) == 0
+        x, y = p[:, 0], p[:, 1]
+        assert np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y) > 0  # clockwise, y down
 
 
 def test_polygon_mode_follows_the_shape() -> None:

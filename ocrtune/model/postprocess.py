@@ -129,8 +129,13 @@ class DBPostProcessor:
         if prob.ndim != 2:
             raise InputError(f"probability map must be (H, W), got shape {prob.shape}")
         prob = prob.astype(np.float32, copy=False)
+        # Plain Python numbers: callers often pass collated tensor or numpy scalars.
+        scale = float(scale)
         if not scale > 0:
             raise InputError(f"must be > 0, got {scale}", key="scale")
+        pad = (float(pad[0]), float(pad[1]))
+        if original_size is not None:
+            original_size = (int(original_size[0]), int(original_size[1]))
 
         candidates = self._score_contours(prob)
         candidates.sort(key=lambda c: c.score, reverse=True)
