@@ -1,0 +1,202 @@
+"""ICDAR2015-style IoU H-mean, as an update/summary accumulator.
+
+CLEval is what the competition ranks by, but the IoU H-mean is the number papers and other
+tools report, so training logs both. Rules (the ICDAR 2015 "Incidental Scene Text" protocol,
+with a deterministic matcher):
+
+- GT words flagged ``ignore`` (transcription ``###``) are don't-care: they never count toward
+  recall. A prediction whose area lies more than 50% inside a single don't-care word is
+  dropped before matching, so it is not a false positive either.
+- Remaining predictions and GT words are matched one-to-one at IoU >= 0.5, greedily by IoU
+  descending (ties: GT order, then prediction order). ICDAR15's script takes the first pair
+  above the threshold in index order; both agree whenever no word has two candidates.
+- Per image, an image with no cared-for GT has recall 1 and precision 1 if it also has no
+  cared-for prediction, else 0 (the ICDAR15 convention). The global scores pool counts.
+
+Words may have any vertex count; self-intersecting ones are repaired with ``make_valid``,
+and zero-area words simply never match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+
+from ocrtune.errors import InputError, Problem
+from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
+
+__all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "evaluate_iou", "match_iou"]
+
+
+@dataclass(frozen=True)
+class IoUCounts:
+    num_gt: int = 0  # cared-for GT words
+    num_det: int = 0  # predictions not absorbed by a don't-care word
+    matched: int = 0
+
+    def __add__(self, other: IoUCounts) -> IoUCounts:
+        return IoUCounts(self.num_gt + other.num_gt, self.num_det + other.num_det, self.matched + other.matched)
+
+
+@dataclass(frozen=True)
+class IoUImageScore:
+    recall: float
+    precision: float
+    hmean: float
+    counts: IoUCounts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"recall": self.recall, "precision": self.precision, "hmean": self.hmean, "counts": asdict(self.counts)}
+
+
+def _hmean(r: float, p: float) -> float:
+    return 2 * r * p / (r + p) if r + p > 0 else 0.0
+
+
+def _image_scores(c: IoUCounts) -> tuple[float, float, float]:
+    if c.num_gt == 0:
+        r, p = 1.0, (0.0 if c.num_det else 1.0)
+    else:
+        r = c.matched / c.num_gt
+        p = c.matched / c.num_det if c.num_det else 0.0
+    return r, p, _hmean(r, p)
+
+
+def _areas(words: PolyBatch) -> np.ndarray:
+    """Polygon areas; self-intersecting words are measured after repair, like the overlaps."""
+    area = np.abs(words.shoelace())
+    simple = words.axis_rects() | words.convex_quads()[0]
+    other = np.flatnonzero(~simple)
+    if other.size:
+        area[other] = shapely.area(words.geometries(other))
+    return area
+
+
+def _overlapping_pairs(a: PolyBatch, b: PolyBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(i, j) pairs whose bounding boxes overlap with positive area."""
+    ba, bb = a.bboxes(), b.bboxes()
+    near = (
+        (ba[:, None, 0] < bb[None, :, 2])
+        & (ba[:, None, 2] > bb[None, :, 0])
+        & (ba[:, None, 1] < bb[None, :, 3])
+        & (ba[:, None, 3] > bb[None, :, 1])
+    )
+    return np.nonzero(near)
+
+
+def match_iou(
+    gt_raw: object,
+    pred_raw: object,
+    gt_ignore: Sequence[bool] | np.ndarray | None = None,
+    *,
+    iou_threshold: float = 0.5,
+    dont_care_threshold: float = 0.5,
+) -> IoUCounts:
+    """Counts of one image. Empty point lists are not words; ``gt_ignore`` follows ``gt_raw``."""
+    gt = to_batch(gt_raw, "gt")
+    pred = to_batch(pred_raw, "pred")
+    ignore = np.zeros(len(gt), dtype=bool)
+    if gt_ignore is not None:
+        ignore = np.asarray(gt_ignore, dtype=bool).reshape(-1)
+        if len(ignore) != len(gt):
+            raise InputError(f"gt_ignore has {len(ignore)} flags for {len(gt)} GT words", key="gt_ignore")
+    keep_g = np.flatnonzero(gt.n > 0)
+    gt, ignore = gt.take(keep_g), ignore[keep_g]
+    pred = pred.take(np.flatnonzero(pred.n > 0))
+    n_gt_care = int((~ignore).sum())
+    if len(pred) == 0 or len(gt) == 0:
+        return IoUCounts(n_gt_care, len(pred), 0)
+
+    area_g, area_d = _areas(gt), _areas(pred)
+    gi, di = _overlapping_pairs(gt, pred)
+    inter = pair_intersection_areas(gt, gi, pred, di)
+    nz = inter > 0
+    gi, di, inter = gi[nz], di[nz], inter[nz]
+
+    # Predictions mostly inside one don't-care word leave the game.
+    dc = ignore[gi]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = np.where(area_d[di] > 0, inter / area_d[di], 0.0)
+    absorbed = np.zeros(len(pred), dtype=bool)
+    absorbed[di[dc & (inside > dont_care_threshold)]] = True
+
+    live = ~ignore[gi] & ~absorbed[di]
+    gi, di, inter = gi[live], di[live], inter[live]
+    union = area_g[gi] + area_d[di] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    ok = iou >= iou_threshold
+    gi, di, iou = gi[ok], di[ok], iou[ok]
+    order = np.lexsort((di, gi, -iou))
+    used_g: set[int] = set()
+    used_d: set[int] = set()
+    for g, d in zip(gi[order].tolist(), di[order].tolist()):
+        if g not in used_g and d not in used_d:
+            used_g.add(g)
+            used_d.add(d)
+    return IoUCounts(n_gt_care, int((~absorbed).sum()), len(used_g))
+
+
+class IoUAccumulator:
+    """Scores images one at a time; ``summary`` gives per-image, image-mean and global scores."""
+
+    def __init__(self, iou_threshold: float = 0.5) -> None:
+        self.iou_threshold = iou_threshold
+        self._images: dict[str, IoUImageScore] = {}
+        self._total = IoUCounts()
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def update(
+        self,
+        name: str,
+        gt: Sequence[Sequence[Sequence[float]]] | np.ndarray,
+        pred: Sequence[Sequence[Sequence[float]]] | np.ndarray | None,
+        gt_ignore: Sequence[bool] | np.ndarray | None = None,
+    ) -> IoUImageScore:
+        """Score one image; ``pred=None`` (missing from the predictions) counts as no words."""
+        if name in self._images:
+            raise InputError(f"image {name!r} was scored twice", key=name)
+        try:
+            counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
+        except InputError as err:
+            raise InputError(
+                problems=[Problem(p.message, p.file, p.line, p.column, f"{name}: {p.key}") for p in err.problems]
+            ) from None
+        score = IoUImageScore(*_image_scores(counts), counts)
+        self._images[name] = score
+        self._total = self._total + counts
+        return score
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self._images)
+        mean = {
+            m: (sum(getattr(s, m) for s in self._images.values()) / n if n else 0.0)
+            for m in ("recall", "precision", "hmean")
+        }
+        t = self._total
+        r = t.matched / t.num_gt if t.num_gt else 0.0
+        p = t.matched / t.num_det if t.num_det else 0.0
+        return {
+            "per_image": {k: v.as_dict() for k, v in self._images.items()},
+            "image_mean": mean,
+            "global": {"recall": r, "precision": p, "hmean": _hmean(r, p), "counts": asdict(t)},
+        }
+
+
+def evaluate_iou(
+    gt: Mapping[str, Any],
+    pred: Mapping[str, Any],
+    gt_ignore: Mapping[str, Sequence[bool]] | None = None,
+    iou_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Score every GT image in GT order; prediction images absent from GT are ignored."""
+    acc = IoUAccumulator(iou_threshold)
+    for name, words in gt.items():
+        acc.update(name, words, pred.get(name), (gt_ignore or {}).get(name))
+    return acc.summary()
