@@ -1,0 +1,168 @@
+"""Synthetic receipts: determinism, exact polygons on ink, layout, and the cached default set."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ocrtune.data.formats import read_json, sanitize
+from ocrtune.data.images import load_image
+from ocrtune.data.layout import list_images, resolve_split
+from ocrtune.data.receipt_text import FontSet, find_fonts
+from ocrtune.data.synthetic import default_dataset, render_receipt, synthesize
+from ocrtune.errors import InputError
+
+HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def _ink_stats(image: np.ndarray, points: np.ndarray) -> tuple[float, float, float]:
+    """(dark fraction inside the polygon, dark fraction in a 3 px ring around it, contrast of
+    the darkest pixel inside against the surrounding paper)."""
+    pad = 16
+    x0, y0 = np.floor(points.min(axis=0)).astype(int) - pad
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = np.ceil(points.max(axis=0)).astype(int) + pad
+    gray = image[y0:y1, x0:x1].mean(axis=2)
+    inside = np.zeros(gray.shape, np.uint8)
+    # polygons use pixel-edge coordinates; fillPoly uses pixel centres
+    cv2.fillPoly(inside, [np.round(points - [x0 + 0.5, y0 + 0.5]).astype(np.int32)], 1)
+    ring = cv2.dilate(inside, np.ones((7, 7), np.uint8)) - inside
+    paper = float(np.median(gray[cv2.dilate(inside, np.ones((31, 31), np.uint8)) > 0]))
+    dark = gray < paper - 40
+    return float(dark[inside > 0].mean()), float(dark[ring > 0].mean()), paper - gray[inside > 0].min()
+
+
+def _check_polygons_on_ink(image: np.ndarray, ann, tight: bool = True) -> None:  # noqa: ANN001
+    """Every polygon covers ink; with ``tight`` (images >= 480 px, where neighbouring words
+    are more than 3 px apart) the ring around each polygon is also nearly ink-free."""
+    h, w = image.shape[:2]
+    assert (ann.width, ann.height) == (w, h) and len(ann.words) >= 15
+    inside_fracs, ring_fracs, contrasts = [], [], []
+    for word in ann.words:
+        pts = word.points
+        assert pts.shape == (4, 2)
+        assert pts[:, 0].min() >= 0 and pts[:, 0].max() <= w and pts[:, 1].min() >= 0 and pts[:, 1].max() <= h
+        x, y = pts[:, 0], pts[:, 1]
+        assert np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y) > 0  # clockwise on screen
+        inside, ring, contrast = _ink_stats(image, pts)
+        # blank paper varies by < 25 grey levels; thin tiny glyphs after blur still exceed 30
+        assert contrast > 30, f"word {word.id} {word.text!r} covers no ink"
+        contrasts.append(contrast)
+        inside_fracs.append(inside)
+        ring_fracs.append(ring)
+    assert np.median(contrasts) > 80
+    # tight, aligned boxes: a 3 px ring around each box is almost ink-free (a 1 px shift of
+    # every polygon already puts ~3% of the ring on ink)
+    assert np.median(inside_fracs) > 0.2
+    if tight:
+        assert np.mean(ring_fracs) < 0.015
+    else:
+        assert np.median(inside_fracs) > 5 * np.median(ring_fracs)
+
+
+@pytest.mark.parametrize(("seed", "index"), [(5, 0), (5, 1), (2, 2), (9, 3)])
+def test_polygons_lie_on_ink(seed: int, index: int) -> None:
+    image, ann = render_receipt(seed=seed, index=index, size=640)
+    assert image.dtype == np.uint8 and image.shape[0] == 640
+    _check_polygons_on_ink(image, ann)
+    assert all(w.text for w in ann.words)
+    clean, problems = sanitize(ann)
+    assert problems == [] and len(clean.words) == len(ann.words)
+
+
+def test_fallback_to_pil_default_font_still_exact() -> None:
+    image, ann = render_receipt(seed=3, index=0, size=560, fonts=FontSet((), ()))
+    _check_polygons_on_ink(image, ann)
+    assert not any(HANGUL.search(w.text or "") for w in ann.words)
+
+
+def test_hangul_words_when_a_hangul_font_is_installed() -> None:
+    fonts = find_fonts()
+    texts = [w.text or "" for i in range(6) for w in render_receipt(1, i, 400, fonts)[1].words]
+    if fonts.hangul:
+        assert any(HANGUL.search(t) for t in texts)
+    else:
+        assert not any(HANGUL.search(t) for t in texts)
+
+
+def test_render_is_deterministic_per_seed_and_index() -> None:
+    a_img, a_ann = render_receipt(7, 2, 320)
+    b_img, b_ann = render_receipt(7, 2, 320)
+    assert np.array_equal(a_img, b_img) and a_ann == b_ann
+    c_img, c_ann = render_receipt(8, 2, 320)
+    assert c_img.shape != a_img.shape or not np.array_equal(c_img, a_img)
+    assert c_ann != a_ann
+
+
+def test_synthesize_same_seed_gives_identical_files(tmp_path: Path) -> None:
+    a = synthesize(tmp_path / "a", n=5, seed=11, size=256, val_fraction=0.2)
+    b = synthesize(tmp_path / "b", n=5, seed=11, size=256, val_fraction=0.2)
+    c = synthesize(tmp_path / "c", n=5, seed=12, size=256, val_fraction=0.2)
+    assert (a.n_train, a.n_val) == (4, 1) and a.n_words == b.n_words > 0
+    for split in ("train", "val"):
+        ja = (tmp_path / "a" / "jsons" / f"{split}.json").read_bytes()
+        assert ja == (tmp_path / "b" / "jsons" / f"{split}.json").read_bytes()
+        assert ja != (tmp_path / "c" / "jsons" / f"{split}.json").read_bytes()
+        files_a = list_images(tmp_path / "a" / "images" / split)
+        files_b = list_images(tmp_path / "b" / "images" / split)
+        assert [f.name for f in files_a] == [f.name for f in files_b]
+        for fa, fb in zip(files_a, files_b):
+            assert fa.read_bytes() == fb.read_bytes()
+            assert np.array_equal(load_image(fa)[0], load_image(fb)[0])
+
+
+def test_synthesize_writes_competition_layout_that_loads(tmp_path: Path) -> None:
+    synthesize(tmp_path, n=4, seed=0, size=320, val_fraction=0.25)
+    total = 0
+    for split, count in (("train", 3), ("val", 1)):
+        image_dir, ann_path = resolve_split(tmp_path, split)
+        assert ann_path == tmp_path / "jsons" / f"{split}.json"
+        anns = read_json(ann_path)
+        files = list_images(image_dir)
+        assert [f.name for f in files] == list(anns) and len(files) == count
+        for f in files:
+            image, size = load_image(f)  # after JPEG: still exact enough to sit on ink
+            assert size == (anns[f.name].width, anns[f.name].height)
+            _check_polygons_on_ink(image, anns[f.name], tight=False)
+            total += len(anns[f.name].words)
+    assert total > 40
+
+
+def test_synthesize_refuses_to_clobber_unless_asked(tmp_path: Path) -> None:
+    synthesize(tmp_path, n=3, seed=0, size=200)
+    with pytest.raises(InputError, match="already holds a dataset"):
+        synthesize(tmp_path, n=2, seed=0, size=200)
+    result = synthesize(tmp_path, n=2, seed=0, size=200, val_fraction=0.0, overwrite=True)
+    assert (result.n_train, result.n_val) == (2, 0)
+    assert len(list_images(tmp_path / "images" / "train")) == 2
+    assert list_images(tmp_path / "images" / "val") == []
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), [
+    ({"n": 0}, "at least 1"),
+    ({"n": 2, "val_fraction": 1.0}, "val fraction"),
+    ({"n": 2, "size": 10}, "at least 64"),
+])
+def test_synthesize_bad_arguments(tmp_path: Path, kwargs: dict, fragment: str) -> None:
+    with pytest.raises(InputError, match=fragment):
+        synthesize(tmp_path / "x", **kwargs)
+
+
+def test_default_dataset_is_cached_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCRTUNE_CACHE", str(tmp_path / "cache"))
+    first = default_dataset(n=3, seed=0, size=192)
+    assert first.parent == tmp_path / "cache" and first.name.startswith("synthetic-")
+    assert (first / "params.json").is_file()
+    stamp = (first / "jsons" / "train.json").stat().st_mtime_ns
+    again = default_dataset(n=3, seed=0, size=192)
+    assert again == first and (first / "jsons" / "train.json").stat().st_mtime_ns == stamp
+    other = default_dataset(n=3, seed=1, size=192)
+    assert other != first
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    image_dir, ann = resolve_split(first, "train")
+    assert ann is not None and len(read_json(ann)) == len(list_images(image_dir)) == 2
