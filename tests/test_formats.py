@@ -293,3 +293,17 @@ def test_sanitize_without_size_does_not_clip() -> None:
     assert problems == [] and clean.words[0].points.min() == -5
     clean, problems = sanitize(ann, 10, 10)
     assert [p.kind for p in problems] == ["clipped"] and clean.words[0].points.min() == 0
+
+
+def test_data_core_modules_load_no_torch_typer_or_rich() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import ocrtune.data.formats, ocrtune.data.images, ocrtune.data.layout\n"
+        "import ocrtune.data.synthetic, ocrtune.data.stats\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'typer', 'rich') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,132 @@
+"""``ocrtune data``: inspect, check and synthesise datasets (parsing and rendering only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ocrtune.data.stats import SplitStats, scan_dataset, scan_split
+from ocrtune.data.synthetic import synthesize
+from ocrtune.errors import InputError
+
+app = typer.Typer(help="Inspect, check and synthesise receipt datasets.", no_args_is_help=True)
+
+_out = Console(highlight=False)
+_err = Console(stderr=True, highlight=False)
+T = TypeVar("T")
+
+DirArg = Annotated[Path, typer.Argument(help="Dataset folder (images/<split>/ + jsons/ or annotations/).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Turn bad input into one located line per problem on stderr and exit code 2."""
+    try:
+        return fn()
+    except InputError as exc:
+        for line in exc.lines:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def _render_split(s: SplitStats, max_listed: int) -> None:
+    d = s.to_dict(max_listed)
+    table = Table(title=f"{s.split}: {s.image_dir}", show_header=False, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    wpi, side = d["words_per_image"], d["long_side"]
+    rows = [
+        ("images", d["images"]),
+        ("annotated images", d["annotated_images"] if s.annotation else "no annotation file"),
+        ("words", d["words"]),
+        ("words/image min | mean | max", f"{_fmt(wpi['min'])} | {_fmt(wpi['mean'])} | {_fmt(wpi['max'])}"),
+        ("long side min | max (px)", f"{_fmt(side['min'])} | {_fmt(side['max'])}"),
+        ("polygon vertices", ", ".join(f"{k}: {v}" for k, v in d["vertices"].items()) or "-"),
+        ("problems", d["problems"]["total"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    _out.print(table)
+    if s.problems:
+        kinds = Table(title="problems by kind", title_justify="left")
+        kinds.add_column("kind")
+        kinds.add_column("count", justify="right")
+        for kind, count in d["problems"]["by_kind"].items():
+            kinds.add_row(kind, str(count))
+        _out.print(kinds)
+        for p in s.problems[:max_listed]:
+            _out.print(f"  {p}", markup=False)
+        if len(s.problems) > max_listed:
+            _out.print(f"  ... and {len(s.problems) - max_listed} more (ocrtune data check lists all)")
+
+
+@app.command()
+def stats(
+    directory: DirArg,
+    split: Annotated[str, typer.Option(help="Split to describe.")] = "train",
+    as_json: JsonOpt = False,
+    show: Annotated[int, typer.Option(help="How many problems to list.")] = 10,
+) -> None:
+    """Count images, words, sizes and vertex counts of one split, and summarise problems."""
+    result = _guard(lambda: scan_split(directory, split))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(show), indent=2, ensure_ascii=False))
+    else:
+        _render_split(result, show)
+
+
+@app.command()
+def check(
+    directory: DirArg,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split(s) to check (repeatable); default: all found.")
+    ] = None,
+) -> None:
+    """List every data problem as a located line; exit 1 if there is any, 0 otherwise."""
+    results = _guard(lambda: scan_dataset(directory, split))
+    total = 0
+    for s in results:
+        for p in s.problems:
+            typer.echo(str(p))
+        total += len(s.problems)
+    summary = ", ".join(
+        f"{s.split}: {s.n_images} images, {len(s.problems)} problems" for s in results
+    )
+    typer.echo(f"{'FAILED' if total else 'OK'} ({summary})", err=True)
+    if total:
+        raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write images/ and jsons/ into.")],
+    n: Annotated[int, typer.Option("--n", help="Number of receipts.", min=1)] = 32,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    size: Annotated[int, typer.Option(help="Image height in pixels.", min=64)] = 640,
+    val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.2,
+    force: Annotated[bool, typer.Option(help="Write into a folder that already has a dataset.")] = False,
+) -> None:
+    """Render synthetic receipts with exact word polygons in the competition layout."""
+    with Progress(console=_err, transient=True) as progress:
+        task = progress.add_task("rendering receipts", total=n)
+        result = _guard(
+            lambda: synthesize(out, n, seed, size, val_fraction, overwrite=force,
+                               on_image=lambda _i: progress.advance(task))
+        )
+    typer.echo(
+        f"wrote {result.n_train} train + {result.n_val} val images "
+        f"({result.n_words} words) to {result.root}"
+    )

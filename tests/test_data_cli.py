@@ -1,0 +1,142 @@
+"""``ocrtune data stats|check|synth`` end to end through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ocrtune.cli import data
+from ocrtune.data.formats import read_json
+
+root = typer.Typer()
+root.add_typer(data.app, name="data")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "ds"
+    result = runner.invoke(root, ["data", "synth", str(out), "--n", "5", "--seed", "4", "--size", "320"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 train + 1 val images" in result.stdout
+    return out
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_check_passes_on_clean_synthetic_set(synth_dir: Path) -> None:
+    result = runner.invoke(root, ["data", "check", str(synth_dir)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "OK (train: 4 images, 0 problems, val: 1 images, 0 problems)" in result.stderr
+
+
+def test_stats_json_numbers_match_the_files(synth_dir: Path) -> None:
+    result = runner.invoke(root, ["data", "stats", str(synth_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    anns = read_json(synth_dir / "jsons" / "train.json")
+    counts = [len(im.words) for im in anns.values()]
+    assert stats["split"] == "train"
+    assert stats["images"] == stats["annotated_images"] == 4
+    assert stats["words"] == sum(counts)
+    assert stats["words_per_image"] == {
+        "min": min(counts), "mean": round(sum(counts) / 4, 3), "max": max(counts)}
+    assert stats["long_side"] == {"min": 320, "max": 320}
+    assert stats["vertices"] == {"4": sum(counts)}
+    assert stats["problems"] == {"total": 0, "by_kind": {}, "first": []}
+
+
+def test_stats_table_renders(synth_dir: Path) -> None:
+    result = runner.invoke(root, ["data", "stats", str(synth_dir), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    assert "words/image" in result.stdout and "polygon vertices" in result.stdout
+
+
+def test_check_fails_on_injected_degenerate_word(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    path = ds / "jsons" / "train.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    name = next(iter(raw["images"]))
+    raw["images"][name]["words"]["9999"] = {"points": [[1, 1], [5, 5]]}
+    raw["images"][name]["words"]["9998"] = {"points": [[-10, 2], [50, 2], [50, 12], [-10, 12]]}
+    path.write_text(json.dumps(raw), encoding="utf-8")
+
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{path} images.{name}.words.9999: degenerate:")
+    assert lines[1].startswith(f"{path} images.{name}.words.9998: clipped:")
+    assert "FAILED" in result.stderr
+
+    stats = json.loads(runner.invoke(root, ["data", "stats", str(ds), "--json"]).stdout)
+    assert stats["problems"]["by_kind"] == {"clipped": 1, "degenerate": 1}
+    assert stats["problems"]["first"][0] | {"message": ""} == {
+        "kind": "degenerate", "file": str(path), "image": name, "word": "9999",
+        "message": "", "dropped": True}
+    assert stats["vertices"]["2"] == 1
+    assert stats["words"] == stats["vertices"]["4"]  # the clipped word is kept, the 2-point one not
+
+
+def test_check_reports_missing_and_unlisted_images(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    images = sorted((ds / "images" / "train").iterdir())
+    images[0].unlink()
+    (ds / "images" / "train" / "extra.jpg").write_bytes(images[1].read_bytes())
+    (ds / "images" / "val" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    out = result.stdout
+    assert f"images.{images[0].name}: missing-image:" in out
+    assert "images.extra.jpg: unannotated:" in out
+    assert "broken.jpg images.broken.jpg: unreadable:" in out
+    only_val = runner.invoke(root, ["data", "check", str(ds), "--split", "val"])
+    assert only_val.exit_code == 1 and "missing-image" not in only_val.stdout
+
+
+def test_malformed_json_exits_2_with_located_line(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    (ds / "jsons" / "val.json").write_text('{"images": {\n  "a.jpg": {"words": [}\n}}')
+    for command in (["check", str(ds)], ["stats", str(ds), "--split", "val"]):
+        result = runner.invoke(root, ["data", *command])
+        assert result.exit_code == 2
+        assert result.stderr.startswith(f"error: {ds / 'jsons' / 'val.json'}:2:")
+        assert "Traceback" not in result.output
+
+
+def test_missing_split_and_directory_exit_2(synth_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(root, ["data", "stats", str(synth_dir), "--split", "test"])
+    assert result.exit_code == 2
+    assert "split 'test' not found" in result.stderr and "splits found: train, val" in result.stderr
+    result = runner.invoke(root, ["data", "check", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "dataset directory not found" in result.stderr
+
+
+def test_sroie_style_layout_is_accepted(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    (ds / "jsons").rename(ds / "annotations")
+    result = runner.invoke(root, ["data", "stats", str(ds), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout)
+    assert stats["annotation"] == str(ds / "annotations" / "train.json") and stats["words"] > 0
+
+
+def test_synth_refuses_existing_dataset_without_force(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "128"])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    result = runner.invoke(
+        root, ["data", "synth", str(ds), "--n", "2", "--size", "128", "--val-fraction", "0.5", "--force"])
+    assert result.exit_code == 0, result.output
+    assert len(read_json(ds / "jsons" / "train.json")) == 1
+    assert len(list((ds / "images" / "train").iterdir())) == 1
