@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ocrtune.model.loss import DBLoss, dice_loss, masked_l1, ohem_bce
+from ocrtune.model.loss import DBLoss, dice_loss, masked_l1, ohem_bce, top_sum
 from ocrtune.presets.schema import LossConfig
 
 
@@ -146,3 +146,12 @@ def test_accepts_channel_dim_or_not() -> None:
     squeezed = {k: v.squeeze(1) for k, v in p.items()}
     a, c = DBLoss()(p, b)["loss"], DBLoss()(squeezed, b)["loss"]
     assert math.isclose(a.item(), c.item(), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("k", [0, 1, 7, 64])
+def test_top_sum_sort_and_topk_agree(k: int) -> None:
+    values = torch.rand(64, generator=torch.Generator().manual_seed(k))
+    expected = values.sort(descending=True).values[:k].sum()
+    kt = torch.tensor(float(k), dtype=torch.float64)
+    for mode in (True, False):
+        assert top_sum(values, kt, sort=mode).item() == pytest.approx(expected.item(), rel=1e-6, abs=1e-7)

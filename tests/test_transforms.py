@@ -171,6 +171,22 @@ def test_color_jitter_changes_colours_not_geometry() -> None:
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - img.astype(int)).mean() > 1
     np.testing.assert_array_equal(color_jitter(img, 0.0, rng), img)
+    grey = color_jitter(img[..., 0], 0.4, np.random.default_rng(1))
+    assert grey.shape == (32, 48) and grey.dtype == np.uint8
+
+
+def test_color_jitter_matches_the_three_step_definition() -> None:
+    """The folded colour matrix equals brightness, then contrast, then saturation (+-1 rounding)."""
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    for seed in range(4):
+        b, c, s = np.random.default_rng(seed).uniform(0.6, 1.4, size=3)
+        x = img.astype(np.float64) * b
+        x = (x - x.mean()) * c + x.mean()
+        grey = x @ np.array([0.299, 0.587, 0.114])
+        x = grey[:, :, None] + (x - grey[:, :, None]) * s
+        expected = np.clip(np.rint(x), 0, 255)
+        got = color_jitter(img, 0.4, np.random.default_rng(seed)).astype(np.float64)
+        assert np.abs(got - expected).max() <= 1
 
 
 def test_resize_and_pad_and_inverse_round_trip() -> None:
