@@ -277,3 +277,12 @@ def test_a_few_steps_fit_one_batch() -> None:
         opt.step()
         losses.append(out["loss"].item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_bf16_autocast_forward_gives_fp32_training_maps() -> None:
+    model = build_dbnet(models_cfg("mobilenetv3_small_100", inner_channels=32, out_channels=8)).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(1, 3, 64, 64))
+    assert all(v.dtype == torch.float32 for v in out.values())
+    expected = model.head.k * (torch.sigmoid(out["prob_logits"]) - out["thresh"])
+    torch.testing.assert_close(out["binary_logits"], expected)

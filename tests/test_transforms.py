@@ -227,3 +227,12 @@ def test_normalize_round_trip() -> None:
     np.testing.assert_allclose(x[:, 0, 0], (img[0, 0] / 255.0 - IMAGENET_MEAN) / [0.229, 0.224, 0.225], rtol=1e-5)
     np.testing.assert_array_equal(denormalize(x), img)
     assert normalize(img[..., 0]).shape == (3, 20, 30)
+
+
+def test_augment_tolerates_empty_and_no_polygons() -> None:
+    image, polys = scene()
+    cfg = AugmentConfig(hflip=1.0, rotate=5.0, crop=1.0, scale=(1.2, 1.3))
+    res = Augment(cfg, 0)(image, polys + [np.zeros((0, 2))])
+    assert 4 not in res.kept.tolist() and len(res.polygons) == len(res.kept)
+    res = Augment(cfg, 0)(image, [])
+    assert res.polygons == [] and res.kept.size == 0 and res.image.ndim == 3

@@ -157,6 +157,8 @@ def _free_boundaries(polygons: Polygons, size: int, axis: int) -> np.ndarray:
     """Cut positions 0..size along ``axis`` that cross no polygon (image edges always allowed)."""
     blocked = np.zeros(size + 2, dtype=np.int64)
     for p in polygons:
+        if not len(p):
+            continue
         lo = max(int(math.floor(p[:, axis].min())) + 1, 1)
         hi = min(int(math.ceil(p[:, axis].max())) - 1, size - 1)
         if lo <= hi:
@@ -172,6 +174,8 @@ def _crop(
 ) -> tuple[np.ndarray, Polygons, np.ndarray]:
     kept, out = [], []
     for i, p in enumerate(polygons):
+        if not len(p):  # nothing to place; dropped like text outside the crop
+            continue
         cx = (p[:, 0].min() + p[:, 0].max()) / 2
         cy = (p[:, 1].min() + p[:, 1].max()) / 2
         if x0 <= cx <= x1 and y0 <= cy <= y1:
