@@ -40,10 +40,13 @@ def main() -> None:
     render_receipt(0, 0, 640, fonts)  # warm font cache
     images = []
     render_ms = _per_item_ms(lambda i: images.append(render_receipt(1, i, 640, fonts)[0]), range(N))
-    jpeg_ms = _per_item_ms(lambda im: Image.fromarray(im).save(io.BytesIO(), "JPEG", quality=90), images)
+    jpeg_ms = _per_item_ms(
+        lambda im: Image.fromarray(im).save(io.BytesIO(), "JPEG", quality=90), images
+    )
     words = sum(len(render_receipt(1, i, 640, fonts)[1].words) for i in range(5)) / 5
     print(f"render_receipt 640px: {render_ms:6.1f} ms/image (~{words:.0f} words)  goal <= 50")
-    print(f"reference JPEG encode: {jpeg_ms:6.1f} ms/image  ratio render/encode = {render_ms / jpeg_ms:.1f}x")
+    print(f"reference JPEG encode: {jpeg_ms:6.1f} ms/image  "
+          f"ratio render/encode = {render_ms / jpeg_ms:.1f}x")
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

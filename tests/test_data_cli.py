@@ -20,7 +20,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "ds"
-    result = runner.invoke(root, ["data", "synth", str(out), "--n", "5", "--seed", "4", "--size", "320"])
+    args = ["data", "synth", str(out), "--n", "5", "--seed", "4", "--size", "320"]
+    result = runner.invoke(root, args)
     assert result.exit_code == 0, result.output
     assert "wrote 4 train + 1 val images" in result.stdout
     return out
@@ -135,8 +136,8 @@ def test_synth_refuses_existing_dataset_without_force(synth_dir: Path, tmp_path:
     ds = _copy(synth_dir, tmp_path / "ds")
     result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "128"])
     assert result.exit_code == 2 and "--force" in result.stderr
-    result = runner.invoke(
-        root, ["data", "synth", str(ds), "--n", "2", "--size", "128", "--val-fraction", "0.5", "--force"])
+    args = ["data", "synth", str(ds), "--n", "2", "--size", "128", "--val-fraction", "0.5"]
+    result = runner.invoke(root, [*args, "--force"])
     assert result.exit_code == 0, result.output
     assert len(read_json(ds / "jsons" / "train.json")) == 1
     assert len(list((ds / "images" / "train").iterdir())) == 1

@@ -117,10 +117,12 @@ def test_json_structure_errors_give_key_path_and_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_json(path)
     by_key = {p.key: p for p in err.value.problems}
-    assert set(by_key) == {"images.a.jpg.words.0003.points", "images.b.jpg", "images.c.jpg.words.0001"}
+    assert set(by_key) == {
+        "images.a.jpg.words.0003.points", "images.b.jpg", "images.c.jpg.words.0001"}
     assert by_key["images.a.jpg.words.0003.points"].line == 4
     assert "point 1" in by_key["images.a.jpg.words.0003.points"].message
-    assert by_key["images.b.jpg"].line == 6 and "missing key 'words'" in by_key["images.b.jpg"].message
+    assert by_key["images.b.jpg"].line == 6
+    assert "missing key 'words'" in by_key["images.b.jpg"].message
     assert "missing key 'points'" in by_key["images.c.jpg.words.0001"].message
     assert all(p.file == str(path) for p in err.value.problems)
 
@@ -129,8 +131,9 @@ def test_json_structure_errors_give_key_path_and_line(tmp_path: Path) -> None:
     ("text", "fragment"),
     [
         ('{"pictures": {}}', "missing key 'images'"),
+        ('{"images": []}', "'images' must be an object"),
         ("[1, 2]", "top level must be an object"),
-        ('{"images": {"a.jpg": {"words": {"1": {"points": [[0,0],[1,0],[1,1]], "text": 5}}}}}', "string"),
+        ('{"images": {"a.jpg": {"words": {"1": {"points": [[0,0],[1,0]], "text": 5}}}}}', "string"),
         ('{"images": {"a.jpg": {"words": {}, "img_w": -3}}}', "positive integer"),
     ],
 )
@@ -151,7 +154,8 @@ def test_icdar_golden_round_trips_byte_for_byte(tmp_path: Path) -> None:
     src = GOLDEN / "gt_img_7.txt"
     ann = read_icdar_txt(src)
     assert ann.name == "img_7.jpg"
-    assert [w.text for w in ann.words] == ["Genaxis Theatre", "[06]", "###", "Hello, world, again", ""]
+    texts = ["Genaxis Theatre", "[06]", "###", "Hello, world, again", ""]
+    assert [w.text for w in ann.words] == texts
     assert [w.ignore for w in ann.words] == [False, False, True, False, False]
     assert ann.words[3].points.tolist() == [[10.5, 10], [50, 10], [50, 30.25], [10.5, 30]]
     assert dumps_icdar_txt(ann) == src.read_text(encoding="utf-8")
@@ -270,7 +274,8 @@ def test_sanitize_reports_each_kind_with_image_and_word() -> None:
     assert by_word["flat"].dropped and "zero area" in by_word["flat"].message
     assert by_word["gone"].dropped and "outside" in by_word["gone"].message
     assert not by_word["bowtie"].dropped and not by_word["edge"].dropped
-    assert str(by_word["edge"]) == "train.json images.r.jpg.words.edge: clipped: " + by_word["edge"].message
+    edge = by_word["edge"]
+    assert str(edge) == "train.json images.r.jpg.words.edge: clipped: " + edge.message
     assert [w.id for w in clean.words] == ["good", "bowtie", "edge"]
 
 

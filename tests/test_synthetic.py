@@ -33,7 +33,8 @@ def _ink_stats(image: np.ndarray, points: np.ndarray) -> tuple[float, float, flo
     ring = cv2.dilate(inside, np.ones((7, 7), np.uint8)) - inside
     paper = float(np.median(gray[cv2.dilate(inside, np.ones((31, 31), np.uint8)) > 0]))
     dark = gray < paper - 40
-    return float(dark[inside > 0].mean()), float(dark[ring > 0].mean()), paper - gray[inside > 0].min()
+    contrast = paper - float(gray[inside > 0].min())
+    return float(dark[inside > 0].mean()), float(dark[ring > 0].mean()), contrast
 
 
 def _check_polygons_on_ink(image: np.ndarray, ann, tight: bool = True) -> None:  # noqa: ANN001
@@ -45,7 +46,7 @@ def _check_polygons_on_ink(image: np.ndarray, ann, tight: bool = True) -> None: 
     for word in ann.words:
         pts = word.points
         assert pts.shape == (4, 2)
-        assert pts[:, 0].min() >= 0 and pts[:, 0].max() <= w and pts[:, 1].min() >= 0 and pts[:, 1].max() <= h
+        assert pts.min() >= 0 and pts[:, 0].max() <= w and pts[:, 1].max() <= h
         x, y = pts[:, 0], pts[:, 1]
         assert np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y) > 0  # clockwise on screen
         inside, ring, contrast = _ink_stats(image, pts)
@@ -152,7 +153,9 @@ def test_synthesize_bad_arguments(tmp_path: Path, kwargs: dict, fragment: str) -
         synthesize(tmp_path / "x", **kwargs)
 
 
-def test_default_dataset_is_cached_and_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_dataset_is_cached_and_atomic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OCRTUNE_CACHE", str(tmp_path / "cache"))
     first = default_dataset(n=3, seed=0, size=192)
     assert first.parent == tmp_path / "cache" and first.name.startswith("synthetic-")

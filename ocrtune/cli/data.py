@@ -22,7 +22,9 @@ _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
 T = TypeVar("T")
 
-DirArg = Annotated[Path, typer.Argument(help="Dataset folder (images/<split>/ + jsons/ or annotations/).")]
+DirArg = Annotated[
+    Path, typer.Argument(help="Dataset folder: images/<split>/ plus jsons/ or annotations/.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 
 
@@ -52,7 +54,7 @@ def _render_split(s: SplitStats, max_listed: int) -> None:
         ("images", d["images"]),
         ("annotated images", d["annotated_images"] if s.annotation else "no annotation file"),
         ("words", d["words"]),
-        ("words/image min | mean | max", f"{_fmt(wpi['min'])} | {_fmt(wpi['mean'])} | {_fmt(wpi['max'])}"),
+        ("words/image min | mean | max", " | ".join(_fmt(wpi[k]) for k in ("min", "mean", "max"))),
         ("long side min | max (px)", f"{_fmt(side['min'])} | {_fmt(side['max'])}"),
         ("polygon vertices", ", ".join(f"{k}: {v}" for k, v in d["vertices"].items()) or "-"),
         ("problems", d["problems"]["total"]),
@@ -70,7 +72,8 @@ def _render_split(s: SplitStats, max_listed: int) -> None:
         for p in s.problems[:max_listed]:
             _out.print(f"  {p}", markup=False)
         if len(s.problems) > max_listed:
-            _out.print(f"  ... and {len(s.problems) - max_listed} more (ocrtune data check lists all)")
+            more = len(s.problems) - max_listed
+            _out.print(f"  ... and {more} more (ocrtune data check lists all)")
 
 
 @app.command()
@@ -117,7 +120,9 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
     size: Annotated[int, typer.Option(help="Image height in pixels.", min=64)] = 640,
     val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.2,
-    force: Annotated[bool, typer.Option(help="Write into a folder that already has a dataset.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Replace the train/val data of a folder that already has some.")
+    ] = False,
 ) -> None:
     """Render synthetic receipts with exact word polygons in the competition layout."""
     with Progress(console=_err, transient=True) as progress:

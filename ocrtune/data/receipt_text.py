@@ -126,7 +126,7 @@ def _fill(rng: np.random.Generator, template: str) -> str:
     )
 
 
-def _money(rng: np.random.Generator, value: int, won: bool) -> str:
+def _money(value: int, won: bool) -> str:
     return f"{value:,}" if won else f"{value / 100:.2f}"
 
 
@@ -134,7 +134,9 @@ def _distinct(rng: np.random.Generator, options: tuple[str, ...], k: int) -> lis
     return [options[i] for i in rng.permutation(len(options))[:k]]
 
 
-def receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool, rule: str) -> Iterator[Line]:
+def receipt_lines(
+    rng: np.random.Generator, n_lines: int, korean: bool, rule: str
+) -> Iterator[Line]:
     """About ``n_lines`` lines: header, items with prices, totals, footer, with ``rule`` lines
     (a full-width separator such as ``-----``) between the blocks."""
     ko = (lambda: bool(rng.random() < 0.7)) if korean else (lambda: False)
@@ -153,14 +155,15 @@ def receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool, rule: st
         price = int(rng.integers(5, 300)) * 100
         total += qty * price
         name = _pick(rng, _ITEMS_KO if ko() else _ITEMS)
+        amount = _money(qty * price, won)
         if rng.random() < 0.5:
-            yield Line(((name, "left"), (f"{qty}", "mid"), (_money(rng, qty * price, won), "right")))
+            yield Line(((name, "left"), (f"{qty}", "mid"), (amount, "right")))
         else:
-            yield Line(((f"{name} x{qty}", "left"), (_money(rng, qty * price, won), "right")))
+            yield Line(((f"{name} x{qty}", "left"), (amount, "right")))
     yield Line(((rule, "left"),), rule=True)
     labels = _TOTALS_KO if ko() else _TOTALS
-    for k, label in enumerate([labels[2], *_distinct(rng, labels[3:], n_tot - 1)]):
-        yield Line(((label, "left"), (_money(rng, total if k == 0 else total // (k + 1), won), "right")),
-                   bold=k == 0, scale=1.15 if k == 0 else 1.0)
+    for k, label in enumerate([labels[2], *_distinct(rng, labels[:2] + labels[3:], n_tot - 1)]):
+        amount = _money(total if k == 0 else total // (k + 1), won)
+        yield Line(((label, "left"), (amount, "right")), bold=k == 0, scale=1.15 if k == 0 else 1.0)
     yield Line(((rule, "left"),), rule=True)
     yield Line(((_pick(rng, _FOOT_KO if ko() else _FOOT), "center"),))

@@ -110,7 +110,8 @@ def _scan_annotations(
                 "missing-image", f"no such file in {stats.image_dir}", src, name, dropped=True))
             continue
         size = sizes.get(name)
-        if size is not None and None not in (ann.width, ann.height) and size != (ann.width, ann.height):
+        declared = (ann.width, ann.height)
+        if size is not None and None not in declared and size != declared:
             stats.problems.append(DataProblem(
                 "size-mismatch",
                 f"img_w x img_h is {ann.width}x{ann.height} but the image is {size[0]}x{size[1]}",

@@ -24,13 +24,13 @@ from PIL import Image, ImageDraw
 
 from ocrtune.data.formats import Annotations, ImageAnnotation, Word, write_json
 from ocrtune.data.layout import cache_root
-from ocrtune.data.receipt_text import FontSet, Line, find_fonts, load_font, receipt_lines
+from ocrtune.data.receipt_text import FontSet, find_fonts, load_font, receipt_lines
 from ocrtune.errors import InputError
 
 __all__ = ["GENERATOR_VERSION", "SynthResult", "render_receipt", "synthesize", "default_dataset"]
 
 #: Bump when the renderer's output changes, so cached default datasets are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _INK_THRESHOLD = 32  # coverage (0-255) that counts as ink when tightening word boxes
 
 
@@ -120,7 +120,8 @@ def _render_paper(
                     box = _tight_box(ink, font, part, xi, y)
                     if box is not None:
                         x0, y0, x1, y1 = box
-                        words.append((part, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)))
+                        quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+                        words.append((part, quad))
                 x += wdt + space
         y += int(round(height * spacing))
     return np.asarray(ink), words
@@ -233,14 +234,17 @@ def synthesize(
         raise InputError(f"number of images must be at least 1, got {n}", key="n")
     out = Path(out)
     n_train, n_val = _split_counts(n, val_fraction)
-    ours = [out / "images" / s for s in ("train", "val")] + [out / "jsons" / f"{s}.json" for s in ("train", "val")]
+    splits = {"train": range(0, n_train), "val": range(n_train, n)}
+    ours = [out / "images" / s for s in splits] + [out / "jsons" / f"{s}.json" for s in splits]
     if any(p.exists() for p in ours):
         if not overwrite:
             raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
         for p in ours:
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
     fonts = find_fonts()
-    splits = {"train": range(0, n_train), "val": range(n_train, n)}
     n_words = 0
     for split, indices in splits.items():
         image_dir = out / "images" / split

@@ -141,12 +141,14 @@ def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno)
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
-        what = "missing key 'images'" if isinstance(data, dict) else "top level must be an object"
+        if not isinstance(data, dict):
+            what = "top level must be an object"
+        else:
+            what = "'images' must be an object" if "images" in data else "missing key 'images'"
         raise InputError(what, file=file, line=1, key="images" if isinstance(data, dict) else None)
     col = _Collector(file, text)
-    images = [
-        im for name, raw in data["images"].items() if (im := _parse_image(name, raw, col)) is not None
-    ]
+    parsed = (_parse_image(name, raw, col) for name, raw in data["images"].items())
+    images = [im for im in parsed if im is not None]
     col.raise_if_any()
     extra = {k: v for k, v in data.items() if k != "images"}
     return Annotations(images, extra=extra, source=file)
@@ -172,7 +174,9 @@ def _points_out(word: Word, decimals: int | None) -> list[list[Any]]:
     return [[float(x), float(y)] for x, y in pts.tolist()]
 
 
-def _ordered(known: dict[str, Any], extra: dict[str, Any], layout: _Layout | None) -> dict[str, Any]:
+def _ordered(
+    known: dict[str, Any], extra: dict[str, Any], layout: _Layout | None
+) -> dict[str, Any]:
     """Merge fields back in on-disk key order, appending keys the file did not have."""
     merged = {**extra, **known}
     order = [k for k in (layout.keys if layout else ()) if k in merged]
@@ -188,7 +192,7 @@ def _word_out(word: Word, decimals: int | None) -> dict[str, Any]:
     extra = dict(word.extra)
     if word.ignore and word.text != DONT_CARE and "ignore" not in extra:
         extra["ignore"] = True
-    if not word.layout:  # new records: points first, then text, then the rest
+    if word.layout is None or not word.layout.keys:  # new: points, text, then the rest
         return {**known, **extra}
     return _ordered(known, extra, word.layout)
 

@@ -60,12 +60,12 @@ def read_submission_csv(path: str | Path) -> Annotations:
             try:
                 values = [float(v) for v in poly.split()]
             except ValueError:
-                problems.append(Problem(f"polygon {k}: coordinates must be numbers", str(path), line))
+                msg = f"polygon {k}: coordinates must be numbers"
+                problems.append(Problem(msg, str(path), line))
                 continue
             if len(values) % 2:
-                problems.append(
-                    Problem(f"polygon {k}: odd number of coordinates ({len(values)})", str(path), line)
-                )
+                msg = f"polygon {k}: odd number of coordinates ({len(values)})"
+                problems.append(Problem(msg, str(path), line))
                 continue
             int_coords = all(re.fullmatch(r"[-+]?\d+", v) for v in poly.split())
             words.append(Word(f"{len(words) + 1:04d}", np.asarray(values).reshape(-1, 2),

@@ -88,6 +88,7 @@ def _check_word(
     elif shape.area <= _AREA_EPS:
         return None, [("degenerate", "polygon has zero area")]
     if width is not None and height is not None:
+        frame = f"the {width}x{height} image"
         outside = (
             (pts[:, 0] < -_EDGE_EPS)
             | (pts[:, 0] > width + _EDGE_EPS)
@@ -97,10 +98,10 @@ def _check_word(
         if outside.any():
             inside = _largest_polygon(shape.intersection(shapely.box(0, 0, width, height)))
             if inside is None:
-                return None, [*notes, ("degenerate", f"polygon lies outside the {width}x{height} image")]
+                return None, [*notes, ("degenerate", f"polygon lies outside {frame}")]
             pts = _ring(inside)
             notes.append(
-                ("clipped", f"{int(outside.sum())} point(s) outside the {width}x{height} image; clipped")
+                ("clipped", f"{int(outside.sum())} point(s) outside {frame}; clipped")
             )
     return (word.replace_points(pts) if notes else word), notes
 
