@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ocrtune import __version__
-from ocrtune.cli import compare, presets
+from ocrtune.cli import compare, data, presets, runs, train
 from ocrtune.cli._output import error
 from ocrtune.errors import InputError, OcrtuneError
 
@@ -38,7 +38,12 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(presets.app, name="presets")
+app.add_typer(runs.app, name="runs")
+app.add_typer(data.app, name="data")
 app.command("compare")(compare.compare)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("predict")(train.predict)
 
 
 def _version(value: bool) -> None:

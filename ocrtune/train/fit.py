@@ -1,0 +1,277 @@
+"""``fit``: train a preset into a run directory and return what happened.
+
+Statuses: ``completed``; ``diverged`` (NaN/inf loss; sweeps score it worst); ``oom`` (with a
+hint); ``interrupted`` (Ctrl-C; resumable from last.ckpt); ``failed`` (anything else, with the
+error's last lines). Every outcome is written to ``summary.json`` before ``fit`` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ocrtune.errors import InputError, OcrtuneError
+from ocrtune.presets.load import LoadedPreset
+from ocrtune.presets.schema import Preset
+from ocrtune.train.rundir import RunDir, find_run, new_run_dir, write_text_atomic
+
+log = logging.getLogger("ocrtune.train")
+
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    best_epoch: int | None
+    best: dict[str, float | None]
+    epochs: int
+    wall_time_s: float
+    device: str
+    error: str | None = None
+    hint: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainOptions:
+    """Run-level settings that are not part of the preset."""
+
+    data: Path | None = None
+    name: str | None = None
+    runs_dir: Path = Path("runs")
+    resume: str | None = None
+    devices: str | int | None = None
+    strategy: str | None = None
+    num_nodes: int | None = None
+    accelerator: str = "auto"
+    logger: str = "csv"
+    progress: bool = True
+    val_loss: bool = False
+    max_epochs: int | None = None
+    limit_train_batches: int | float | None = None
+
+
+def resolve_data_root(preset: Preset, data: Path | None) -> Path:
+    """--data, else the preset's ``datasets.root``, else the cached synthetic receipts."""
+    if data is not None:
+        return Path(data)
+    if preset.datasets.root:
+        return Path(os.path.expanduser(preset.datasets.root))
+    from ocrtune.data.synthetic import default_dataset
+
+    log.info("no dataset given: using the embedded synthetic receipts")
+    return default_dataset()
+
+
+def precision_for(preset: Preset, accelerator: str) -> str:
+    p = preset.trainer.precision
+    if p != "auto":
+        return "32-true" if p == "32" else p
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def preset_yaml(preset: Preset, header: str) -> str:
+    from ocrtune.presets.write import dump
+
+    return f"# {header}\n" + dump(preset.model_dump(mode="json"))
+
+
+def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
+    """Train; always returns a result whose status is also in ``summary.json``."""
+    import lightning as L
+
+    from ocrtune.train.datamodule import DetectionDataModule
+    from ocrtune.train.module import DBNetModule, Diverged
+    from ocrtune.train.recorder import RunRecorder
+
+    preset = loaded.preset if isinstance(loaded, LoadedPreset) else loaded
+    source = f"{loaded.name} ({loaded.path})" if isinstance(loaded, LoadedPreset) else "preset"
+    resume_ckpt: Path | None = None
+    rows: list[dict[str, Any]] = []
+    if opts.resume:
+        run = find_run(opts.resume, opts.runs_dir)
+        resume_ckpt = run.last_ckpt
+        if not resume_ckpt.is_file():
+            raise InputError("no last.ckpt to resume from", file=str(run.checkpoints))
+        from ocrtune.presets.load import load_preset
+
+        preset = load_preset(run.config).preset
+        rows = run.read_metrics()
+        summary = run.read_summary()
+    else:
+        name = opts.name or (loaded.name if isinstance(loaded, LoadedPreset) else "run")
+        summary = {}
+    data_root = resolve_data_root(preset, opts.data)
+    if opts.max_epochs is not None:
+        preset = preset.model_copy(update={"trainer": preset.trainer.model_copy(update={"max_epochs": opts.max_epochs})})
+
+    accelerator = opts.accelerator
+    precision = precision_for(preset, accelerator)
+    dm = DetectionDataModule(
+        data_root,
+        preset.datasets,
+        preset.dataloader.batch_size,
+        preset.dataloader.num_workers,
+        val_targets=opts.val_loss,
+        pin_memory=torch.cuda.is_available(),
+    )
+    dm.prepare()  # bad data fails here, before a run directory exists
+    for line in dm.problems[:20]:
+        log.warning(line)
+
+    if not opts.resume:
+        run = RunDir(new_run_dir(opts.runs_dir, name))
+        write_text_atomic(run.config, preset_yaml(preset, f"resolved from {source}"))
+    L.seed_everything(preset.seed, workers=True, verbose=False)
+    module = DBNetModule(preset.model_dump(mode="json"), val_loss=opts.val_loss)
+    on_gpu = precision != "32-true" or (accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available())
+    if on_gpu and torch.cuda.is_available():
+        module = module.to(memory_format=torch.channels_last)
+
+    device = _device_name(accelerator)
+    summary.update(
+        {
+            "status": "running",
+            "preset": source,
+            "data": str(data_root),
+            "n_train": dm.n_train,
+            "n_val": dm.n_val,
+            "device": device,
+            "precision": precision,
+            "max_epochs": preset.trainer.max_epochs,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+    )
+    recorder = RunRecorder(run, summary, rows)
+    recorder.update_summary()
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="best",
+        monitor="val/hmean",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+    callbacks: list[Any] = [recorder, ckpt]
+    if opts.progress:
+        from lightning.pytorch.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    t = preset.trainer
+    trainer = L.Trainer(
+        default_root_dir=run.path,
+        max_epochs=t.max_epochs,
+        accelerator=accelerator,
+        devices=opts.devices if opts.devices is not None else t.devices,
+        strategy=opts.strategy or t.strategy,
+        num_nodes=opts.num_nodes or t.num_nodes,
+        precision=precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val or None,
+        callbacks=callbacks,
+        logger=_logger(opts.logger, run.path),
+        enable_progress_bar=opts.progress,
+        enable_model_summary=opts.progress,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        limit_train_batches=opts.limit_train_batches,
+        deterministic=False,
+    )
+    start = time.perf_counter()
+    status, error, hint = "completed", None, None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Precision.*is not supported by the model summary.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
+            if trainer.interrupted:
+                status = "interrupted"
+        except Diverged as e:
+            status, error = "diverged", str(e)
+        except torch.cuda.OutOfMemoryError as e:
+            status, error = "oom", _last_lines(e)
+            hint = "out of GPU memory: lower dataloader.batch_size or datasets.image_size (--set ...)"
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except SystemExit:
+            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT after.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            if not trainer.interrupted:
+                raise
+            status = "interrupted"
+        except (InputError, OcrtuneError):
+            raise
+        except Exception as e:  # recorded, not hidden: the sweep goes on and the user sees why
+            status, error = "failed", _last_lines(e)
+    wall = time.perf_counter() - start + (float(summary.get("wall_time_s") or 0.0) if opts.resume else 0.0)
+    recorder.update_summary(
+        status=status,
+        error=error,
+        hint=hint,
+        wall_time_s=round(wall, 3),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        best_checkpoint=str(run.best_ckpt) if run.best_ckpt.is_file() else None,
+    )
+    return RunResult(
+        run.path,
+        status,
+        summary.get("best_epoch"),
+        summary.get("best") or {},
+        len(recorder.rows),
+        wall,
+        device,
+        error,
+        hint,
+        recorder.rows,
+    )
+
+
+def _device_name(accelerator: str) -> str:
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu: {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _logger(kind: str, path: Path) -> Any:
+    if kind not in LOGGERS:
+        raise InputError(f"unknown logger {kind!r}; choose one of {', '.join(LOGGERS)}", key="--logger")
+    from lightning.pytorch import loggers
+
+    if kind == "csv":
+        return loggers.CSVLogger(path, name="lightning_logs")
+    extra = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[kind]
+    try:
+        if kind == "tensorboard":
+            return [loggers.CSVLogger(path, name="lightning_logs"), loggers.TensorBoardLogger(path, name="tensorboard")]
+        if kind == "wandb":
+            return [loggers.CSVLogger(path, name="lightning_logs"), loggers.WandbLogger(save_dir=str(path), name=path.name)]
+        return [loggers.CSVLogger(path, name="lightning_logs"), loggers.MLFlowLogger(save_dir=str(path / "mlruns"), run_name=path.name)]
+    except (ImportError, ModuleNotFoundError) as e:
+        raise InputError(f"{kind} logging needs an extra: pip install 'ocrtune[{extra}]' ({e})", key="--logger") from None
+
+
+def _last_lines(e: BaseException, n: int = 8) -> str:
+    lines = "".join(traceback.format_exception(type(e), e, e.__traceback__)).strip().splitlines()
+    return "\n".join(lines[-n:])
+
+
+__all__: Sequence[str] = ["fit", "TrainOptions", "RunResult", "resolve_data_root", "precision_for"]

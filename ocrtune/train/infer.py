@@ -1,0 +1,203 @@
+"""``evaluate`` and ``predict`` from a run directory or a checkpoint file (plain torch loop).
+
+Predictions are postprocessed on the CPU from probability maps; ``predict --save-maps`` keeps
+those maps (cropped to the image, float16) so postprocess settings can be tuned and maps
+ensembled later without running the model again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ocrtune.errors import InputError
+from ocrtune.presets.load import apply_overrides, validate
+from ocrtune.presets.schema import Preset
+from ocrtune.train.rundir import CONFIG, RunDir, find_run, write_json_atomic
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Loaded:
+    module: Any  # DBNetModule
+    preset: Preset
+    checkpoint: Path
+    run: RunDir | None
+
+
+def load_checkpoint(
+    ref: str | Path, overrides: Sequence[str] = (), runs_dir: Path = Path("runs"), device: str | None = None
+) -> Loaded:
+    """A run (best.ckpt, else last.ckpt) or a ``.ckpt`` file, with ``--set`` applied to its preset."""
+    from ocrtune.train.module import DBNetModule
+
+    p = Path(ref)
+    run: RunDir | None = None
+    if p.is_file():
+        ckpt = p
+        if (p.parent.parent / CONFIG).is_file():
+            run = RunDir(p.parent.parent)
+    else:
+        run = find_run(ref, runs_dir)
+        ckpt = run.best_ckpt if run.best_ckpt.is_file() else run.last_ckpt
+        if not ckpt.is_file():
+            raise InputError("run has no checkpoint (best.ckpt or last.ckpt)", file=str(run.checkpoints))
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:  # corrupt or not a checkpoint
+        raise InputError(f"cannot read checkpoint: {e}", file=str(ckpt)) from None
+    hp = state.get("hyper_parameters", {}) if isinstance(state, dict) else {}
+    if "preset" not in hp:
+        raise InputError("not an ocrtune checkpoint (no preset in its hyper-parameters)", file=str(ckpt))
+    data = hp["preset"]
+    origins: dict[Any, Any] = {}
+    apply_overrides(data, origins, overrides)
+    preset = validate(data, origins, default_file=str(ckpt))
+    module = DBNetModule(preset.model_dump(mode="json"))
+    missing, unexpected = module.load_state_dict(state["state_dict"], strict=False)
+    if missing or unexpected:
+        raise InputError(
+            f"checkpoint does not fit the preset (missing {len(missing)}, unexpected {len(unexpected)} keys; "
+            "did --set change the model?)",
+            file=str(ckpt),
+        )
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module = module.to(dev).eval()
+    return Loaded(module, preset, ckpt, run)
+
+
+def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    dev = next(module.parameters()).device
+    amp = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    done, total = 0, len(loader.dataset)
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+        for batch in loader:
+            if batch is None:
+                continue
+            images = batch["image"].to(dev, non_blocking=True)
+            prob = module.model(images)["prob"].float().squeeze(1).cpu().numpy()
+            yield batch, prob
+            done += len(batch["name"])
+            if progress:
+                progress(done, total)
+
+
+def evaluate(
+    loaded: Loaded,
+    data_root: Path,
+    split: str = "val",
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """CLEval (image mean and global) and IoU H-mean on a labelled split."""
+    from ocrtune.metrics.cleval import CLEvalAccumulator
+    from ocrtune.metrics.iou import IoUAccumulator
+    from ocrtune.train.datamodule import split_loader
+
+    preset = loaded.preset
+    loader, items, problems = split_loader(
+        data_root, split, preset.datasets, batch_size or preset.dataloader.batch_size, num_workers
+    )
+    cle, iou = CLEvalAccumulator(), IoUAccumulator()
+    post = loaded.module.post
+    start = time.perf_counter()
+    for batch, maps in _prob_maps(loaded.module, loader, progress):
+        for name, m, s, o, gt, ign in zip(
+            batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"], batch["gt_ignore"]
+        ):
+            polys = [d.polygon for d in post(m, scale=s, original_size=tuple(o))]
+            cle.update(name, gt, polys)
+            iou.update(name, gt, polys, gt_ignore=ign)
+    c, i = cle.summary(), iou.summary()
+    result = {
+        "checkpoint": str(loaded.checkpoint),
+        "data": str(data_root),
+        "split": split,
+        "images": len(c["per_image"]),
+        "seconds": round(time.perf_counter() - start, 3),
+        "cleval": {"image_mean": c["image_mean"], "global": _scores(c["global"])},
+        "iou": {"image_mean": i["image_mean"], "global": _scores(i["global"])},
+        "per_image": {k: {m: v[m] for m in ("recall", "precision", "hmean")} for k, v in c["per_image"].items()},
+        "data_problems": problems,
+    }
+    if loaded.run is not None:
+        write_json_atomic(loaded.run.path / f"eval-{split}.json", result)
+    return result
+
+
+def _scores(d: dict[str, Any]) -> dict[str, float]:
+    return {m: d[m] for m in ("recall", "precision", "hmean")}
+
+
+def predict(
+    loaded: Loaded,
+    images: Path,
+    out_csv: Path,
+    json_out: Path | None = None,
+    maps_dir: Path | None = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Submission CSV for every image (those without detections too), optional JSON and maps."""
+    from torch.utils.data import DataLoader
+
+    from ocrtune.data.formats import write_json, write_submission_csv
+    from ocrtune.data.formats.records import Annotations, ImageAnnotation, Word
+    from ocrtune.train.datamodule import DetectionDataset, collate, image_folder_items
+
+    preset = loaded.preset
+    items = image_folder_items(images)
+    ds = DetectionDataset(items, preset.datasets, train=False, with_targets=False)
+    loader = DataLoader(ds, batch_size=batch_size or preset.dataloader.batch_size, num_workers=num_workers, collate_fn=collate)
+    post = loaded.module.post
+    records: dict[str, ImageAnnotation] = {}
+    n_det = 0
+    if maps_dir is not None:
+        maps_dir.mkdir(parents=True, exist_ok=True)
+    for batch, maps in _prob_maps(loaded.module, loader, progress):
+        for name, m, s, (h, w) in zip(batch["name"], maps, batch["scale"], batch["orig_size"]):
+            dets = post(m, scale=s, original_size=(h, w))
+            words = [Word(f"{k + 1:04d}", d.polygon) for k, d in enumerate(dets)]
+            records[name] = ImageAnnotation(name, words, width=w, height=h)
+            n_det += len(words)
+            if maps_dir is not None:
+                _save_map(maps_dir, name, m, s, (h, w))
+    skipped = [it.path.name for it in items if it.path.name not in records]
+    for name in skipped:  # unreadable images are still listed, with no detections
+        records[name] = ImageAnnotation(name, [])
+    ordered = Annotations([records[it.path.name] for it in items])
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    write_submission_csv(ordered, out_csv, decimals=2)
+    if json_out is not None:
+        write_json(ordered, json_out, decimals=2)
+    return {
+        "images": len(ordered),
+        "detections": n_det,
+        "unreadable": skipped,
+        "csv": str(out_csv),
+        "json": str(json_out) if json_out else None,
+        "maps": str(maps_dir) if maps_dir else None,
+    }
+
+
+def _save_map(maps_dir: Path, name: str, prob: np.ndarray, scale: float, orig: tuple[int, int]) -> None:
+    """The map over the image's own area (padding cropped), with what postprocess needs."""
+    h, w = orig
+    vh, vw = min(prob.shape[0], round(h * scale)), min(prob.shape[1], round(w * scale))
+    np.savez_compressed(
+        maps_dir / f"{name}.npz",
+        prob=prob[:vh, :vw].astype(np.float16),
+        scale=np.float64(scale),
+        orig_size=np.array([h, w], dtype=np.int64),
+    )
+
+

@@ -1,0 +1,183 @@
+"""LightningModule: DB loss in training, CLEval H-mean in validation, Adam(W) + cosine schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from ocrtune.errors import OcrtuneError
+from ocrtune.metrics.cleval import CLEvalAccumulator, CLEvalCounts
+from ocrtune.metrics.iou import IoUAccumulator
+from ocrtune.model.dbnet import build_dbnet
+from ocrtune.model.loss import DBLoss
+from ocrtune.model.postprocess import DBPostProcessor, Detection
+from ocrtune.presets.schema import PostprocessConfig, Preset
+
+VAL_METRICS = ("val/hmean", "val/precision", "val/recall", "val/iou_hmean")
+
+
+class Diverged(OcrtuneError):
+    """The training loss became NaN or infinite; the run ends with status ``diverged``."""
+
+
+def postprocessor(cfg: PostprocessConfig) -> DBPostProcessor:
+    return DBPostProcessor(
+        thresh=cfg.thresh,
+        box_thresh=cfg.box_thresh,
+        max_candidates=cfg.max_candidates,
+        use_polygon=cfg.use_polygon,
+        box_unclip_ratio=cfg.box_unclip_ratio,
+        polygon_unclip_ratio=cfg.polygon_unclip_ratio,
+        min_size=cfg.min_size,
+    )
+
+
+def lr_factor(epoch: int, lr: float, eta_min: float, t_max: int, warmup: int, name: str) -> float:
+    """Multiplier of the base lr at ``epoch`` (0-based).
+
+    Linear warm-up over ``warmup`` epochs, then PyTorch's closed-form ``CosineAnnealingLR``
+    (periodic past ``T_max``, exactly as the baseline's scheduler behaved).
+    """
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    if name == "constant":
+        return 1.0
+    t = epoch - warmup
+    return (eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2) / lr
+
+
+class DBNetModule(L.LightningModule):
+    def __init__(self, preset: dict[str, Any], val_loss: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.preset = Preset.model_validate(preset)
+        self.model = build_dbnet(self.preset.models)
+        self.loss = DBLoss(self.preset.models.loss)
+        self.post = postprocessor(self.preset.models.head.postprocess)
+        self.val_loss = val_loss
+        self._cleval = CLEvalAccumulator()
+        self._iou = IoUAccumulator()
+        self._val_losses: list[float] = []
+        self.last_grad_norm: float | None = None
+        self.last_val: dict[str, float] = {}
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return self.model(images)
+
+    # --- training -------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any] | None, batch_idx: int) -> Tensor | None:
+        if batch is None:
+            return None
+        out = self.model(batch["image"])
+        losses = self.loss(out, batch)
+        if not torch.isfinite(losses["loss"]):
+            raise Diverged(
+                f"training loss became {losses['loss'].item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step} (lr {self._lr():.3g})"
+            )
+        n = batch["image"].shape[0]
+        self.log("train/loss", losses["loss"].detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for part in ("prob", "thresh", "binary"):
+            self.log(f"train/{part}", losses[part], on_step=False, on_epoch=True, batch_size=n)
+        return losses["loss"]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        norms = [p.grad.detach().float().norm(2) for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.last_grad_norm = float(torch.linalg.vector_norm(torch.stack(norms), 2))
+
+    def _lr(self) -> float:
+        try:
+            return float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        except (AttributeError, IndexError, RuntimeError):
+            return float("nan")
+
+    # --- validation -----------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._cleval = CLEvalAccumulator()
+        self._iou = IoUAccumulator()
+        self._val_losses = []
+
+    def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
+        if batch is None:
+            return
+        want_loss = self.val_loss and "prob_map" in batch
+        out = self.model(batch["image"], all_maps=want_loss)
+        if want_loss:
+            self._val_losses.append(float(self.loss(out, batch)["loss"]))
+            prob = torch.sigmoid(out["prob_logits"].float())
+        else:
+            prob = out["prob"].float()
+        for name, pred, gt, ignore in zip(batch["name"], self._detect(prob, batch), batch["gt"], batch["gt_ignore"]):
+            polys = [d.polygon for d in pred]
+            self._cleval.update(name, gt, polys)
+            self._iou.update(name, gt, polys, gt_ignore=ignore)
+
+    def _detect(self, prob: Tensor, batch: dict[str, Any]) -> list[list[Detection]]:
+        maps = prob.squeeze(1).cpu().numpy()
+        return [
+            self.post(m, scale=s, original_size=tuple(o))
+            for m, s, o in zip(maps, batch["scale"], batch["orig_size"])
+        ]
+
+    def on_validation_epoch_end(self) -> None:
+        cle = self._cleval.summary()
+        iou = self._iou.summary()
+        if self.trainer.world_size > 1:
+            cle, iou = _gather_summaries(cle, iou)
+        scores = {
+            "val/hmean": cle["image_mean"]["hmean"],
+            "val/precision": cle["image_mean"]["precision"],
+            "val/recall": cle["image_mean"]["recall"],
+            "val/iou_hmean": iou["image_mean"]["hmean"],
+        }
+        if self._val_losses:
+            scores["val/loss"] = float(np.mean(self._val_losses))
+        for k, v in scores.items():
+            self.log(k, float(v), prog_bar=k == "val/hmean", sync_dist=False)
+        self.last_val = {k: float(v) for k, v in scores.items()}
+
+    # --- optimisation ---------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        o, s = self.preset.models.optimizer, self.preset.models.scheduler
+        cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+        opt = cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda e: lr_factor(e, o.lr, s.eta_min, s.T_max, s.warmup_epochs, s.name)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def _gather_summaries(cle: dict[str, Any], iou: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge per-rank metric summaries (DDP): image means over all images, pooled counts."""
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (cle["per_image"], iou["per_image"]))
+    cle_imgs: dict[str, Any] = {}
+    iou_imgs: dict[str, Any] = {}
+    for c, i in parts:
+        cle_imgs.update(c)
+        iou_imgs.update(i)
+    return _mean_of(cle_imgs, pooled=True), _mean_of(iou_imgs, pooled=False)
+
+
+def _mean_of(per_image: dict[str, Any], pooled: bool) -> dict[str, Any]:
+    n = max(len(per_image), 1)
+    mean = {m: sum(v[m] for v in per_image.values()) / n for m in ("recall", "precision", "hmean")}
+    out: dict[str, Any] = {"per_image": per_image, "image_mean": mean}
+    if pooled:
+        total = CLEvalCounts()
+        for v in per_image.values():
+            total = total + CLEvalCounts(**v["counts"])
+        r, p, h = total.scores()
+        out["global"] = {"recall": r, "precision": p, "hmean": h}
+    return out
