@@ -194,7 +194,10 @@ def _convex_quad(draw: st.DrawFn) -> list[tuple[int, int]]:
     ang = draw(st.floats(0, np.pi))
     c, s = np.cos(ang), np.sin(ang)
     corners = [(-w, -h), (w, -h), (w, h), (-w, h)]
-    pts = [(round(cx + c * x - s * y + draw(st.integers(-2, 2))), round(cy + s * x + c * y)) for x, y in corners]
+    pts = [
+        (round(cx + c * x - s * y + draw(st.integers(-2, 2))), round(cy + s * x + c * y))
+        for x, y in corners
+    ]
     return pts[::-1] if draw(st.booleans()) else pts
 
 
@@ -215,7 +218,8 @@ def test_convex_clip_matches_shapely(pairs: list) -> None:
 @st.composite
 def _grid_boxes(draw: st.DrawFn) -> list[list[list[int]]]:
     """Non-overlapping axis-aligned boxes, one per cell of a 150x60 grid, listed TL-first."""
-    cells = draw(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 9)), min_size=1, max_size=15, unique=True))
+    cell = st.tuples(st.integers(0, 5), st.integers(0, 9))
+    cells = draw(st.lists(cell, min_size=1, max_size=15, unique=True))
     boxes = []
     for cx, cy in cells:
         w = draw(st.integers(4, 140))
@@ -291,7 +295,10 @@ def test_load_words_json_keeps_file_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "pattern"),
     [
-        ('{"images": {"a.jpg": {"words": {"1": {"points": [[1, "x"]]}}}}}', r"images\.a\.jpg\.words\.1\.points"),
+        (
+            '{"images": {"a.jpg": {"words": {"1": {"points": [[1, "x"]]}}}}}',
+            r"images\.a\.jpg\.words\.1\.points",
+        ),
         ('{"images": {"a.jpg": {"words": {"1": {"pts": []}}}}}', r"images\.a\.jpg\.words\.1\.points"),
         ('{"images": {"a.jpg": {}}}', r'images\.a\.jpg: expected an object with "words"'),
         ('{"images": {"a.jpg": {"words": [1]}}}', r"images\.a\.jpg\.words"),
@@ -309,3 +316,13 @@ def test_load_words_json_rejects_malformed(tmp_path: Path, text: str, pattern: s
 def test_load_words_json_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="file not found"):
         load_words_json(tmp_path / "nope.json")
+
+
+def test_metrics_import_without_torch() -> None:
+    """The metrics are core modules: importing them must not pull in torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, ocrtune.metrics; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

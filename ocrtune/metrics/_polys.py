@@ -16,14 +16,25 @@ import numpy as np
 import shapely
 import shapely.errors
 
-from ocrtune.errors import InputError
+from ocrtune.errors import InputError, Problem
 from ocrtune.metrics._clip import clip_convex_areas, convex_ccw
 
 __all__ = [
     "PolyBatch",
+    "located",
     "to_batch",
     "pair_intersection_areas",
 ]
+
+
+def located(name: str, err: InputError) -> InputError:
+    """The same problems, with the image name prefixed to each key."""
+    return InputError(
+        problems=[
+            Problem(p.message, p.file, p.line, p.column, f"{name}: {p.key}" if p.key else name)
+            for p in err.problems
+        ]
+    )
 
 
 def _check_points(arr: np.ndarray, key: str) -> np.ndarray:
@@ -181,12 +192,34 @@ class PolyBatch:
                 rings = shapely.linearrings(coords, indices=np.repeat(np.arange(len(use)), n))
                 polys = shapely.polygons(rings)
             except (shapely.errors.GEOSException, ValueError):  # e.g. 3 points, closed
-                polys = np.array([_one_polygon(self.pts[i, :m]) for i, m in zip(use.tolist(), n.tolist())])
-            bad = ~shapely.is_valid(polys)
-            if bad.any():
-                polys[bad] = shapely.make_valid(polys[bad])
+                rows = zip(use.tolist(), n.tolist())
+                polys = np.array([_one_polygon(self.pts[i, :m]) for i, m in rows])
+            bad = np.flatnonzero(~shapely.is_valid(polys))
+            for i in bad.tolist():
+                polys[i] = _polygonal(shapely.make_valid(polys[i]))
             geoms[ring] = polys
         return geoms
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    """Only the areal part of a repaired geometry (GEOS overlay rejects mixed collections)."""
+    if shapely.get_type_id(geom) in (3, 6):  # Polygon, MultiPolygon
+        return geom
+    polys: list[shapely.Polygon] = []
+    for part in shapely.get_parts(geom):
+        if shapely.get_type_id(part) == 3:
+            polys.append(part)
+        elif shapely.get_type_id(part) == 6:
+            polys.extend(shapely.get_parts(part))
+    return shapely.MultiPolygon(polys) if polys else shapely.Polygon()
+
+
+def _intersection_area(ga: shapely.Geometry, gb: shapely.Geometry) -> float:
+    """One pair, retrying on a buffer(0)-cleaned copy when GEOS gives up on the first try."""
+    try:
+        return float(shapely.area(shapely.intersection(ga, gb)))
+    except shapely.errors.GEOSException:
+        return float(shapely.area(shapely.intersection(ga.buffer(0), gb.buffer(0))))
 
 
 def _one_polygon(pts: np.ndarray) -> shapely.Polygon:
@@ -223,6 +256,11 @@ def pair_intersection_areas(
     if slow.size:
         ua, inv_a = np.unique(ia[slow], return_inverse=True)
         ub, inv_b = np.unique(ib[slow], return_inverse=True)
-        ga, gb = a.geometries(ua), b.geometries(ub)
-        out[slow] = shapely.area(shapely.intersection(ga[inv_a], gb[inv_b]))
+        ga, gb = a.geometries(ua)[inv_a], b.geometries(ub)[inv_b]
+        live = ~(shapely.is_empty(ga) | shapely.is_empty(gb))
+        ga, gb, rows = ga[live], gb[live], slow[live]
+        try:
+            out[rows] = shapely.area(shapely.intersection(ga, gb))
+        except shapely.errors.GEOSException:
+            out[rows] = [_intersection_area(x, y) for x, y in zip(ga, gb)]
     return out

@@ -24,7 +24,7 @@ from ocrtune.metrics._cleval_shape import (
     points_in_polygons,
     pred_fp_costs,
 )
-from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
+from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
 
 __all__ = [
     "CLEvalAccumulator",
@@ -199,9 +199,7 @@ class CLEvalAccumulator:
         try:
             counts = score_image(gt, pred)
         except InputError as err:
-            raise InputError(
-                problems=[Problem(p.message, p.file, p.line, p.column, f"{name}: {p.key}") for p in err.problems]
-            ) from None
+            raise located(name, err) from None
         if pred is None:
             r = p = h = 0.0
         else:
@@ -255,7 +253,9 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON: {err.msg}", file=where, line=err.lineno, column=err.colno) from None
+        raise InputError(
+            f"invalid JSON: {err.msg}", file=where, line=err.lineno, column=err.colno
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise InputError('expected an object with an "images" object', file=where, key="images")
     out: dict[str, list[list[list[float]]]] = {}

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from ocrtune.errors import InputError, Problem
-from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
+from ocrtune.errors import InputError
+from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
 
 __all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "evaluate_iou", "match_iou"]
 
@@ -39,7 +39,9 @@ class IoUCounts:
     matched: int = 0
 
     def __add__(self, other: IoUCounts) -> IoUCounts:
-        return IoUCounts(self.num_gt + other.num_gt, self.num_det + other.num_det, self.matched + other.matched)
+        return IoUCounts(
+            self.num_gt + other.num_gt, self.num_det + other.num_det, self.matched + other.matched
+        )
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class IoUImageScore:
     counts: IoUCounts
 
     def as_dict(self) -> dict[str, Any]:
-        return {"recall": self.recall, "precision": self.precision, "hmean": self.hmean, "counts": asdict(self.counts)}
+        return {
+            "recall": self.recall,
+            "precision": self.precision,
+            "hmean": self.hmean,
+            "counts": asdict(self.counts),
+        }
 
 
 def _hmean(r: float, p: float) -> float:
@@ -103,7 +110,9 @@ def match_iou(
     if gt_ignore is not None:
         ignore = np.asarray(gt_ignore, dtype=bool).reshape(-1)
         if len(ignore) != len(gt):
-            raise InputError(f"gt_ignore has {len(ignore)} flags for {len(gt)} GT words", key="gt_ignore")
+            raise InputError(
+                f"gt_ignore has {len(ignore)} flags for {len(gt)} GT words", key="gt_ignore"
+            )
     keep_g = np.flatnonzero(gt.n > 0)
     gt, ignore = gt.take(keep_g), ignore[keep_g]
     pred = pred.take(np.flatnonzero(pred.n > 0))
@@ -165,9 +174,7 @@ class IoUAccumulator:
         try:
             counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
         except InputError as err:
-            raise InputError(
-                problems=[Problem(p.message, p.file, p.line, p.column, f"{name}: {p.key}") for p in err.problems]
-            ) from None
+            raise located(name, err) from None
         score = IoUImageScore(*_image_scores(counts), counts)
         self._images[name] = score
         self._total = self._total + counts
