@@ -251,7 +251,7 @@ def test_imagenet_constants_exported() -> None:
 
 
 def test_a_few_steps_fit_one_batch() -> None:
-    """Model and loss together learn: ten Adam steps on one batch cut the loss."""
+    """Model and loss together learn: a few Adam steps on one batch cut the loss and find the text."""
     from ocrtune.model.loss import DBLoss
 
     torch.manual_seed(0)
@@ -270,13 +270,16 @@ def test_a_few_steps_fit_one_batch() -> None:
     loss_fn = DBLoss()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(10):
+    for _ in range(15):
         opt.zero_grad()
         out = loss_fn(model(x), batch)
         out["loss"].backward()
         opt.step()
         losses.append(out["loss"].item())
-    assert losses[-1] < 0.6 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]
+    with torch.no_grad():
+        prob = torch.sigmoid(model(x)["prob_logits"][:, 0])
+    assert prob[:, 20:30, 8:56].mean() > 1.5 * prob[:, 40:, :].mean()  # text scores above paper
 
 
 def test_bf16_autocast_forward_gives_fp32_training_maps() -> None:

@@ -6,27 +6,31 @@ from typing import Annotated
 
 import typer
 
+from pathlib import Path
+
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, fmt, markdown_table, print_json, table
-from ocrtune.presets.compare import DiffRow, diff, settings
-from ocrtune.presets.load import load_preset
+from ocrtune.comparable import load_comparable
+from ocrtune.presets.compare import DiffRow, diff
 
 
 def compare(
-    refs: Annotated[list[str], typer.Argument(help="Presets (names or paths); the first is the reference.")],
+    refs: Annotated[list[str], typer.Argument(help="Presets (names or paths) or run directories; the first is the reference.")],
     all_: Annotated[bool, typer.Option("--all", help="Also show settings that are equal.")] = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table.")] = False,
     set_: SetOption = None,
     presets_dir: PresetsDirOption = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")] = Path("runs"),
     as_json: JsonOption = False,
 ) -> None:
     """Parameters that differ, each with its % change relative to the first preset.
 
+    Run directories add their outcome (status, best epoch and scores) as run.* rows.
     --set overrides apply to every compared preset.
     """
-    loaded = [load_preset(r, set_ or [], presets_dir or []) for r in refs]
-    names = [lp.name for lp in loaded]
-    rows = diff([(lp.name, settings(lp.preset)) for lp in loaded], include_equal=all_)
+    loaded = [load_comparable(r, set_ or [], presets_dir or [], runs_dir) for r in refs]
+    names = [name for name, _ in loaded]
+    rows = diff(loaded, include_equal=all_)
     if as_json:
         print_json(
             {

@@ -31,6 +31,7 @@ class DBNet(nn.Module):
         self.head = head
         _init_weights(self.decoder)
         _init_weights(self.head)
+        self.head.init_prior()
 
     def forward(self, images: Tensor, *, all_maps: bool | None = None) -> dict[str, Tensor]:
         fused = self.decoder(self.encoder(images))

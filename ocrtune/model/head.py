@@ -7,6 +7,8 @@ threshold branch. The binary map is formed in fp32 outside autocast: with k = 50
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -31,6 +33,12 @@ def _resize(x: Tensor, size: tuple[int, int] | None) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+# Text covers a few percent of a receipt. Starting the probability logits at that prior (with a
+# near-zero last layer) saves the first thousand steps a from-scratch model otherwise spends
+# just moving one bias from 0.5 to the background level (RetinaNet's prior initialisation).
+PROB_PRIOR = 0.05
+
+
 class DBHead(nn.Module):
     """Maps decoder features to DB maps, shapes (B, 1, H, W).
 
@@ -44,6 +52,13 @@ class DBHead(nn.Module):
         self.k = float(k)
         self.prob = _branch(in_channels, mid)
         self.thresh = _branch(in_channels, mid)
+        self.init_prior()
+
+    def init_prior(self, prior: float = PROB_PRIOR) -> None:
+        """Small last-layer weights and a bias at logit(prior) for the probability branch."""
+        last = self.prob[-1]
+        nn.init.normal_(last.weight, std=0.01)
+        nn.init.constant_(last.bias, math.log(prior / (1 - prior)))
 
     def forward(
         self, x: Tensor, out_size: tuple[int, int] | None = None, all_maps: bool | None = None

@@ -119,6 +119,9 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
     if opts.max_epochs is not None:
         preset = preset.model_copy(update={"trainer": preset.trainer.model_copy(update={"max_epochs": opts.max_epochs})})
 
+    for noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        # GPU/TPU availability banners and tips: our summary says what ran where.
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     accelerator = opts.accelerator
     precision = precision_for(preset, accelerator)
     dm = DetectionDataModule(
