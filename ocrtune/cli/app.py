@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ocrtune import __version__
-from ocrtune.cli import compare, data, presets, runs, train
+from ocrtune.cli import compare, data, evaluate_json, presets, runs, train
 from ocrtune.cli._output import error
 from ocrtune.errors import InputError, OcrtuneError
 
@@ -44,6 +44,7 @@ app.command("compare")(compare.compare)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
+app.command("evaluate-json")(evaluate_json.evaluate_json)
 
 
 def _version(value: bool) -> None:

@@ -204,6 +204,7 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Precision.*is not supported by the model summary.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
             if trainer.interrupted:

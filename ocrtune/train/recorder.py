@@ -39,8 +39,11 @@ class RunRecorder(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         m = trainer.callback_metrics
+        exact = getattr(pl_module, "last_val", {})  # logged values are float32; keep full precision
 
         def get(key: str) -> float | None:
+            if key in exact:
+                return exact[key]
             v = m.get(key)
             return float(v) if v is not None else None
 

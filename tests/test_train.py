@@ -1,0 +1,131 @@
+"""End-to-end CPU training on a tiny synthetic set: run files, resume, divergence, evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ocrtune.data.formats import read_submission_csv
+from ocrtune.data.synthetic import synthesize
+from ocrtune.presets.load import load_preset
+from ocrtune.train.fit import TrainOptions, fit
+from ocrtune.train.rundir import METRIC_COLUMNS, RunDir
+
+pytestmark = pytest.mark.slow
+
+# Small and quick, but a real model on real (synthetic) receipts: no augmentation, so a few dozen
+# steps on two images are enough to detect their words.
+TINY = [
+    "datasets.image_size=256",
+    "datasets.augment.enabled=false",
+    "dataloader.batch_size=1",
+    "models.optimizer.lr=0.003",
+    "models.scheduler.name=constant",
+    "models.scheduler.warmup_epochs=0",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two receipts; val is a copy of train, so a short run can show it learned something."""
+    root = tmp_path_factory.mktemp("tiny")
+    synthesize(root, n=2, seed=3, size=256, val_fraction=0.0)
+    shutil.rmtree(root / "images" / "val", ignore_errors=True)
+    shutil.copytree(root / "images" / "train", root / "images" / "val")
+    shutil.copy(root / "jsons" / "train.json", root / "jsons" / "val.json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
+    runs = tmp_path_factory.mktemp("runs")
+    loaded = load_preset("cpu-demo", TINY)
+    result = fit(loaded, TrainOptions(data=tiny_data, runs_dir=runs, name="tiny", progress=False, max_epochs=25))
+    return result, runs
+
+
+def test_training_writes_every_run_file_and_learns(trained):
+    result, _ = trained
+    run = RunDir(result.run_dir)
+    assert result.status == "completed", result.error
+    for f in (run.config, run.metrics, run.summary_path, run.best_ckpt, run.last_ckpt):
+        assert f.is_file(), f
+    rows = run.read_metrics()
+    assert [r["epoch"] for r in rows] == list(range(25))
+    assert tuple(run.metrics.read_text().splitlines()[0].split(",")) == METRIC_COLUMNS
+    for r in rows:
+        for k in ("train_loss", "train_prob", "train_thresh", "train_binary", "val_hmean", "lr", "grad_norm",
+                  "epoch_time_s", "peak_mem_mb"):
+            assert isinstance(r[k], (int, float)), (k, r)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    summary = json.loads(run.summary_path.read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 25
+    best = max(rows, key=lambda r: r["val_hmean"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best"]["hmean"] == pytest.approx(best["val_hmean"])
+    assert summary["best"]["hmean"] > 0.2  # it detects words it was trained on
+    # the run's config is the resolved preset and loads back as a preset
+    again = load_preset(run.config).preset
+    assert again.datasets.image_size == 256 and again.trainer.max_epochs == 25
+
+
+def test_best_checkpoint_is_chosen_by_hmean_and_evaluate_reproduces_it(trained, tiny_data, cli):
+    result, runs = trained
+    code, out, err = cli("evaluate", result.run_dir, "--data", tiny_data, "--json", "--runs-dir", runs)
+    assert code == 0, err
+    scores = json.loads(out)
+    # evaluating best.ckpt on the validation split gives exactly the best epoch's val H-mean
+    assert scores["cleval"]["image_mean"]["hmean"] == pytest.approx(result.best["hmean"], abs=1e-9)
+    assert (Path(result.run_dir) / "eval-val.json").is_file()
+
+
+def test_predict_writes_csv_for_every_image(trained, tiny_data, cli, tmp_path):
+    result, runs = trained
+    out = tmp_path / "sub.csv"
+    maps = tmp_path / "maps"
+    code, _, err = cli("predict", result.run_dir, "--images", tiny_data / "images" / "val", "--out", out,
+                       "--json", tmp_path / "p.json", "--save-maps", maps, "--runs-dir", runs)
+    assert code == 0, err
+    sub = read_submission_csv(out)
+    names = sorted(p.name for p in (tiny_data / "images" / "val").iterdir())
+    assert sorted(sub) == names
+    assert sum(len(a.words) for a in sub.values()) > 0
+    assert sorted(p.name for p in maps.iterdir()) == [f"{n}.npz" for n in names]
+    # scoring the written predictions with the metric gives the evaluate numbers
+    code, out2, _ = cli("evaluate-json", tiny_data / "jsons" / "val.json", tmp_path / "p.json", "--json")
+    assert json.loads(out2)["image_mean"]["hmean"] == pytest.approx(result.best["hmean"], abs=0.02)
+
+
+def test_resume_continues_the_same_run(tiny_data, tmp_path):
+    loaded = load_preset("cpu-demo", TINY)
+    first = fit(loaded, TrainOptions(data=tiny_data, runs_dir=tmp_path, name="r", progress=False, max_epochs=1))
+    assert first.status == "completed"
+    run = RunDir(first.run_dir)
+    second = fit(loaded, TrainOptions(resume=str(first.run_dir), runs_dir=tmp_path, progress=False, max_epochs=2))
+    assert second.status == "completed" and second.run_dir == first.run_dir
+    assert [r["epoch"] for r in run.read_metrics()] == [0, 1]
+    assert json.loads(run.summary_path.read_text())["epochs_completed"] == 2
+    assert len(list(tmp_path.iterdir())) == 1  # no second run directory
+
+
+def test_absurd_lr_diverges_cleanly(tiny_data, tmp_path, cli):
+    code, out, err = cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in TINY), []),
+                         "--set", "models.optimizer.lr=1e12", "--set", "trainer.gradient_clip_val=0",
+                         "--data", tiny_data, "--runs-dir", tmp_path, "--epochs", "3", "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["status"] == "diverged"
+    summary = json.loads((Path(result["run_dir"]) / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "loss became" in summary["error"]
+
+
+def test_bad_preset_or_missing_data_is_one_line_exit_2(cli, tmp_path):
+    code, _, err = cli("train", "--preset", "nosuch", "--runs-dir", tmp_path)
+    assert code == 2 and err.strip().endswith("nosuch: preset not found; looked in " + err.split("looked in ")[1].strip())
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = cli("train", "--preset", "cpu-demo", "--data", tmp_path / "nowhere", "--runs-dir", tmp_path)
+    assert code == 2 and "nowhere: dataset directory not found" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # no run directory for a run that never started
