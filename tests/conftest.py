@@ -12,6 +12,8 @@ SHARED = REPO.parent / "shared"
 
 # Tests run two workers on two cores: one thread each keeps torch from oversubscribing.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Wide, fixed terminal for rendered tables (rich reads this once, at import).
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture(autouse=True)

@@ -41,7 +41,7 @@ def info(line: str) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], **kw: Any) -> Table:
     t = Table(title=title, **kw)
     for i, c in enumerate(columns):
-        t.add_column(c, no_wrap=i == 0)
+        t.add_column(c, no_wrap=i == 0, overflow="fold")
     for r in rows:
         t.add_row(*(x if hasattr(x, "__rich__") or hasattr(x, "__rich_console__") else fmt(x) for x in r))
     return t

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ocrtune.data.formats import read_json, write_submission_csv
+
+CASES = Path(__file__).resolve().parents[1].parent / "shared" / "metric-cases"
+needs_cases = pytest.mark.skipif(not CASES.is_dir(), reason="shared/metric-cases not present")
+
+
+@needs_cases
+@pytest.mark.parametrize("case", ["06-merge-pairs", "14-no-gt-missing-pred"])
+def test_cleval_cli_reproduces_reference(cli, case, tmp_path):
+    d = CASES / case
+    exp = json.loads((d / "expected.json").read_text())
+    per = tmp_path / "per.json"
+    code, out, err = cli("evaluate-json", d / "gt.json", d / "pred.json", "--json", "--per-image", per)
+    assert code == 0, err
+    got = json.loads(out)
+    for agg in ("image_mean", "global"):
+        for m in ("recall", "precision", "hmean"):
+            assert got[agg][m] == pytest.approx(exp[agg][m], abs=1e-6)
+    per_image = json.loads(per.read_text())
+    assert set(per_image) == set(exp["per_image"])
+    code, out, _ = cli("evaluate-json", d / "gt.json", d / "pred.json")
+    assert code == 0 and f"{exp['image_mean']['hmean']:.4g}" in out
+
+
+@needs_cases
+def test_csv_predictions_score_like_json(cli, tmp_path):
+    d = CASES / "10-polygons"
+    csv = tmp_path / "pred.csv"
+    write_submission_csv(read_json(d / "pred.json"), csv)
+    _, a, _ = cli("evaluate-json", d / "gt.json", d / "pred.json", "--json")
+    _, b, _ = cli("evaluate-json", d / "gt.json", csv, "--json")
+    assert json.loads(a)["image_mean"] == json.loads(b)["image_mean"]
+
+
+@needs_cases
+def test_iou_metric_and_errors(cli, tmp_path):
+    d = CASES / "01-perfect"
+    code, out, _ = cli("evaluate-json", d / "gt.json", d / "pred.json", "--metric", "iou", "--json")
+    assert code == 0 and json.loads(out)["image_mean"]["hmean"] == 1.0
+    code, _, err = cli("evaluate-json", d / "gt.json", tmp_path / "none.json")
+    assert code == 2 and "none.json: file not found" in err
+    code, _, err = cli("evaluate-json", d / "gt.json", d / "pred.json", "--metric", "f1")
+    assert code == 2 and "--metric: unknown metric 'f1'" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": {"a.jpg": {"words": {"1": {"points": "oops"}}}}}')
+    code, _, err = cli("evaluate-json", d / "gt.json", bad)
+    assert code == 2 and "bad.json" in err and "Traceback" not in err
