@@ -129,3 +129,54 @@ def test_bad_preset_or_missing_data_is_one_line_exit_2(cli, tmp_path):
     code, _, err = cli("train", "--preset", "cpu-demo", "--data", tmp_path / "nowhere", "--runs-dir", tmp_path)
     assert code == 2 and "nowhere: dataset directory not found" in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # no run directory for a run that never started
+
+
+def test_runs_list_show_and_compare_with_a_run(trained, cli):
+    result, runs = trained
+    name = Path(result.run_dir).name
+    code, out, _ = cli("runs", "list", "--runs-dir", runs, "--json")
+    assert code == 0
+    row = [r for r in json.loads(out) if r["run"] == name][0]
+    assert row["status"] == "completed" and row["epochs"] == 25
+    assert row["hmean"] == pytest.approx(result.best["hmean"])
+    code, out, _ = cli("runs", "show", name, "--runs-dir", runs, "--json")
+    assert code == 0 and len(json.loads(out)["metrics"]) == 25
+    code, out, _ = cli("compare", "cpu-demo", name, "--runs-dir", runs, "--json")
+    assert code == 0
+    rows = {r["key"]: r for r in json.loads(out)["rows"]}
+    assert rows["datasets.image_size"]["values"] == {"cpu-demo": 320, name: 256}
+    assert rows["run.status"]["values"][name] == "completed"
+    assert rows["run.best.hmean"]["values"][name] == pytest.approx(result.best["hmean"])
+    code, _, err = cli("runs", "show", "nosuch", "--runs-dir", runs)
+    assert code == 2 and "nosuch: run not found" in err
+
+
+def test_out_of_memory_ends_the_run_with_a_hint(tiny_data, tmp_path, monkeypatch):
+    import torch
+
+    from ocrtune.train import module
+
+    def oom(self, batch, batch_idx):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(module.DBNetModule, "training_step", oom)
+    result = fit(load_preset("cpu-demo", TINY), TrainOptions(data=tiny_data, runs_dir=tmp_path, progress=False, max_epochs=1))
+    assert result.status == "oom" and "batch_size" in result.hint
+    summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
+    assert summary["status"] == "oom" and "Tried to allocate" in summary["error"]
+
+
+def test_unknown_logger_is_bad_input(cli, tiny_data, tmp_path):
+    code, _, err = cli("train", "--preset", "cpu-demo", "--data", tiny_data, "--logger", "neptune", "--runs-dir", tmp_path)
+    assert code == 2 and "--logger: unknown logger 'neptune'" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_logger_extra_fails_before_the_run(cli, tiny_data, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("wandb",) else real(name, *a))
+    code, _, err = cli("train", "--preset", "cpu-demo", "--data", tiny_data, "--logger", "wandb", "--runs-dir", tmp_path)
+    assert code == 2 and "pip install 'ocrtune[wandb]'" in err
+    assert not any(tmp_path.iterdir())

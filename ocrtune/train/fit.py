@@ -7,6 +7,7 @@ error's last lines). Every outcome is written to ``summary.json`` before ``fit``
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -98,6 +99,7 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
     from ocrtune.train.module import DBNetModule, Diverged
     from ocrtune.train.recorder import RunRecorder
 
+    _check_logger(opts.logger)
     preset = loaded.preset if isinstance(loaded, LoadedPreset) else loaded
     source = f"{loaded.name} ({loaded.path})" if isinstance(loaded, LoadedPreset) else "preset"
     resume_ckpt: Path | None = None
@@ -255,9 +257,18 @@ def _device_name(accelerator: str) -> str:
     return f"cpu: {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def _logger(kind: str, path: Path) -> Any:
+def _check_logger(kind: str) -> None:
+    """Fail before a run directory exists, not after."""
     if kind not in LOGGERS:
         raise InputError(f"unknown logger {kind!r}; choose one of {', '.join(LOGGERS)}", key="--logger")
+    module = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(kind)
+    if module and importlib.util.find_spec(module) is None and not (
+        kind == "tensorboard" and importlib.util.find_spec("tensorboardX")
+    ):
+        raise InputError(f"{kind} logging needs an extra: pip install 'ocrtune[{kind}]'", key="--logger")
+
+
+def _logger(kind: str, path: Path) -> Any:
     from lightning.pytorch import loggers
 
     if kind == "csv":
