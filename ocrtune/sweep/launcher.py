@@ -1,0 +1,198 @@
+"""Trial subprocesses: slots pinned to GPUs, process identity, clean termination (no torch).
+
+Each trial runs ``python -m ocrtune.sweep.trial SPEC`` in its own process and session:
+
+- a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``), or to a share of
+  the CPU cores (``--parallel N`` sets ``OMP_NUM_THREADS`` so N trials do not fight over them);
+- its own session keeps a terminal Ctrl-C away from it: the worker decides (terminate, mark the
+  trial interrupted, re-queue) instead of every child dying at once mid-write;
+- the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
+  coordinator does not leave orphans training on a GPU nobody tracks.
+
+A trial's owner is identified by ``host_id()`` plus pid and process start time, so a resumed
+coordinator can tell at once that a RUNNING trial's process is gone (pid reuse does not fool
+it, and two containers with the same host name do not either).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from ocrtune.errors import InputError, OcrtuneError
+
+TERM_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one trial at a time runs: a GPU (``gpu``) or a share of the CPU (``threads``)."""
+
+    name: str
+    gpu: str | None = None
+    threads: int | None = None
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ if base is None else base)
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
+        if self.threads is not None and "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        return env
+
+
+def gpu_ids(spec: str) -> list[str]:
+    """``--gpus``: ``all`` (every GPU ``nvidia-smi`` lists, within ``CUDA_VISIBLE_DEVICES``
+    if set) or a comma list of indices."""
+    spec = spec.strip()
+    if spec.lower() == "all":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None and visible.strip():
+            return [g.strip() for g in visible.split(",") if g.strip()]
+        exe = shutil.which("nvidia-smi")
+        if exe is None:
+            raise OcrtuneError("--gpus all: no NVIDIA GPU found (nvidia-smi is not on PATH); drop --gpus to run on CPU")
+        try:
+            out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            raise OcrtuneError(f"--gpus all: nvidia-smi failed ({e})") from None
+        ids = [line.strip() for line in out.splitlines() if line.strip()]
+        if not ids:
+            raise OcrtuneError("--gpus all: nvidia-smi lists no GPU")
+        return ids
+    ids = [g.strip() for g in spec.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        raise InputError(f"expected all or GPU indices like 0,1,2 (got {spec!r})", key="--gpus")
+    if len(set(ids)) != len(ids):
+        raise InputError(f"a GPU is listed twice (got {spec!r})", key="--gpus")
+    return ids
+
+
+def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) -> list[Slot]:
+    """One slot per GPU (``parallel`` per GPU when given), else ``parallel`` CPU slots (default 1).
+
+    ``parallel=0`` means no local slots: the process only coordinates (remote workers run).
+    """
+    if parallel is not None and parallel < 0:
+        raise InputError(f"must be >= 0 (got {parallel})", key="--parallel")
+    if gpus:
+        ids = gpu_ids(gpus)
+        per = 1 if parallel is None else parallel
+        return [Slot(f"gpu{g}" + (f".{i}" if per > 1 else ""), gpu=g) for g in ids for i in range(per)]
+    n = 1 if parallel is None else parallel
+    cores = cpus or os.cpu_count() or 1
+    threads = max(1, cores // n) if n > 1 else None
+    return [Slot(f"cpu{i}", threads=threads) for i in range(n)]
+
+
+# --- process identity ------------------------------------------------------------------------
+
+
+def host_id() -> str:
+    """This machine (and container): host name, boot id and pid namespace."""
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
+def process_start(pid: int) -> float | None:
+    """Start time of a process in clock ticks since boot (Linux), None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return float(fields[19]) if len(fields) > 19 else None
+
+
+def pid_alive(pid: int, start: float | None = None) -> bool:
+    """True if ``pid`` runs, is not a zombie, and (when known) started at ``start``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    if stat[stat.rfind(")") + 2:].split()[:1] == ["Z"]:
+        return False
+    return start is None or process_start(pid) == start
+
+
+def me() -> dict[str, object]:
+    """This process's identity as stored with the trials it runs."""
+    return {"host": host_id(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
+
+
+# --- children --------------------------------------------------------------------------------
+
+
+def trial_command(spec: Path) -> list[str]:
+    return [sys.executable, "-m", "ocrtune.sweep.trial", str(spec)]
+
+
+class Child:
+    """One trial process: output to a log file, own session, terminated as a group."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**env, "OCRTUNE_PARENT_PID": str(os.getpid())}
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env, cwd=cwd, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def wait(self, timeout: float) -> int | None:
+        """Exit code, or None if still running after ``timeout`` seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def terminate(self, grace: float = TERM_GRACE_S) -> int:
+        """SIGTERM the child's process group (it records 'interrupted'), SIGKILL after ``grace``."""
+        if self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            if self.wait(grace) is None:
+                self._signal(signal.SIGKILL)
+        rc = self.proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # stragglers such as dataloader workers
+        return rc
+
+    def _signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while a sweep runs, so ``kill`` also stops it cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,194 @@
+"""One sweep trial in its own process: ``python -m ocrtune.sweep.trial TRIAL_DIR/spec.json``.
+
+The worker writes ``spec.json`` (base preset, this trial's params, epochs, metric, data, or an
+``--objective``), starts this module, watches ``progress.jsonl`` / the run's ``metrics.csv``
+while it runs, and reads ``result.json`` when it exits. This process never touches the sweep
+store, so a crash here (segfault, OOM killer) can only lose this trial, never the study.
+
+Training mode applies the params to the base preset exactly like ``--set`` and calls ``fit``,
+the same code ``ocrtune train`` runs, into ``TRIAL_DIR/runs/<date>-<name>/``. Objective mode
+imports ``module:function`` and calls it with the params dict; see ``call_objective``.
+
+SIGTERM (the worker pruning or stopping the trial, or the parent dying) becomes Ctrl-C, so
+``fit`` records the run as interrupted before the process exits.
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import importlib
+import inspect
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ocrtune.errors import InputError
+from ocrtune.sweep.records import COLUMN, PROGRESS, score_of
+from ocrtune.train.rundir import write_json_atomic
+
+SPEC = "spec.json"
+RESULT = "result.json"
+LOG = "trial.log"
+Report = Callable[..., None]
+
+
+def load_objective(ref: str) -> Callable[..., Any]:
+    """``module:function`` -> the callable (located InputError if it cannot be imported)."""
+    mod_name, sep, attr = ref.partition(":")
+    if not sep or not mod_name or not attr:
+        raise InputError(f"expected module:function (got {ref!r})", key="--objective")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: modules next to where you run
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as e:
+        raise InputError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}", key="--objective") from None
+    fn: Any = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+    if not callable(fn):
+        raise InputError(f"{mod_name!r} has no callable {attr!r}", key="--objective")
+    return fn
+
+
+def call_objective(fn: Callable[..., Any], params: Mapping[str, Any], epochs: int, report: Report, trial_dir: Path) -> Any:
+    """Call ``fn(params, *, epochs=, report=, trial_dir=)``, passing only the keywords it takes.
+
+    ``report(epoch, value, **columns)`` records epoch ``epoch`` (1-based) with the metric's
+    value (and optional columns such as ``train_loss``) for pruning and the live view.
+    """
+    offered = {"epochs": epochs, "report": report, "trial_dir": trial_dir}
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn(dict(params))
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    kwargs = {k: v for k, v in offered.items() if takes_any or k in sig.parameters}
+    return fn(dict(params), **kwargs)
+
+
+def run_objective(spec: Mapping[str, Any], trial_dir: Path) -> dict[str, Any]:
+    fn = load_objective(spec["objective"])
+    col = COLUMN[spec["metric"]]
+    path = trial_dir / PROGRESS
+
+    def report(epoch: int, value: float, **columns: Any) -> None:
+        row = {"epoch": int(epoch) - 1, col: _plain(value), **{k: _plain(v) for k, v in columns.items()}}
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+    try:
+        value = call_objective(fn, spec["params"], int(spec["epochs"]), report, trial_dir)
+    except MemoryError as e:
+        return {"status": "oom", "score": None, "error": _tail(e)}
+    except Exception as e:
+        status = "oom" if "OutOfMemory" in type(e).__name__ else "failed"
+        return {"status": status, "score": None, "error": _tail(e)}
+    score = _plain(value)
+    if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
+        return {"status": "failed", "score": None, "error": f"objective returned {type(value).__name__}, not a number"}
+    if score is None:  # None, NaN or inf: the run blew up
+        return {"status": "diverged", "score": None, "error": f"objective returned {value!r}"}
+    return {"status": "completed", "score": float(score)}
+
+
+def build_preset(spec: Mapping[str, Any], spec_path: Path) -> Any:
+    """The base preset with this trial's params applied like ``--set`` and validated."""
+    from ocrtune.presets.load import LoadedPreset, Origin, apply_overrides, validate
+
+    data = copy.deepcopy(dict(spec["base"]))
+    origins: dict[tuple[str, ...], Origin] = {}
+    apply_overrides(data, origins, [f"{k}={json.dumps(v)}" for k, v in spec["params"].items()])
+    for key in origins:
+        origins[key] = Origin("sweep trial params")
+    preset = validate(data, origins, default_file=f"{spec.get('preset', 'preset')} (sweep base)")
+    return LoadedPreset(spec["name"], spec_path, preset, data)
+
+
+def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
+    from ocrtune.train.fit import TrainOptions, fit
+
+    loaded = build_preset(spec, spec_path)
+    opts = TrainOptions(
+        data=Path(spec["data"]) if spec.get("data") else None,
+        name=spec["name"],
+        runs_dir=spec_path.parent / "runs",
+        progress=False,
+        val_loss=spec["metric"] == "val_loss",
+        max_epochs=int(spec["epochs"]),
+    )
+    res = fit(loaded, opts)
+    score = score_of(res.rows, spec["metric"])
+    out = {"status": res.status, "score": score, "run_dir": str(res.run_dir), "error": res.error,
+           "hint": res.hint, "device": res.device}
+    if res.status == "completed" and score is None:
+        out.update(status="failed", error=f"no finite {COLUMN[spec['metric']]} in any epoch (is there a val split?)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ocrtune.sweep.trial TRIAL_DIR/spec.json", file=sys.stderr)
+        return 2
+    spec_path = Path(args[0])
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, _interrupt)
+    start = time.perf_counter()
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        if spec.get("objective"):
+            result = run_objective(spec, spec_path.parent)
+        else:
+            result = run_training(spec, spec_path)
+    except KeyboardInterrupt:
+        result = {"status": "interrupted", "score": None}
+    except InputError as e:
+        result = {"status": "failed", "score": None, "error": "\n".join(e.lines)}
+    except Exception as e:
+        result = {"status": "failed", "score": None, "error": _tail(e)}
+    result["wall_time_s"] = round(time.perf_counter() - start, 3)
+    write_json_atomic(spec_path.parent / RESULT, result)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the worker that started us dies (no orphaned training)."""
+    parent = os.environ.get("OCRTUNE_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # the parent died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item") and not isinstance(v, (int, float)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _tail(e: BaseException, n: int = 8) -> str:
+    lines = "".join(traceback.format_exception(type(e), e, e.__traceback__)).strip().splitlines()
+    return "\n".join(lines[-n:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Workers: pull queued trials from the store, run each in a subprocess, record the outcome.
+
+The coordinator's local slots and ``ocrtune sweep worker`` on other machines run this same
+code: one thread per slot claims the oldest queued trial, writes its ``spec.json`` from the
+sweep settings stored in the study, starts ``ocrtune.sweep.trial`` pinned to the slot, and
+while it runs
+
+- reports each finished epoch's metric (read from the growing ``metrics.csv`` or
+  ``progress.jsonl``) as an Optuna intermediate value, and terminates the trial when the pruner
+  says so (never before ``--min-epochs``);
+- keeps the trial's heartbeat fresh; if the store says the trial was meanwhile declared lost
+  (this worker was silent too long), the trial is stopped, since its slot has been re-queued.
+
+When the process ends, the outcome (status, score, error tail, records) is told to the store.
+Stopping a pool (Ctrl-C) terminates the children and marks their trials ``interrupted``; the
+coordinator queues them again, so nothing is lost and nothing counts twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ocrtune.sweep.launcher import Child, Slot, trial_command
+from ocrtune.sweep.records import find_run_dir, finite, progress, read_rows, trial_records
+from ocrtune.sweep.store import RESULT_STATUSES, Store, StoredTrial
+from ocrtune.sweep.trial import LOG, RESULT, SPEC
+from ocrtune.train.rundir import write_json_atomic
+
+Event = Callable[[str, Mapping[str, Any]], None]
+LOG_TAIL = 20
+
+
+@dataclass
+class WorkerSettings:
+    """Per-process settings (the sweep's own settings come from the study)."""
+
+    sweep_dir: Path
+    data: str | None = None  # this machine's path to the dataset, if not the stored one
+    heartbeat_s: float = 10.0
+    grace_s: float = 60.0
+    poll_s: float = field(default_factory=lambda: float(os.environ.get("OCRTUNE_SWEEP_POLL_S", "0.5")))
+    max_idle_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    number: int
+    status: str
+    score: float | None
+    params: dict[str, Any]
+    slot: str
+    error: str | None = None
+
+
+class WorkerPool:
+    """One thread per slot, pulling trials until ``stop`` is set, or (``until_finished``) the
+    sweep is marked finished with nothing queued, or nothing came for ``max_idle_s``."""
+
+    def __init__(self, store: Store, config: Mapping[str, Any], slots: Sequence[Slot], settings: WorkerSettings, *,
+                 stop: threading.Event | None = None, on_event: Event | None = None,
+                 until_finished: bool = True, reap: bool = False) -> None:
+        self.store, self.config, self.slots, self.settings = store, dict(config), list(slots), settings
+        self.stop = stop or threading.Event()
+        self.on_event = on_event or (lambda kind, data: None)
+        self.until_finished, self.reap = until_finished, reap
+        self.outcomes: list[Outcome] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.label = f"{socket.gethostname()}:{os.getpid()}"
+        store.set_pruner(config.get("prune"), int(config.get("min_epochs") or 1))
+
+    def start(self) -> None:
+        for i, slot in enumerate(self.slots):
+            t = threading.Thread(target=self._loop, args=(slot, i == 0), name=f"ocrtune-slot-{slot.name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def join(self, timeout: float | None = None) -> None:
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if end is None else max(0.0, end - time.monotonic()))
+
+    def run(self) -> list[Outcome]:
+        """Start, wait, and on Ctrl-C stop the children cleanly before re-raising."""
+        self.start()
+        try:
+            while self.alive():
+                self.join(0.5)
+        except KeyboardInterrupt:
+            self.stop.set()
+            self.join()
+            raise
+        return self.outcomes
+
+    def _loop(self, slot: Slot, reaper: bool) -> None:
+        idle_since = time.monotonic()
+        last_reap = 0.0
+        while not self.stop.is_set():
+            try:
+                trial = self.store.claim({"slot": slot.name, "worker": self.label})
+                if trial is None:
+                    if self.reap and reaper and time.monotonic() - last_reap > 5 * self.settings.poll_s:
+                        self.store.reap_stale(self.settings.grace_s, adopt=adopt_result)
+                        last_reap = time.monotonic()
+                    if self.until_finished and self.store.finished() and not self.store.trials(("waiting",)):
+                        return
+                    if self.settings.max_idle_s is not None and time.monotonic() - idle_since > self.settings.max_idle_s:
+                        return
+                    self.stop.wait(self.settings.poll_s)
+                    continue
+                self.on_event("start", {"number": trial.number, "params": trial.params, "slot": slot.name})
+                out = run_trial(self.store, self.config, trial, slot, self.settings, self.stop, self.on_event)
+                with self._lock:
+                    self.outcomes.append(out)
+                self.on_event("end", out.__dict__)
+                idle_since = time.monotonic()
+            except Exception as e:  # storage hiccup, full disk: report, back off, go on
+                self.on_event("error", {"slot": slot.name, "error": _tail_exc(e)})
+                self.stop.wait(max(1.0, self.settings.poll_s))
+
+
+def trial_spec(store: Store, config: Mapping[str, Any], trial: StoredTrial, data: str | None) -> dict[str, Any]:
+    return {
+        "objective": config.get("objective"),
+        "params": trial.params,
+        "epochs": int(config["epochs"]),
+        "metric": config["metric"],
+        "base": config["base"],
+        "preset": config.get("preset"),
+        "data": data or config.get("data"),
+        "name": f"{store.name}-t{trial.number:04d}",
+    }
+
+
+def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot: Slot, settings: WorkerSettings,
+              stop: threading.Event, on_event: Event | None = None) -> Outcome:
+    """Run one claimed trial to its end and tell the store; returns what happened."""
+    on_event = on_event or (lambda kind, data: None)
+    tid, metric, epochs = trial.trial_id, config["metric"], int(config["epochs"])
+    trial_dir = settings.sweep_dir / "trials" / f"{trial.number:04d}"
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    spec_path = trial_dir / SPEC
+    write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data))
+    child = Child(trial_command(spec_path), slot.env(), trial_dir / LOG)
+    store.set_attrs(tid, trial_dir=str(trial_dir), child_pid=child.pid, slot=slot.name, epochs_planned=epochs)
+    reported, last_beat, last_value = 0, time.monotonic(), None
+    ended_by: str | None = None
+    while True:
+        rc = child.wait(settings.poll_s)
+        steps = progress(read_rows(trial_dir), metric)
+        for step, value in steps[reported:]:
+            reported += 1
+            if value is not None:
+                store.report(tid, step, value)
+                last_value = value
+            store.set_attrs(tid, progress={"epoch": step, "epochs": epochs, "value": value})
+            on_event("epoch", {"number": trial.number, "epoch": step, "epochs": epochs, "value": value})
+            if rc is None and value is not None and step < epochs and store.should_prune(tid):
+                ended_by = "pruned"
+        if rc is not None:
+            break
+        if ended_by is None and stop.is_set():
+            ended_by = "interrupted"
+        if ended_by is None and time.monotonic() - last_beat >= settings.heartbeat_s:
+            last_beat = time.monotonic()
+            if not store.heartbeat(tid):
+                ended_by = "lost"  # declared lost meanwhile and re-queued: stop duplicating it
+        if ended_by is not None:
+            rc = child.terminate()
+            break
+    status, score, attrs = _outcome(trial_dir, metric, rc)
+    if ended_by == "pruned":
+        status, score = "pruned", last_value
+        attrs["error"] = None
+    elif ended_by in ("interrupted", "lost"):
+        status, score = ended_by, None
+        attrs["error"] = "stopped by Ctrl-C; re-queued" if ended_by == "interrupted" else "declared lost while running"
+    elif status == "interrupted":  # something else stopped it (SIGTERM from outside)
+        status = "interrupted"
+    if ended_by != "lost" and not store.finish(tid, status, score, attrs):
+        on_event("error", {"slot": slot.name, "error": f"trial {trial.number} had already ended elsewhere; result kept on disk only"})
+    return Outcome(trial.number, status, score, trial.params, slot.name, attrs.get("error"))
+
+
+def adopt_result(trial: StoredTrial) -> tuple[str, float | None, dict[str, Any]] | None:
+    """A dead worker's trial that wrote its result before the worker could tell it."""
+    d = trial.attrs.get("trial_dir")
+    if not d or not (Path(d) / RESULT).is_file():
+        return None
+    try:
+        spec = json.loads((Path(d) / SPEC).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    status, score, attrs = _outcome(Path(d), spec["metric"], None)
+    return (status, score, attrs) if status in RESULT_STATUSES else None
+
+
+def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[str, float | None, dict[str, Any]]:
+    """Status, score and attrs from what the trial left on disk."""
+    rows = read_rows(trial_dir)
+    attrs: dict[str, Any] = dict(trial_records(rows, metric))
+    run = find_run_dir(trial_dir)
+    attrs.update(run_dir=str(run) if run else None, exit_code=rc, log=str(trial_dir / LOG))
+    try:
+        result = json.loads((trial_dir / RESULT).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        result = None
+    if not isinstance(result, dict):
+        attrs["error"] = f"trial process exited with code {rc} and no result\n" + _log_tail(trial_dir / LOG)
+        return "failed", None, attrs
+    for k in ("error", "hint", "device", "wall_time_s"):
+        if result.get(k) is not None:
+            attrs[k] = result[k]
+    attrs["run_dir"] = result.get("run_dir") or attrs["run_dir"]
+    attrs.setdefault("error", None)
+    return str(result.get("status", "failed")), finite(result.get("score")), attrs
+
+
+def _log_tail(path: Path, n: int = LOG_TAIL) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def _tail_exc(e: BaseException, n: int = 6) -> str:
+    return "\n".join("".join(traceback.format_exception(type(e), e, e.__traceback__)).strip().splitlines()[-n:])

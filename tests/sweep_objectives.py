@@ -1,0 +1,73 @@
+"""Objectives for the sweep tests (``--objective tests.sweep_objectives:NAME``).
+
+Each call can be logged to ``$OCRTUNE_TEST_CALLS`` (one JSON line at start and end, with pid,
+CUDA_VISIBLE_DEVICES and time) so tests can check that nothing ran twice, that trials
+overlapped under ``--parallel`` and that GPU slots were pinned. ``$OCRTUNE_TEST_SLEEP`` seconds
+of sleep per epoch make trials slow enough to be killed mid-stage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Mapping
+
+LR = "models.optimizer.lr"
+
+
+def _log(event: str, params: Mapping[str, Any]) -> None:
+    path = os.environ.get("OCRTUNE_TEST_CALLS")
+    if not path:
+        return
+    row = {"event": event, "params": dict(params), "pid": os.getpid(), "t": time.time(),
+           "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def curve(lr: float) -> float:
+    """Noiseless unimodal response in log10(lr), peak 0.9 at 10**-3.3; NaN above 10**-2.6."""
+    x = math.log10(lr)
+    if x > -2.6:
+        return math.nan
+    return 0.9 * math.exp(-((x + 3.3) ** 2) / (2 * 0.64))
+
+
+def logged(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None]) -> float:
+    """The curve, reported per epoch (rising towards it), with logging and optional sleep."""
+    _log("start", params)
+    sleep = float(os.environ.get("OCRTUNE_TEST_SLEEP", "0"))
+    final = curve(float(params[LR]))
+    for e in range(1, epochs + 1):
+        time.sleep(sleep)
+        if not math.isnan(final):
+            report(e, final * e / epochs, train_loss=2.0 / e)
+    _log("end", params)
+    return final
+
+
+def curve_only(params: Mapping[str, Any]) -> float:
+    return curve(float(params[LR]))
+
+
+def troubled(params: Mapping[str, Any]) -> float:
+    """Fails above lr 3e-3 with a ValueError, runs out of memory below 3e-5, else the curve."""
+    lr = float(params[LR])
+    if lr > 3e-3:
+        raise ValueError(f"synthetic failure at lr={lr:g}\nsecond line of the error")
+    if lr < 3e-5:
+        raise MemoryError("synthetic out of memory")
+    return curve(lr)
+
+
+def not_a_number(params: Mapping[str, Any]) -> Any:
+    return "high"
+
+
+def quadratic(params: Mapping[str, Any]) -> float:
+    """Two keys for grid/random/TPE: best at lr=1e-3, thresh=0.3."""
+    x = math.log10(float(params[LR])) + 3
+    y = float(params.get("models.head.postprocess.thresh", 0.3)) - 0.3
+    return 1.0 - x * x - 10 * y * y

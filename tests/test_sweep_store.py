@@ -1,0 +1,293 @@
+"""The sweep store on every backend: in-memory, SQLite, journal file and (marked) PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ocrtune.errors import InputError, OcrtuneError
+from ocrtune.sweep.launcher import host_id, process_start
+from ocrtune.sweep.space import parse_space
+from ocrtune.sweep.store import TPE, Store, make_pruner, propose_tpe, resolve_storage, show_storage
+from ocrtune.sweep.strategies import Batch, Result
+
+REPO = Path(__file__).resolve().parents[1]
+PG = os.environ.get("OCRTUNE_TEST_POSTGRES")
+LR = "models.optimizer.lr"
+STORAGES = [
+    "memory",
+    "sqlite",
+    "journal",
+    pytest.param("postgres", marks=[pytest.mark.postgres,
+                                    pytest.mark.skipif(not PG, reason="OCRTUNE_TEST_POSTGRES is not set (no PostgreSQL server)")]),
+]
+
+
+def storage_url(kind: str, tmp_path: Path) -> str:
+    return {"memory": f"memory:{uuid.uuid4().hex}", "sqlite": f"sqlite:///{tmp_path}/study.db",
+            "journal": f"journal:{tmp_path}/study.log", "postgres": PG or ""}[kind]
+
+
+@pytest.fixture(params=STORAGES)
+def opened(request, tmp_path):
+    """(kind, url, name, store) for a fresh study; PostgreSQL studies are deleted afterwards."""
+    kind = request.param
+    url, name = storage_url(kind, tmp_path), f"t-{uuid.uuid4().hex[:10]}"
+    store = Store.open(name, url, create=True)
+    yield kind, url, name, store
+    if kind == "postgres":
+        store.drop()
+
+
+def plan_of(store: Store, values, index: int = 0):
+    plan = store.add_plan(Batch(tuple({LR: v} for v in values), index, False, "test"))
+    for i in range(len(values)):
+        store.enqueue(plan, i)
+    return plan
+
+
+def test_settings_plans_and_reopen(opened):
+    kind, url, name, store = opened
+    assert store.config() is None and store.plans() == []
+    store.set_config({"strategy": "grid", "base": {"seed": 7}, "score": math.nan})
+    plan_of(store, [1e-4, 1e-3])
+    plan_of(store, [3e-4], index=1)
+    again = Store.open(name, url)
+    assert again.config() == {"strategy": "grid", "base": {"seed": 7}, "score": None}
+    assert [(p.seq, p.index, p.params) for p in again.plans()] == [(0, 0, ({LR: 1e-4}, {LR: 1e-3})), (1, 1, ({LR: 3e-4},))]
+    queued = again.trials(("waiting",))
+    assert [(t.plan, t.slot, t.params, t.status) for t in queued] == [
+        (0, 0, {LR: 1e-4}, "queued"), (0, 1, {LR: 1e-3}, "queued"), (1, 0, {LR: 3e-4}, "queued")]
+    with pytest.raises(InputError, match="minimizes its metric|maximizes its metric"):
+        Store.open(name, url, create=True, direction="minimize")
+
+
+def test_missing_sweep_is_a_located_input_error(tmp_path):
+    with pytest.raises(InputError, match="no sweep named 'nope'"):
+        Store.open("nope", None, runs_dir=tmp_path)
+    with pytest.raises(InputError, match="no sweep named 'nope'"):
+        Store.open("nope", f"memory:{uuid.uuid4().hex}")
+    assert not Store.exists("nope", None, runs_dir=tmp_path)
+
+
+def test_claims_are_exclusive_across_threads(opened):
+    kind, url, name, store = opened
+    plan_of(store, [10.0 ** (-5 + i / 4) for i in range(12)])
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def take():
+        while (t := store.claim({"worker": threading.current_thread().name})) is not None:
+            with lock:
+                got.append(t.slot)
+
+    threads = [threading.Thread(target=take) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(12))
+    assert store.claim() is None
+    assert len(store.trials()) == 12  # claiming never creates trials
+    running = store.trials(("running",))
+    assert all(t.attrs["host"] == host_id() and t.attrs["pid"] == os.getpid() for t in running)
+
+
+CLAIMER = textwrap.dedent("""
+    import json, sys
+    from ocrtune.sweep.store import Store
+    store = Store.open(sys.argv[1], sys.argv[2])
+    got = []
+    while (t := store.claim()) is not None:
+        got.append(t.slot)
+    print(json.dumps(got))
+""")
+
+
+@pytest.mark.parametrize("kind", [s for s in STORAGES if s != "memory"])
+def test_claims_are_exclusive_across_processes(kind, tmp_path):
+    url, name = storage_url(kind, tmp_path), f"p-{uuid.uuid4().hex[:10]}"
+    store = Store.open(name, url, create=True)
+    try:
+        plan_of(store, [10.0 ** (-5 + i / 8) for i in range(24)])
+        procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, name, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
+                 for _ in range(2)]
+        got = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0
+            got += __import__("json").loads(out)
+        assert sorted(got) == list(range(24))
+    finally:
+        if kind == "postgres":
+            store.drop()
+
+
+def test_finish_statuses(opened):
+    kind, url, name, store = opened
+    plan_of(store, [1e-5, 1e-4, 1e-3, 1e-2, 3e-3])
+    ts = [store.claim() for _ in range(5)]
+    assert store.finish(ts[0].trial_id, "completed", 0.71, {"epochs": 3, "run_dir": "/x"})
+    assert store.finish(ts[1].trial_id, "diverged", math.nan, {"error": "loss is NaN at step 4"})
+    assert store.finish(ts[2].trial_id, "oom", None, {"error": "CUDA out of memory\nTried to allocate"})
+    assert store.finish(ts[3].trial_id, "lost", None, {"error": "gone"})
+    assert store.finish(ts[4].trial_id, "completed", None)  # no score: recorded as failed
+    assert not store.finish(ts[0].trial_id, "failed")  # already ended: the first outcome stays
+    by = {t.slot: t for t in store.trials()}
+    assert (by[0].state, by[0].status, by[0].score, by[0].attrs["epochs"]) == ("complete", "completed", 0.71, 3)
+    assert (by[1].state, by[1].status, by[1].score, by[1].attrs["error"]) == ("fail", "diverged", None, "loss is NaN at step 4")
+    assert by[2].status == "oom" and by[2].attrs["error"].endswith("Tried to allocate")
+    assert (by[4].status, by[4].attrs["error"]) == ("failed", "finished without a score")
+    assert [s for s in range(5) if by[s].is_result] == [0, 1, 2, 4]
+    assert not by[3].is_result and not by[3].is_live
+    assert by[0].result() == Result({LR: 1e-5}, 0.71, 0, "explore")
+
+
+def _dead_pid() -> tuple[int, float | None]:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = None
+    p.wait()
+    return p.pid, start
+
+
+def test_dead_worker_is_lost_and_written_result_adopted(opened):
+    kind, url, name, store = opened
+    plan_of(store, [1e-4, 1e-3, 3e-4])
+    a, b, c = store.claim(), store.claim(), store.claim()
+    pid, _ = _dead_pid()
+    for t in (a, b):
+        store.set_attrs(t.trial_id, pid=pid, pid_start=None)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.set_attrs(c.trial_id, pid=alive.pid, pid_start=process_start(alive.pid))
+
+        def adopt(t):
+            return ("completed", 0.5, {"epochs": 2}) if t.trial_id == b.trial_id else None
+
+        changed = store.reap_stale(grace_s=3600, adopt=adopt)
+        assert sorted((t.slot, t.status) for t in changed) == [(0, "lost"), (1, "completed")]
+        by = {t.slot: t for t in store.trials()}
+        assert "gone" in by[0].attrs["error"] and by[1].score == 0.5 and "adopted" in by[1].attrs
+        assert by[2].state == "running"  # its process lives
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_silent_worker_is_lost_after_grace(opened):
+    kind, url, name, store = opened
+    plan_of(store, [1e-4, 1e-3])
+    quiet, beating = store.claim(), store.claim()
+    for t in (quiet, beating):
+        store.set_attrs(t.trial_id, host="elsewhere/remote", pid=1)
+    assert store.reap_stale(grace_s=0.3) == []  # first sight: the clock starts now
+    time.sleep(0.2)
+    store.heartbeat(beating.trial_id)
+    assert store.reap_stale(grace_s=0.3) == []
+    time.sleep(0.25)
+    store.heartbeat(beating.trial_id)
+    lost = store.reap_stale(grace_s=0.3)
+    assert [(t.slot, t.status) for t in lost] == [(0, "lost")]
+    assert "no heartbeat" in lost[0].attrs["error"]
+    assert not store.heartbeat(quiet.trial_id)  # the silent worker learns it lost the trial
+
+
+@pytest.mark.parametrize("kind", [s for s in STORAGES if s != "memory"])
+def test_one_coordinator_at_a_time(kind, tmp_path):
+    url, name = storage_url(kind, tmp_path), f"c-{uuid.uuid4().hex[:10]}"
+    store = Store.open(name, url, create=True)
+    code = ("import sys, time; from ocrtune.sweep.store import Store; s = Store.open(sys.argv[1], sys.argv[2]); "
+            "s.claim_coordinator(60); print('ok', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", code, name, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert other.stdout.readline().strip() == "ok"
+        assert store.coordinator(60)["pid"] == other.pid
+        with pytest.raises(OcrtuneError, match="already coordinated by pid"):
+            store.claim_coordinator(60)
+        other.kill()
+        other.wait()
+        assert store.coordinator(60) is None
+        store.claim_coordinator(60)  # the old one is gone: take over
+        store.release_coordinator()
+        assert store.coordinator(60) is None
+    finally:
+        other.kill()
+        if kind == "postgres":
+            store.drop()
+
+
+def test_pruner_never_prunes_before_min_epochs(opened):
+    kind, url, name, store = opened
+    store.set_pruner("median", min_epochs=2)
+    plan_of(store, [10.0 ** (-5 + i / 2) for i in range(7)])
+    for i in range(5):  # five good finished trials: the median's start-up
+        t = store.claim()
+        for step in (1, 2, 3):
+            store.report(t.trial_id, step, 0.5 + 0.1 * step)
+        store.finish(t.trial_id, "completed", 0.8)
+    bad = store.claim()
+    store.report(bad.trial_id, 1, 0.01)
+    assert not store.should_prune(bad.trial_id)  # epoch 1 < --min-epochs 2
+    store.report(bad.trial_id, 2, 0.02)
+    assert store.should_prune(bad.trial_id)
+    good = store.claim()
+    store.report(good.trial_id, 2, 0.9)
+    assert not store.should_prune(good.trial_id)
+
+
+def test_make_pruner_validates():
+    assert make_pruner(None) is None
+    with pytest.raises(InputError, match="median, asha"):
+        make_pruner("hyperband")
+    with pytest.raises(InputError, match="--min-epochs"):
+        make_pruner("asha", 0)
+
+
+SPACE = parse_space({
+    LR: {"distribution": "log_uniform", "min": 1e-5, "max": 1e-1},
+    "models.head.postprocess.thresh": {"distribution": "q_uniform", "min": 0.1, "max": 0.5, "q": 0.05},
+    "models.encoder.out_indices": {"values": [[1, 2, 3, 4], [2, 3, 4]]},
+    "models.optimizer.weight_decay": {"value": 1e-4},
+})
+
+
+def score(p) -> float:
+    x = math.log10(p[LR]) + 3
+    return 1.0 - x * x - 10 * (p["models.head.postprocess.thresh"] - 0.3) ** 2 - 0.1 * len(p["models.encoder.out_indices"])
+
+
+def test_tpe_proposals_are_valid_deterministic_and_learn():
+    first = propose_tpe(SPACE.dims, [], 3, seed=5, direction="maximize")
+    assert first == propose_tpe(SPACE.dims, [], 3, seed=5, direction="maximize")
+    tpe = TPE(SPACE, trials=40, batch=4, seed=1)
+    hist: list[Result] = []
+    while not (b := tpe.next_batch(hist)).done:
+        assert len({repr(sorted(p.items())) for p in b.params}) == len(b.params)  # constant liar: no repeats
+        for p in b.params:
+            assert 1e-5 <= p[LR] <= 1e-1 and p["models.optimizer.weight_decay"] == 1e-4
+            assert p["models.encoder.out_indices"] in ([1, 2, 3, 4], [2, 3, 4])
+            assert round(p["models.head.postprocess.thresh"] / 0.05, 6).is_integer()
+        hist += [Result(p, score(p) if p[LR] < 3e-2 else None, b.index) for p in b.params]
+    assert len(hist) == 40
+    dist = [abs(math.log10(r.params[LR]) + 3) for r in hist]
+    assert sum(dist[-10:]) / 10 < sum(dist[:10]) / 10  # later proposals close in on the optimum
+
+
+def test_resolve_storage_forms(tmp_path):
+    assert resolve_storage("s", None, tmp_path) == ("sqlite", str(tmp_path / "sweeps" / "s" / "study.db"))
+    assert resolve_storage("s", "sqlite:////abs/x.db") == ("sqlite", "/abs/x.db")
+    assert resolve_storage("s", "runs/x.log") == ("journal", "runs/x.log")
+    assert resolve_storage("s", "journal:j.txt") == ("journal", "j.txt")
+    assert resolve_storage("s", "postgres://u:p@h/db") == ("rdb", "postgresql://u:p@h/db")
+    assert show_storage("rdb", "postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    with pytest.raises(InputError, match="--storage"):
+        resolve_storage("s", "redis://h")
