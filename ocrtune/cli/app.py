@@ -8,7 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from ocrtune import __version__
-from ocrtune.cli import compare, data, evaluate_json, presets, runs, train
+from ocrtune.cli import compare, data, evaluate_json, presets, runs, sweep, train
 from ocrtune.cli._output import error
 from ocrtune.errors import InputError, OcrtuneError
 
@@ -40,6 +40,7 @@ app = typer.Typer(
 app.add_typer(presets.app, name="presets")
 app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
+app.add_typer(sweep.app, name="sweep")
 app.command("compare")(compare.compare)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
