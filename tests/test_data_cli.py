@@ -6,14 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from ocrtune.cli import data
+from ocrtune.cli.app import app as root
 from ocrtune.data.formats import read_json
 
-root = typer.Typer()
-root.add_typer(data.app, name="data")
 runner = CliRunner()
 
 
@@ -111,7 +108,7 @@ def test_malformed_json_exits_2_with_located_line(synth_dir: Path, tmp_path: Pat
     for command in (["check", str(ds)], ["stats", str(ds), "--split", "val"]):
         result = runner.invoke(root, ["data", *command])
         assert result.exit_code == 2
-        assert result.stderr.startswith(f"error: {ds / 'jsons' / 'val.json'}:2:")
+        assert result.stderr.startswith(f"{ds / 'jsons' / 'val.json'}:2:")
         assert "Traceback" not in result.output
 
 

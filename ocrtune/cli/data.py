@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,28 +13,16 @@ from rich.table import Table
 
 from ocrtune.data.stats import SplitStats, scan_dataset, scan_split
 from ocrtune.data.synthetic import synthesize
-from ocrtune.errors import InputError
 
 app = typer.Typer(help="Inspect, check and synthesise receipt datasets.", no_args_is_help=True)
 
 _out = Console(highlight=False)
 _err = Console(stderr=True, highlight=False)
-T = TypeVar("T")
 
 DirArg = Annotated[
     Path, typer.Argument(help="Dataset folder: images/<split>/ plus jsons/ or annotations/.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Turn bad input into one located line per problem on stderr and exit code 2."""
-    try:
-        return fn()
-    except InputError as exc:
-        for line in exc.lines:
-            typer.echo(f"error: {line}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _fmt(value: Any) -> str:
@@ -84,7 +71,7 @@ def stats(
     show: Annotated[int, typer.Option(help="How many problems to list.")] = 10,
 ) -> None:
     """Count images, words, sizes and vertex counts of one split, and summarise problems."""
-    result = _guard(lambda: scan_split(directory, split))
+    result = scan_split(directory, split)
     if as_json:
         typer.echo(json.dumps(result.to_dict(show), indent=2, ensure_ascii=False))
     else:
@@ -99,7 +86,7 @@ def check(
     ] = None,
 ) -> None:
     """List every data problem as a located line; exit 1 if there is any, 0 otherwise."""
-    results = _guard(lambda: scan_dataset(directory, split))
+    results = scan_dataset(directory, split)
     total = 0
     for s in results:
         for p in s.problems:
@@ -127,9 +114,8 @@ def synth(
     """Render synthetic receipts with exact word polygons in the competition layout."""
     with Progress(console=_err, transient=True) as progress:
         task = progress.add_task("rendering receipts", total=n)
-        result = _guard(
-            lambda: synthesize(out, n, seed, size, val_fraction, overwrite=force,
-                               on_image=lambda _i: progress.advance(task))
+        result = synthesize(
+            out, n, seed, size, val_fraction, overwrite=force, on_image=lambda _i: progress.advance(task)
         )
     typer.echo(
         f"wrote {result.n_train} train + {result.n_val} val images "
