@@ -48,6 +48,27 @@ def logged(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None
     return final
 
 
+def slow_when_bad(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None]) -> float:
+    """Like ``logged`` without sleep for good rates, 0.5 s an epoch for weak ones (score < 0.5),
+    so a pruner has time to stop them between epochs even on a busy machine."""
+    _log("start", params)
+    final = curve(float(params[LR]))
+    for e in range(1, epochs + 1):
+        if final < 0.5:
+            time.sleep(0.5)
+        report(e, final * e / epochs, train_loss=2.0 / e)
+    _log("end", params)
+    return final
+
+
+def crash(params: Mapping[str, Any]) -> float:
+    """Dies hard (as a segfault or the OOM killer would): no result file is written."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0.0
+
+
 def curve_only(params: Mapping[str, Any]) -> float:
     return curve(float(params[LR]))
 

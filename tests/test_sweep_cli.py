@@ -36,7 +36,7 @@ def sweep(cli, tmp_path, *args):
 
 
 def test_hierarchical_sweep_plans_stages_records_and_resumes(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.1")
+    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.15")
     args = ("--objective", OBJ + "logged", "--range", "2e-5,1e-2", "--points", "4", "--stages", "2",
             "--epochs", "2", "--parallel", "2", "--name", "h")
     code, s, err = sweep(cli, tmp_path, *args)
@@ -145,11 +145,10 @@ def test_grid_random_and_tpe_over_a_space_file(cli, tmp_path):
     assert s["strategy"] == "tpe" and [(b["index"], b["planned"]) for b in s["batches"]] == [(0, 3), (1, 3)]
 
 
-def test_pruning_stops_weak_trials_but_never_before_min_epochs(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.1")
+def test_pruning_stops_weak_trials_but_never_before_min_epochs(cli, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("models.optimizer.lr: {values: [5.0e-4, 4.0e-4, 6.0e-4, 3.0e-4, 7.0e-4, 2.0e-5, 3.0e-5]}\n")
-    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--space", space, "--strategy", "grid",
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "slow_when_bad", "--space", space, "--strategy", "grid",
                          "--epochs", "4", "--prune", "median", "--min-epochs", "2")
     assert code == 0, err
     assert [t["status"] for t in s["trials"]] == ["completed"] * 5 + ["pruned"] * 2

@@ -113,6 +113,7 @@ CLAIMER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", [s for s in STORAGES if s != "memory"])
 def test_claims_are_exclusive_across_processes(kind, tmp_path):
     url, name = storage_url(kind, tmp_path), f"p-{uuid.uuid4().hex[:10]}"

@@ -165,10 +165,11 @@ class Store:
         self._storage, self.study = storage, study
         self._sid = storage.get_study_id_from_name(name)
         self._lock = threading.RLock()
-        self._lockfile = Path(target + ".ocrtune-lock") if kind in ("sqlite", "journal") else None
+        self._lockfile = _lock_path(kind, target) if kind in ("sqlite", "journal") else None
         self._ids: dict[int, int] = {}
         self._beats: dict[int, tuple[Any, float]] = {}
         self._pruner: optuna.pruners.BasePruner | None = None
+        self._active: set[int] = set()  # trials this process is running right now
 
     @property
     def url(self) -> str:
@@ -186,14 +187,16 @@ class Store:
         if kind in ("sqlite", "journal") and not create and not Path(target).is_file():
             raise InputError(f"no sweep named {name!r} here ({target} does not exist; pass --storage or --runs-dir "
                              "if it lives elsewhere)", key="--name")
-        backend = _backend(kind, target)
-        try:
-            study = optuna.load_study(study_name=name, storage=backend, sampler=optuna.samplers.RandomSampler())
-        except KeyError:
-            if not create:
-                raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key="--name") from None
-            study = optuna.create_study(study_name=name, storage=backend, direction=direction,
-                                        sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
+        lock = _file_lock(_lock_path(kind, target)) if kind in ("sqlite", "journal") else contextlib.nullcontext()
+        with lock:  # two processes creating the same SQLite schema at once collide
+            backend = _backend(kind, target)
+            try:
+                study = optuna.load_study(study_name=name, storage=backend, sampler=optuna.samplers.RandomSampler())
+            except KeyError:
+                if not create:
+                    raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key="--name") from None
+                study = optuna.create_study(study_name=name, storage=backend, direction=direction,
+                                            sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
         store = cls(name, kind, target, backend, study)
         if create and store.direction != direction:
             raise InputError(f"sweep {name!r} exists and {store.direction}s its metric, not {direction}; "
@@ -284,6 +287,7 @@ class Store:
                 except (UpdateFinishedTrialError, RuntimeError):
                     continue
                 attrs = {**ident, "status": "running", "heartbeat": time.time(), "claimed": _now()}
+                self._active.add(tid)
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(tid, k, v)
                 return self._stored(self._storage.get_trial(tid))
@@ -298,6 +302,10 @@ class Store:
         except (UpdateFinishedTrialError, RuntimeError):
             return False
         return True
+
+    def release(self, trial_id: int) -> None:
+        """Forget a trial this process was running without ending it (it ended elsewhere)."""
+        self._active.discard(trial_id)
 
     def heartbeat(self, trial_id: int) -> bool:
         return self.set_attrs(trial_id, heartbeat=time.time())
@@ -319,6 +327,7 @@ class Store:
             status = "failed"
             attrs = {**(attrs or {}), "error": (attrs or {}).get("error") or "finished without a score"}
         state = _STATE.get(status, TrialState.FAIL)
+        self._active.discard(trial_id)
         try:
             if self._storage.get_trial(trial_id).state.is_finished():
                 return False
@@ -336,17 +345,19 @@ class Store:
         changed = []
         for t in self.trials(("running",)):
             a = t.attrs
-            if a.get("host") == here and a.get("pid") == mine["pid"]:
+            ours = a.get("host") == here and a.get("pid") == mine["pid"]
+            if ours and t.trial_id in self._active:
                 continue  # our own slot threads look after their trials
             beat = a.get("heartbeat")
             seen = self._beats.get(t.trial_id)
             if seen is None or seen[0] != beat:
                 self._beats[t.trial_id] = (beat, now)
             silent = seen is not None and seen[0] == beat and now - seen[1] > grace_s
-            dead = a.get("host") == here and isinstance(a.get("pid"), int) and not pid_alive(a["pid"], a.get("pid_start"))
+            dead = ours or (a.get("host") == here and isinstance(a.get("pid"), int)
+                            and not pid_alive(a["pid"], a.get("pid_start")))
             if not (dead or silent):
                 continue
-            why = (f"worker process {a.get('pid')} on this host is gone" if dead
+            why = ("its slot in this process failed" if ours else f"worker process {a.get('pid')} on this host is gone" if dead
                    else f"no heartbeat from {a.get('host', '?')} pid {a.get('pid', '?')} for {grace_s:.0f}s")
             with self._exclusive():
                 cur = self._storage.get_trial(t.trial_id)
@@ -408,16 +419,11 @@ class Store:
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._lock:
-            if self._lockfile is None or fcntl is None:
+            if self._lockfile is None:
                 yield
                 return
-            self._lockfile.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._lockfile, "a+") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f, fcntl.LOCK_UN)
+            with _file_lock(self._lockfile):
+                yield
 
     def _tid(self, number: int) -> int:
         if number not in self._ids:
@@ -577,6 +583,25 @@ def _backend(kind: str, target: str) -> BaseStorage:
     except Exception as e:  # connection refused, bad credentials, unknown database
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first}") from None
+
+
+def _lock_path(kind: str, target: str) -> Path:
+    return Path(target + ".ocrtune-lock")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` across processes on this machine (no-op where unsupported)."""
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(conn: Any, record: Any) -> None:

@@ -113,9 +113,9 @@ def build_preset(spec: Mapping[str, Any], spec_path: Path) -> Any:
 
 
 def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
+    loaded = build_preset(spec, spec_path)  # a bad value fails here, before torch is imported
     from ocrtune.train.fit import TrainOptions, fit
 
-    loaded = build_preset(spec, spec_path)
     opts = TrainOptions(
         data=Path(spec["data"]) if spec.get("data") else None,
         name=spec["name"],

@@ -107,6 +107,7 @@ class WorkerPool:
         idle_since = time.monotonic()
         last_reap = 0.0
         while not self.stop.is_set():
+            trial = None
             try:
                 trial = self.store.claim({"slot": slot.name, "worker": self.label})
                 if trial is None:
@@ -125,8 +126,13 @@ class WorkerPool:
                     self.outcomes.append(out)
                 self.on_event("end", out.__dict__)
                 idle_since = time.monotonic()
-            except Exception as e:  # storage hiccup, full disk: report, back off, go on
+            except Exception as e:  # storage hiccup, full disk: report, re-queue the trial, back off, go on
                 self.on_event("error", {"slot": slot.name, "error": _tail_exc(e)})
+                if trial is not None:
+                    try:
+                        self.store.finish(trial.trial_id, "lost", None, {"error": _tail_exc(e)})
+                    except Exception:
+                        pass  # still unreachable: the reaper marks it lost later
                 self.stop.wait(max(1.0, self.settings.poll_s))
 
 
@@ -188,7 +194,9 @@ def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot:
         attrs["error"] = "stopped by Ctrl-C; re-queued" if ended_by == "interrupted" else "declared lost while running"
     elif status == "interrupted":  # something else stopped it (SIGTERM from outside)
         status = "interrupted"
-    if ended_by != "lost" and not store.finish(tid, status, score, attrs):
+    if ended_by == "lost":
+        store.release(tid)
+    elif not store.finish(tid, status, score, attrs):
         on_event("error", {"slot": slot.name, "error": f"trial {trial.number} had already ended elsewhere; result kept on disk only"})
     return Outcome(trial.number, status, score, trial.params, slot.name, attrs.get("error"))
 

@@ -1,0 +1,78 @@
+"""Slots, GPU pinning, process identity and group termination (no torch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ocrtune.errors import InputError, OcrtuneError
+from ocrtune.sweep.launcher import Child, Slot, gpu_ids, host_id, make_slots, me, pid_alive, process_start
+
+
+def test_slots():
+    assert make_slots(None, None) == [Slot("cpu0")]
+    assert make_slots(None, 2, cpus=8) == [Slot("cpu0", threads=4), Slot("cpu1", threads=4)]
+    assert make_slots(None, 0) == []
+    assert [(s.name, s.gpu) for s in make_slots("0,2", None)] == [("gpu0", "0"), ("gpu2", "2")]
+    assert [s.gpu for s in make_slots("1", 2)] == ["1", "1"]
+    for bad in ("0,0", "a,b", ","):
+        with pytest.raises(InputError, match="--gpus"):
+            make_slots(bad, None)
+    with pytest.raises(InputError, match="--parallel"):
+        make_slots(None, -1)
+
+
+def test_slot_env_pins_gpu_and_shares_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = Slot("gpu3", gpu="3").env({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "3"}
+    assert Slot("cpu0", threads=2).env({})["OMP_NUM_THREADS"] == "2"
+    assert Slot("cpu0", threads=2).env({"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice wins
+
+
+def test_gpus_all(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    assert gpu_ids("all") == ["4", "5"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(OcrtuneError, match="no NVIDIA GPU found"):
+        gpu_ids("all")
+
+
+def test_process_identity():
+    ident = me()
+    assert ident["host"] == host_id() and ident["pid"] == os.getpid()
+    assert pid_alive(os.getpid(), process_start(os.getpid()))
+    assert not pid_alive(os.getpid(), (process_start(os.getpid()) or 0) + 1)  # a reused pid is not ours
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    for _ in range(100):
+        if not pid_alive(zombie.pid):
+            break
+        time.sleep(0.05)
+    assert not pid_alive(zombie.pid)  # exited but not yet reaped
+    zombie.wait()
+    assert not pid_alive(zombie.pid)
+
+
+def test_child_terminate_stops_the_whole_group(tmp_path):
+    code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+            "print(p.pid, flush=True); time.sleep(60)")
+    child = Child([sys.executable, "-c", code], dict(os.environ), tmp_path / "log.txt")
+    for _ in range(200):
+        text = (tmp_path / "log.txt").read_text()
+        if text.strip():
+            break
+        time.sleep(0.05)
+    grandchild = int(text.split()[0])
+    assert child.wait(0.1) is None
+    rc = child.terminate(grace=5)
+    assert rc != 0 and not pid_alive(child.pid)
+    for _ in range(100):
+        if not pid_alive(grandchild):
+            break
+        time.sleep(0.05)
+    assert not pid_alive(grandchild)
