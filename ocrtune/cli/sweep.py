@@ -254,7 +254,8 @@ def render(s: Mapping[str, Any], final: bool) -> Group:
     if final:
         parts.append(Text(f"{s['state']}: {s['reason'] or ''}"))
     elif s.get("eta_s") is not None:
-        parts.append(Text(f"ETA {_dur(s['eta_s'])} (at most; a stage that does not improve stops the sweep)"))
+        note = " (at most: a stage that does not improve ends the sweep)" if s["strategy"] == "hierarchical" else ""
+        parts.append(Text(f"ETA {_dur(s['eta_s'])}{note}"))
     return Group(*parts)
 
 

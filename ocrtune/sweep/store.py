@@ -48,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.launcher import host_id, me, pid_alive
 from ocrtune.sweep.planner import Direction
+from ocrtune.sweep.records import finite
 from ocrtune.sweep.space import Dim, Space
 from ocrtune.sweep.strategies import Batch, Result, Strategy
 from ocrtune.train.rundir import slug
@@ -322,7 +323,7 @@ class Store:
     def _finish(self, trial_id: int, status: str, score: float | None, attrs: Mapping[str, Any] | None) -> bool:
         if status not in RESULT_STATUSES + RERUN_STATUSES:
             raise ValueError(f"unknown trial status {status!r}")
-        score = _finite(score)
+        score = finite(score)
         if status == "completed" and score is None:
             status = "failed"
             attrs = {**(attrs or {}), "error": (attrs or {}).get("error") or "finished without a score"}
@@ -434,7 +435,7 @@ class Store:
         a = dict(ft.user_attrs)
         state = ft.state.name.lower()
         status = a.get("status") or {"waiting": "queued", "running": "running", "complete": "completed"}.get(state, "failed")
-        score = _finite(a.get("score")) if "score" in a else (_finite(ft.value) if ft.values else None)
+        score = finite(a.get("score")) if "score" in a else (finite(ft.value) if ft.values else None)
         return StoredTrial(ft.number, self._tid(ft.number), state, str(status), a.get("plan"), a.get("plan_slot"),
                            int(a.get("batch") or 0), str(a.get("kind") or "explore"), dict(a.get("params") or ft.params),
                            score, a, ft.datetime_start, ft.datetime_complete)
@@ -506,7 +507,7 @@ def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: in
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     study = optuna.create_study(direction=direction, sampler=sampler)
-    scores = [s for s in (_finite(r.score) for r in history) if s is not None]
+    scores = [s for s in (finite(r.score) for r in history) if s is not None]
     worst = (min(scores) if direction == "maximize" else max(scores)) if scores else None
     for r in history:
         internal = {}
@@ -517,7 +518,7 @@ def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: in
                     break
                 internal[d.key] = dists[d.key].to_external_repr(v)
         else:
-            value = _finite(r.score)
+            value = finite(r.score)
             value = worst if value is None else value
             state = TrialState.COMPLETE if value is not None else TrialState.FAIL
             study.add_trial(create_trial(params=internal, distributions=dists, value=value, state=state))
@@ -634,12 +635,6 @@ def _alive_elsewhere(cur: Mapping[str, Any], grace_s: float) -> bool:
     if cur.get("host") == host_id():
         return isinstance(cur.get("pid"), int) and pid_alive(cur["pid"], cur.get("pid_start"))
     return time.time() - float(cur.get("beat") or 0) < grace_s
-
-
-def _finite(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
 def _jsonable(v: Any) -> Any:
