@@ -101,3 +101,40 @@ def test_blend_bad_weight(cli, tmp_path):
     code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "m", "--weight", "2", "--dir", tmp_path)
     assert code == 2 and "--weight: must be in [0, 1]" in err
     assert not any(Path(tmp_path).iterdir())
+
+
+def test_odd_inputs_give_located_lines(cli, presets_dir, tmp_path):
+    (presets_dir / "latin1.yaml").write_bytes("seed: 1\ndescription: caf\xe9\n".encode("latin-1"))
+    code, _, err = cli("presets", "show", presets_dir / "latin1.yaml")
+    assert code == 2 and "latin1.yaml:2: not UTF-8 text" in err
+    code, _, err = cli("presets", "show", "run8", "--set", "models.optimizer.lr=.inf")
+    assert code == 2 and "--set models.optimizer.lr" in err
+    code, out, _ = cli("presets", "show", "run8", "--set", "description=run # 3", "--json")
+    assert code == 0 and json.loads(out)["description"] == "run # 3"
+    # user text is never read as rich markup
+    code, out, err = cli("compare", "run8", "run3", "--set", "datasets.root=/data/[/x]", "--all")
+    assert code == 0 and "/data/[/x]" in out
+
+
+def test_dotted_preset_names(cli, presets_dir):
+    (presets_dir / "v1.5-demo.yaml").write_text("extends: cpu-demo\nseed: 3\n")
+    code, out, _ = cli("presets", "show", "v1.5-demo", "--presets-dir", presets_dir)
+    assert code == 0 and out.startswith("# v1.5-demo: resolved from")
+
+
+def test_blend_keeps_image_size_on_its_grid(cli, tmp_path):
+    code, _, err = cli("presets", "blend", "cpu-demo", "baseline", "--name", "mix", "--weight", "0.3", "--dir", tmp_path)
+    assert code == 0, err
+    size = load_preset(tmp_path / "mix.yaml").preset.datasets.image_size
+    assert size % 32 == 0 and size == 32 * round((320 + 0.3 * (1024 - 320)) / 32)
+
+
+def test_new_keeps_the_source_base_when_it_lives_elsewhere(cli, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "_receipt-b4.yaml").write_text("models:\n  encoder:\n    model_name: resnet18\n")
+    (src / "child.yaml").write_text("extends: _receipt-b4\nseed: 5\n")
+    out = tmp_path / "out"
+    code, _, err = cli("presets", "new", "foo", "--from", src / "child.yaml", "--dir", out)
+    assert code == 0, err
+    assert load_preset(out / "foo.yaml").preset.models.encoder.model_name == "resnet18"

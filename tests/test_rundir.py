@@ -62,3 +62,16 @@ def test_corrupt_summary_is_located(tmp_path):
     with pytest.raises(InputError) as e:
         run.read_summary()
     assert "summary.json:2" in e.value.lines[0]
+
+
+def test_runs_list_survives_a_corrupt_summary(tmp_path, cli):
+    good = RunDir(new_run_dir(tmp_path, "good"))
+    good.config.write_text("seed: 1\n")
+    good.write_summary({"status": "completed"})
+    bad = RunDir(new_run_dir(tmp_path, "bad"))
+    bad.config.write_text("seed: 1\n")
+    bad.summary_path.write_text("{oops")
+    code, out, _ = cli("runs", "list", "--runs-dir", tmp_path, "--json")
+    assert code == 0
+    status = {r["run"].split("-", 3)[-1]: r["status"] for r in json.loads(out)}
+    assert status["good"] == "completed" and status["bad"].startswith("unreadable summary")

@@ -99,16 +99,49 @@ def test_predict_writes_csv_for_every_image(trained, tiny_data, cli, tmp_path):
     assert json.loads(out2)["image_mean"]["hmean"] == pytest.approx(result.best["hmean"], abs=0.02)
 
 
-def test_resume_continues_the_same_run(tiny_data, tmp_path):
-    loaded = load_preset("cpu-demo", TINY)
-    first = fit(loaded, TrainOptions(data=tiny_data, runs_dir=tmp_path, name="r", progress=False, max_epochs=1))
+def test_resume_continues_the_same_run_on_the_same_data(tiny_data, tmp_path):
+    import torch
+
+    warm = [*TINY, "models.scheduler.warmup_epochs=1"]
+    loaded = load_preset("cpu-demo", warm)
+    first = fit(loaded, TrainOptions(data=tiny_data, runs_dir=tmp_path, name="r", progress=False, max_epochs=2))
     assert first.status == "completed"
     run = RunDir(first.run_dir)
-    second = fit(loaded, TrainOptions(resume=str(first.run_dir), runs_dir=tmp_path, progress=False, max_epochs=2))
+    # last.ckpt is rewritten every epoch, whether or not H-mean improved
+    assert torch.load(run.last_ckpt, map_location="cpu", weights_only=False)["epoch"] == 1
+    # the lr column is the lr each epoch trained with (warm-up: half, then full)
+    assert [r["lr"] for r in run.read_metrics()] == pytest.approx([0.0015, 0.003])
+    # no --data: the run's config.yaml names the data it trained on
+    second = fit(None, TrainOptions(resume=str(first.run_dir), runs_dir=tmp_path, progress=False, max_epochs=3))
     assert second.status == "completed" and second.run_dir == first.run_dir
-    assert [r["epoch"] for r in run.read_metrics()] == [0, 1]
-    assert json.loads(run.summary_path.read_text())["epochs_completed"] == 2
+    assert [r["epoch"] for r in run.read_metrics()] == [0, 1, 2]
+    summary = json.loads(run.summary_path.read_text())
+    assert summary["epochs_completed"] == 3 and summary["n_train"] == 2
+    assert summary["data"] == str(tiny_data.resolve()) and summary["preset"].startswith("cpu-demo")
+    assert load_preset(run.config).preset.trainer.max_epochs == 3
     assert len(list(tmp_path.iterdir())) == 1  # no second run directory
+
+
+def test_resume_refuses_a_new_preset_or_overrides(cli, tmp_path):
+    code, _, err = cli("train", "--resume", "x", "--set", "models.optimizer.lr=0.1", "--runs-dir", tmp_path)
+    assert code == 2 and "--resume: a resumed run keeps its own config.yaml" in err
+    code, _, err = cli("train", "--runs-dir", tmp_path)
+    assert code == 2 and "--preset: which preset?" in err
+
+
+def test_bad_trainer_settings_fail_before_a_run_exists(cli, tiny_data, tmp_path):
+    code, _, err = cli("train", "--preset", "cpu-demo", "--data", tiny_data, "--strategy", "bogus", "--runs-dir", tmp_path)
+    assert code == 2 and "invalid trainer settings" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("train", "--preset", "cpu-demo", "--data", tiny_data, "--set", "models.encoder.model_name=resnet18x",
+                       "--runs-dir", tmp_path)
+    assert code == 2 and "models.encoder.model_name" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_with_a_set_that_changes_the_model_is_refused(trained, tiny_data, cli):
+    result, runs = trained
+    code, _, err = cli("evaluate", result.run_dir, "--data", tiny_data, "--set", "models.decoder.inner_channels=32")
+    assert code == 2 and "checkpoint does not fit the preset" in err and "Traceback" not in err
 
 
 def test_absurd_lr_diverges_cleanly(tiny_data, tmp_path, cli):

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Piped output is read by people too: don't squeeze tables into 80 columns there.
 _WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
@@ -18,8 +19,18 @@ err_console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True
 
 
 def print_json(data: Any) -> None:
-    """Plain JSON on stdout (no rich wrapping, so it always parses)."""
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=_default))
+    """Plain JSON on stdout (no rich wrapping, so it always parses; NaN/inf become null)."""
+    print(json.dumps(_finite(data), indent=2, ensure_ascii=False, default=_default, allow_nan=False))
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _default(o: Any) -> Any:
@@ -39,11 +50,12 @@ def info(line: str) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], **kw: Any) -> Table:
-    t = Table(title=title, **kw)
+    """Values are shown as text, never parsed as markup; pass ``rich.text.Text`` for styling."""
+    t = Table(title=Text(title) if title else None, **kw)
     for i, c in enumerate(columns):
-        t.add_column(c, no_wrap=i == 0, overflow="fold")
+        t.add_column(Text(c), no_wrap=i == 0, overflow="fold")
     for r in rows:
-        t.add_row(*(x if hasattr(x, "__rich__") or hasattr(x, "__rich_console__") else fmt(x) for x in r))
+        t.add_row(*(x if isinstance(x, Text) else Text(fmt(x)) for x in r))
     return t
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from pathlib import Path
 
@@ -47,24 +48,24 @@ def compare(
         print(markdown_table(["parameter", *names], cells))
         return
     if not rows:
-        console.print(f"{' and '.join(names)}: no differing parameters")
+        console.print(f"{' and '.join(names)}: no differing parameters", markup=False)
         return
     title = f"{len(rows)} differing parameter(s) vs {names[0]}" if not all_ else f"all parameters vs {names[0]}"
     console.print(table(title, ["parameter", *names], cells))
 
 
-def _cell(row: DiffRow, i: int, plain: bool) -> str:
+def _cell(row: DiffRow, i: int, plain: bool) -> str | Text:
     value, delta = row.values[i], row.deltas[i]
     text = fmt(value)
     if i == 0 or delta is None:
         if i > 0 and row.values[0] != value and not plain:
-            return f"[yellow]{text}[/yellow]"
+            return Text(text, style="yellow")
         return text
     arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
     change = f"{arrow} {delta:+.1f}%"
     if plain:
         return f"{text} ({change})"
     colour = "green" if delta > 0 else "red" if delta < 0 else "dim"
-    return f"{text} [{colour}]{change}[/{colour}]"
+    return Text.assemble(text, " ", (change, colour))
 
 

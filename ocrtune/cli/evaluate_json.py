@@ -27,6 +27,8 @@ def evaluate_json(
     for p in (gt, pred):
         if not p.is_file():
             raise InputError("file not found", file=str(p))
+    if per_image is not None and per_image.is_dir():
+        raise InputError("is a directory; give a file name for the per-image scores", file=str(per_image))
     result = evaluate_files(gt, pred, metric)  # type: ignore[arg-type]
     if per_image is not None:
         per_image.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, error, info, print_json, table
@@ -30,7 +31,7 @@ def list_(presets_dir: PresetsDirOption = None, as_json: JsonOption = False) -> 
             p = load_preset(path, (), dirs).preset
         except InputError as e:
             records.append({"name": name, "path": str(path), "error": e.lines[0]})
-            rows.append([name, "[red]invalid[/red]", "-", "-", "-", "-", e.lines[0]])
+            rows.append([name, Text("invalid", style="red"), "-", "-", "-", "-", e.lines[0]])
             continue
         opt, sch = p.models.optimizer, p.models.scheduler
         hmean = p.reported.hmean if p.reported else None

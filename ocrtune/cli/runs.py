@@ -9,6 +9,7 @@ import typer
 
 from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, print_json, table
+from ocrtune.errors import InputError
 from ocrtune.train.rundir import find_run, list_runs
 
 app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
@@ -20,7 +21,10 @@ def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -
     """Runs with status, epochs and best validation scores."""
     records = []
     for run in list_runs(runs_dir):
-        s = run.read_summary()
+        try:
+            s = run.read_summary()
+        except InputError as e:  # one broken run does not hide the others
+            s = {"status": f"unreadable summary ({e.problems[0].message})"}
         best = s.get("best") or {}
         records.append(
             {
@@ -39,7 +43,7 @@ def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -
         print_json(records)
         return
     if not records:
-        console.print(f"no runs in {runs_dir}")
+        console.print(f"no runs in {runs_dir}", markup=False)
         return
     cols = ["run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
     rows = [[r["run"], r["status"], r["epochs"], r["best_epoch"], r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]

@@ -22,7 +22,7 @@ RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where run direc
 
 
 def train(
-    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset name or path.")] = "cpu-demo",
+    preset: Annotated[Optional[str], typer.Option("--preset", "-p", help="Preset name or path (e.g. cpu-demo).")] = None,
     set_: SetOption = None,
     data: DataOption = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the preset's).")] = None,
@@ -44,7 +44,13 @@ def train(
     from ocrtune.train.fit import TrainOptions, fit
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    loaded = load_preset(preset, set_ or [], presets_dir or [])
+    if resume is not None and (preset is not None or set_):
+        raise InputError("a resumed run keeps its own config.yaml; drop --preset/--set (--epochs may extend it)",
+                         key="--resume")
+    if resume is None and preset is None:
+        raise InputError("which preset? e.g. --preset cpu-demo (see `ocrtune presets list`), or --resume RUN",
+                         key="--preset")
+    loaded = load_preset(preset or "cpu-demo", set_ or [], presets_dir or []) if resume is None else None
     opts = TrainOptions(
         data=data,
         name=name,
@@ -60,6 +66,8 @@ def train(
         max_epochs=epochs,
     )
     result = fit(loaded, opts)
+    if result.rank > 0:  # a DDP child process: rank 0 reports
+        raise typer.Exit(0 if result.status == "completed" else 1)
     if as_json:
         print_json({k: v for k, v in result.__dict__.items()})
     else:
@@ -96,7 +104,7 @@ def _render_result(result: Any) -> None:
         f"H {fmt(best.get('hmean'))}  P {fmt(best.get('precision'))}  R {fmt(best.get('recall'))}  "
         f"in {result.wall_time_s:.1f}s on {result.device}"
     )
-    console.print(f"run: {result.run_dir}")
+    console.print(f"run: {result.run_dir}", markup=False)
     if result.error:
         err_console.print(result.error)
     if result.hint:

@@ -16,6 +16,8 @@ from ocrtune.presets.schema import Preset
 # Keys that describe a preset rather than configure training.
 NOT_SETTINGS = ("description", "reported.note")
 NOT_BLENDED = ("description", "seed", "reported")
+# Integers that must stay on a grid when blended (the schema requires multiples of 32).
+BLEND_STEP = {"datasets.image_size": 32}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -100,7 +102,7 @@ def blend_values(
 ) -> list[BlendedValue]:
     """Interpolate every numeric setting that differs: ``a + w (b - a)`` or ``a^(1-w) b^w``.
 
-    Integers stay integers (rounded half away from zero). Non-numeric differences keep ``a``'s
+    Integers stay integers (rounded half away from zero, onto ``BLEND_STEP`` grids). Non-numeric differences keep ``a``'s
     value and are reported so nothing changes silently.
     """
     if not 0.0 <= weight <= 1.0:
@@ -116,7 +118,9 @@ def blend_values(
             use_log = log and va > 0 and vb > 0
             v = va ** (1 - weight) * vb**weight if use_log else va + weight * (vb - va)
             if isinstance(va, int) and isinstance(vb, int):
-                v = int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5))
+                step = BLEND_STEP.get(key, 1)
+                v = v / step
+                v = step * (int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5)))
             out.append(BlendedValue(key, va, vb, v, "log" if use_log else "linear"))
         else:
             out.append(BlendedValue(key, va, vb, va, "from-a"))

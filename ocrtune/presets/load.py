@@ -106,6 +106,9 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read preset: {e.strerror}", file=_show(path)) from None
+    except UnicodeDecodeError as e:
+        line = text_line_of(path.read_bytes(), e.start)
+        raise InputError(f"not UTF-8 text (byte {e.start}: {e.reason})", file=_show(path), line=line) from None
     try:
         return _yaml().load(text)
     except MarkedYAMLError as e:
@@ -131,7 +134,8 @@ def load_preset(
     data, origins, chain = _resolve(path, dirs, ())
     apply_overrides(data, origins, overrides)
     preset = validate(data, origins, default_file=_show(path))
-    return LoadedPreset(Path(ref).stem if Path(str(ref)).suffix else str(ref), path, preset, data, origins, chain)
+    is_path = isinstance(ref, Path) or Path(str(ref)).suffix in SUFFIXES or os.sep in str(ref)
+    return LoadedPreset(path.stem if is_path else str(ref), path, preset, data, origins, chain)
 
 
 def validate(data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None = None) -> Preset:
@@ -183,6 +187,8 @@ def parse_scalar(raw: str, key: str = "") -> Any:
     if isinstance(value, str) and _looks_numeric(value):
         # YAML 1.2 reads "5e-4" as a string (no dot); users mean a number.
         return float(value)
+    if isinstance(value, str) and "#" in raw and not raw.startswith(("'", '"')):
+        return raw  # a '#' in a command-line value is text, not a YAML comment
     return value
 
 
@@ -335,6 +341,11 @@ def _message(err: Any) -> str:
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def text_line_of(data: bytes, offset: int) -> int:
+    """1-based line number of a byte offset."""
+    return data.count(b"\n", 0, offset) + 1
 
 
 def _looks_numeric(s: str) -> bool:

@@ -14,7 +14,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from ocrtune.errors import InputError
+from ocrtune.errors import InputError, Problem
 from ocrtune.presets.compare import BlendedValue
 from ocrtune.presets.load import find_preset, load_preset, parse_scalar, read_yaml
 
@@ -115,7 +115,7 @@ def new_preset(
         old = get_path(doc, key)
         was = f"was {old!r} in {source}" if old is not None else f"not set in {source}"
         set_path(doc, key, parse_scalar(raw, key), comment=was)
-    _fix_extends(doc, src_path, out_dir)
+    _fix_extends(doc, src_path, out_dir, dirs)
     if overrides:
         doc["reported"] = None
         doc.yaml_add_eol_comment("not yet measured", "reported")
@@ -172,19 +172,26 @@ def _check_loads(doc: CommentedMap, out_dir: Path, name: str, dirs: Sequence[str
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(dump(doc))
         load_preset(Path(tmp), (), dirs)
+    except InputError as e:  # name the setting, not the temporary file
+        raise InputError(
+            problems=[Problem(f"{p.message} in the blended preset", "blend", None, None, p.key) for p in e.problems]
+        ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
-def _fix_extends(doc: CommentedMap, src_path: Path, out_dir: Path) -> None:
-    """Keep ``extends`` resolvable from the new file's folder."""
+def _fix_extends(doc: CommentedMap, src_path: Path, out_dir: Path, dirs: Sequence[str | Path] = ()) -> None:
+    """Make ``extends`` name, from the new file's folder, the same base it names from the source."""
     ref = doc.get("extends")
     if not isinstance(ref, str):
         return
+    wanted = find_preset(ref, dirs, relative_to=src_path.parent).resolve()
     try:
-        find_preset(ref, (out_dir,), relative_to=out_dir)
+        found = find_preset(ref, dirs, relative_to=out_dir).resolve()
     except InputError:
-        doc["extends"] = str(find_preset(ref, (), relative_to=src_path.parent).resolve())
+        found = None
+    if found != wanted:
+        doc["extends"] = str(wanted)
 
 
 def _check_name(name: str) -> None:

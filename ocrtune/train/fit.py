@@ -42,6 +42,7 @@ class RunResult:
     error: str | None = None
     hint: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = 0  # > 0 in DDP child processes, which write and print nothing
 
 
 @dataclass
@@ -91,8 +92,19 @@ def preset_yaml(preset: Preset, header: str) -> str:
     return f"# {header}\n" + dump(preset.model_dump(mode="json"))
 
 
-def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
-    """Train; always returns a result whose status is also in ``summary.json``."""
+RUN_DIR_ENV = "OCRTUNE_RUN_DIR"  # hands rank 0's run directory to DDP child processes
+
+
+def _rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
+    """Train; always returns a result whose status is also in ``summary.json``.
+
+    Everything that can be wrong with the input (preset, data, model name, accelerator,
+    strategy) is checked before a run directory is created.
+    """
     import lightning as L
 
     from ocrtune.train.datamodule import DetectionDataModule
@@ -100,10 +112,13 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
     from ocrtune.train.recorder import RunRecorder
 
     _check_logger(opts.logger)
+    if loaded is None and not opts.resume:
+        raise InputError("a preset is needed unless resuming a run", key="--preset")
     preset = loaded.preset if isinstance(loaded, LoadedPreset) else loaded
     source = f"{loaded.name} ({loaded.path})" if isinstance(loaded, LoadedPreset) else "preset"
     resume_ckpt: Path | None = None
     rows: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {}
     if opts.resume:
         run = find_run(opts.resume, opts.runs_dir)
         resume_ckpt = run.last_ckpt
@@ -112,12 +127,13 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
         from ocrtune.presets.load import load_preset
 
         preset = load_preset(run.config).preset
-        rows = run.read_metrics()
+        rows = [r for r in run.read_metrics() if r.get("epoch") is not None]
         summary = run.read_summary()
-    else:
-        name = opts.name or (loaded.name if isinstance(loaded, LoadedPreset) else "run")
-        summary = {}
-    data_root = resolve_data_root(preset, opts.data)
+        source = summary.get("preset", source)
+    data_root = resolve_data_root(preset, opts.data).resolve()
+    # config.yaml is the fully resolved preset: the data it trained on included, so resume and
+    # evaluate find the same data without --data.
+    preset = preset.model_copy(update={"datasets": preset.datasets.model_copy(update={"root": str(data_root)})})
     if opts.max_epochs is not None:
         preset = preset.model_copy(update={"trainer": preset.trainer.model_copy(update={"max_epochs": opts.max_epochs})})
 
@@ -137,15 +153,30 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
     dm.prepare()  # bad data fails here, before a run directory exists
     for line in dm.problems[:20]:
         log.warning(line)
-
-    if not opts.resume:
-        run = RunDir(new_run_dir(opts.runs_dir, name))
-        write_text_atomic(run.config, preset_yaml(preset, f"resolved from {source}"))
     L.seed_everything(preset.seed, workers=True, verbose=False)
-    module = DBNetModule(preset.model_dump(mode="json"), val_loss=opts.val_loss)
-    on_gpu = precision != "32-true" or (accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available())
-    if on_gpu and torch.cuda.is_available():
+    module = DBNetModule(preset.model_dump(mode="json"), val_loss=opts.val_loss)  # bad model names fail here
+    if precision != "32-true" and accelerator != "cpu" and torch.cuda.is_available():
         module = module.to(memory_format=torch.channels_last)
+    t = preset.trainer
+    trainer_args = dict(
+        max_epochs=t.max_epochs,
+        accelerator=accelerator,
+        devices=opts.devices if opts.devices is not None else t.devices,
+        strategy=opts.strategy or t.strategy,
+        num_nodes=opts.num_nodes or t.num_nodes,
+        precision=precision,
+    )
+    _check_trainer(trainer_args)
+
+    child = _rank() > 0 and RUN_DIR_ENV in os.environ
+    if child:  # a DDP rank > 0: rank 0 owns the run directory and its files
+        run = RunDir(Path(os.environ[RUN_DIR_ENV]))
+    elif not opts.resume:
+        name = opts.name or (loaded.name if isinstance(loaded, LoadedPreset) else "run")
+        run = RunDir(new_run_dir(opts.runs_dir, name))
+    if not child:
+        write_text_atomic(run.config, preset_yaml(preset, f"resolved from {source}"))
+        os.environ[RUN_DIR_ENV] = str(run.path.resolve())
 
     device = _device_name(accelerator)
     summary.update(
@@ -157,98 +188,111 @@ def fit(loaded: LoadedPreset | Preset, opts: TrainOptions) -> RunResult:
             "n_val": dm.n_val,
             "device": device,
             "precision": precision,
-            "max_epochs": preset.trainer.max_epochs,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "max_epochs": t.max_epochs,
+            "started": summary.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
-    recorder = RunRecorder(run, summary, rows)
+    recorder = RunRecorder(run, summary, rows, enabled=not child)
     recorder.update_summary()
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    ckpt = ModelCheckpoint(
-        dirpath=run.checkpoints,
-        filename="best",
-        monitor="val/hmean",
-        mode="max",
-        save_top_k=1,
-        save_last=True,
-        auto_insert_metric_name=False,
-        enable_version_counter=False,
-    )
-    callbacks: list[Any] = [recorder, ckpt]
-    if opts.progress:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
-    t = preset.trainer
-    trainer = L.Trainer(
-        default_root_dir=run.path,
-        max_epochs=t.max_epochs,
-        accelerator=accelerator,
-        devices=opts.devices if opts.devices is not None else t.devices,
-        strategy=opts.strategy or t.strategy,
-        num_nodes=opts.num_nodes or t.num_nodes,
-        precision=precision,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val or None,
-        callbacks=callbacks,
-        logger=_logger(opts.logger, run.path),
-        enable_progress_bar=opts.progress,
-        enable_model_summary=opts.progress,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        limit_train_batches=opts.limit_train_batches,
-        deterministic=False,
-    )
     start = time.perf_counter()
     status, error, hint = "completed", None, None
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*Precision.*is not supported by the model summary.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
-        try:
+    try:
+        trainer = L.Trainer(
+            default_root_dir=run.path,
+            **trainer_args,
+            accumulate_grad_batches=t.accumulate_grad_batches,
+            gradient_clip_val=t.gradient_clip_val or None,
+            callbacks=[recorder, *_checkpoints(run), *_progress(opts.progress)],
+            logger=_logger(opts.logger, run.path),
+            enable_progress_bar=opts.progress,
+            enable_model_summary=opts.progress,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            limit_train_batches=opts.limit_train_batches,
+        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*Precision.*is not supported by the model summary.*")
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
-            if trainer.interrupted:
-                status = "interrupted"
-        except Diverged as e:
-            status, error = "diverged", str(e)
-        except torch.cuda.OutOfMemoryError as e:
-            status, error = "oom", _last_lines(e)
-            hint = "out of GPU memory: lower dataloader.batch_size or datasets.image_size (--set ...)"
-        except KeyboardInterrupt:
+        if trainer.interrupted:
             status = "interrupted"
-        except SystemExit:
-            # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT after.
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            if not trainer.interrupted:
-                raise
-            status = "interrupted"
-        except (InputError, OcrtuneError):
+    except Diverged as e:
+        status, error = "diverged", str(e)
+    except torch.cuda.OutOfMemoryError as e:
+        status, error = "oom", _last_lines(e)
+        hint = "out of GPU memory: lower dataloader.batch_size or datasets.image_size (--set ...)"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except SystemExit:
+        # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT after.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        status = "interrupted"
+    except BaseException as e:  # recorded, not hidden: the sweep goes on and the user sees why
+        status, error = "failed", _last_lines(e) if not isinstance(e, OcrtuneError) else str(e)
+        if isinstance(e, OcrtuneError) or not isinstance(e, Exception):
+            _finish(recorder, run, status, error, hint, start, summary, opts)
             raise
-        except Exception as e:  # recorded, not hidden: the sweep goes on and the user sees why
-            status, error = "failed", _last_lines(e)
-    wall = time.perf_counter() - start + (float(summary.get("wall_time_s") or 0.0) if opts.resume else 0.0)
-    recorder.update_summary(
-        status=status,
-        error=error,
-        hint=hint,
-        wall_time_s=round(wall, 3),
-        finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        best_checkpoint=str(run.best_ckpt) if run.best_ckpt.is_file() else None,
-    )
+    _finish(recorder, run, status, error, hint, start, summary, opts)
     return RunResult(
         run.path,
         status,
         summary.get("best_epoch"),
         summary.get("best") or {},
         len(recorder.rows),
-        wall,
+        float(summary["wall_time_s"]),
         device,
         error,
         hint,
         recorder.rows,
+        rank=_rank(),
     )
+
+
+def _finish(
+    recorder: Any, run: RunDir, status: str, error: str | None, hint: str | None, start: float,
+    summary: dict[str, Any], opts: TrainOptions,
+) -> None:
+    before = float(summary.get("wall_time_s") or 0.0) if opts.resume else 0.0
+    recorder.update_summary(
+        status=status,
+        error=error,
+        hint=hint,
+        wall_time_s=round(time.perf_counter() - start + before, 3),
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        best_checkpoint=str(run.best_ckpt) if run.best_ckpt.is_file() else None,
+    )
+
+
+def _checkpoints(run: RunDir) -> list[Any]:
+    """best.ckpt by val H-mean (never val loss), and last.ckpt rewritten every epoch for resume."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    common = dict(dirpath=run.checkpoints, auto_insert_metric_name=False, enable_version_counter=False, save_top_k=1)
+    return [
+        ModelCheckpoint(filename="best", monitor="val/hmean", mode="max", **common),
+        ModelCheckpoint(filename="last", monitor=None, **common),
+    ]
+
+
+def _progress(enabled: bool) -> list[Any]:
+    if not enabled:
+        return []
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    return [RichProgressBar(leave=True)]
+
+
+def _check_trainer(args: dict[str, Any]) -> None:
+    """Accelerator/devices/strategy mistakes as one located line, before any run directory."""
+    import lightning as L
+
+    try:
+        L.Trainer(**args, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    except Exception as e:  # Lightning raises ValueError, MisconfigurationException, ImportError...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"invalid trainer settings ({', '.join(f'{k}={v}' for k, v in args.items())}): {msg}") from None
 
 
 def _device_name(accelerator: str) -> str:

@@ -61,7 +61,13 @@ def load_checkpoint(
     apply_overrides(data, origins, overrides)
     preset = validate(data, origins, default_file=str(ckpt))
     module = DBNetModule(preset.model_dump(mode="json"))
-    missing, unexpected = module.load_state_dict(state["state_dict"], strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state["state_dict"], strict=False)
+    except RuntimeError as e:  # shape mismatches raise even when not strict
+        first = str(e).strip().splitlines()[1:2] or [str(e)]
+        raise InputError(
+            f"checkpoint does not fit the preset ({first[0].strip()}); did --set change the model?", file=str(ckpt)
+        ) from None
     if missing or unexpected:
         raise InputError(
             f"checkpoint does not fit the preset (missing {len(missing)}, unexpected {len(unexpected)} keys; "

@@ -24,19 +24,25 @@ def peak_memory_mb(device: torch.device | None) -> float:
 class RunRecorder(L.Callback):
     """One ``metrics.csv`` row per epoch; ``summary.json`` rewritten atomically each time."""
 
-    def __init__(self, run: RunDir, summary: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, run: RunDir, summary: dict[str, Any], rows: list[dict[str, Any]] | None = None, enabled: bool = True
+    ) -> None:
         self.run = run
         self.summary = summary
         self.rows: list[dict[str, Any]] = list(rows or [])
+        self.enabled = enabled  # False in DDP ranks > 0: rank 0 writes the run files
         self._epoch_start = time.perf_counter()
+        self._epoch_lr: float | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
+        # The lr this epoch trains with: epoch schedulers step before on_train_epoch_end.
+        self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.enabled:
             return
         m = trainer.callback_metrics
         exact = getattr(pl_module, "last_val", {})  # logged values are float32; keep full precision
@@ -47,7 +53,6 @@ class RunRecorder(L.Callback):
             v = m.get(key)
             return float(v) if v is not None else None
 
-        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         row = {
             "epoch": trainer.current_epoch,
             "train_loss": get("train/loss_epoch") if "train/loss_epoch" in m else get("train/loss"),
@@ -59,7 +64,7 @@ class RunRecorder(L.Callback):
             "val_precision": get("val/precision"),
             "val_recall": get("val/recall"),
             "val_iou_hmean": get("val/iou_hmean"),
-            "lr": lr,
+            "lr": self._epoch_lr,
             "grad_norm": getattr(pl_module, "last_grad_norm", None),
             "epoch_time_s": time.perf_counter() - self._epoch_start,
             "peak_mem_mb": peak_memory_mb(pl_module.device),
@@ -69,8 +74,10 @@ class RunRecorder(L.Callback):
         self.update_summary(epochs_completed=trainer.current_epoch + 1)
 
     def update_summary(self, **fields: Any) -> None:
-        best = best_row(self.rows)
         self.summary.update(fields)
+        if not self.enabled:
+            return
+        best = best_row(self.rows)
         if best is not None:
             self.summary["best_epoch"] = best["epoch"]
             self.summary["best"] = {
