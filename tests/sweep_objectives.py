@@ -69,6 +69,11 @@ def crash(params: Mapping[str, Any]) -> float:
     return 0.0
 
 
+def t_max(params: Mapping[str, Any]) -> float:
+    """An integer key: best at T_max 22."""
+    return -abs(int(params["models.scheduler.T_max"]) - 22)
+
+
 def curve_only(params: Mapping[str, Any]) -> float:
     return curve(float(params[LR]))
 

@@ -181,3 +181,14 @@ def test_option_parsers():
             parse_range(bad)
     with pytest.raises(InputError, match="--min-improvement"):
         parse_min_improvement("lots")
+
+
+def test_integer_param_without_a_space_file(cli, tmp_path):
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "t_max", "--strategy", "grid", "--points", "5",
+                         "--param", "models.scheduler.T_max", "--range", "10,30")
+    assert code == 0, err
+    assert [t["params"]["models.scheduler.T_max"] for t in s["trials"]] == [10, 15, 20, 25, 30]
+    assert s["best"]["params"] == {"models.scheduler.T_max": 20}
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "t_max", "--strategy", "grid",
+                         "--param", "models.scheduler.T_max", "--range", "10,30.5")
+    assert code == 2 and "integer key" in err

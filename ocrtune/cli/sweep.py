@@ -36,7 +36,7 @@ ParallelOption = Annotated[Optional[int], typer.Option(
 def sweep(
     ctx: typer.Context,
     preset: Annotated[str, typer.Option("--preset", "-p", help="Base preset (name or path).")] = "cpu-demo",
-    param: Annotated[str, typer.Option("--param", help="Numeric key the hierarchical strategy tunes.")] = "models.optimizer.lr",
+    param: Annotated[str, typer.Option("--param", help="Numeric preset key to tune when there is no --space.")] = "models.optimizer.lr",
     range_: Annotated[str, typer.Option("--range", help="LOW,HIGH of --param.")] = "1e-5,1e-2",
     linear: Annotated[bool, typer.Option("--linear", help="Space points linearly (default: log scale).")] = False,
     points: Annotated[int, typer.Option("--points", help="Trials per stage (grid: points per range).")] = 5,

@@ -29,7 +29,7 @@ from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.launcher import Slot
 from ocrtune.sweep.planner import PlannerConfig
 from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE
-from ocrtune.sweep.space import Dim, Space, load_space, param_dim
+from ocrtune.sweep.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
 from ocrtune.sweep.store import TPE, Plan, Store, StoredTrial, make_pruner
 from ocrtune.sweep.strategies import Grid, Hierarchical, Random, Strategy
 from ocrtune.sweep.worker import WorkerPool, WorkerSettings, adopt_result
@@ -150,7 +150,12 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
         raise InputError(f"must be <= --epochs {epochs} (got {min_epochs})", key="--min-epochs")
     make_pruner(prune, min_epochs)
     low, high = parse_range(range_text)
-    if space is None:
+    if space is None and strategy != "hierarchical" and leaf_kind(param) == "int":
+        if low != int(low) or high != int(high):
+            raise InputError(f"{param} is an integer key; give integer ends (got {range_text})", key="--range")
+        space = parse_space({param: {"distribution": "int_uniform", "min": int(low), "max": int(high)}},
+                            base=preset, file="--param")
+    elif space is None:
         space = Space((param_dim(param, low, high, not linear, preset),))
     elif strategy == "hierarchical":
         rng = [d for d in space.dims if d.kind in ("uniform", "log_uniform")]
