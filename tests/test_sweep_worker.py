@@ -7,9 +7,6 @@ import json
 import threading
 import time
 import uuid
-from pathlib import Path
-
-import pytest
 
 from ocrtune.presets.load import load_preset
 from ocrtune.sweep.launcher import Slot, pid_alive
