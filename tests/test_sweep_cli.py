@@ -97,7 +97,8 @@ def test_every_key_is_validated_before_any_trial(cli, tmp_path):
                      "models.head.thresh: {values: [0.2, 0.3]}\n")
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--space", space, "--strategy", "grid")
     assert code == 2 and f"{space}:2:1 models.head.thresh" in err and "models.head.postprocess.thresh" in err
-    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged")  # default range vs the preset's eta_min
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged",  # default range vs the preset's eta_min
+                         "--set", "models.scheduler.eta_min=1e-5")
     assert code == 2 and "--param models.optimizer.lr: min 1e-05 is rejected by the preset" in err
     code, _, err = sweep(cli, tmp_path, "--objective", "tests.sweep_objectives:nope", "--range", "1e-4,1e-2")
     assert code == 2 and "has no callable 'nope'" in err
