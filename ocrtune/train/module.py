@@ -82,9 +82,11 @@ class DBNetModule(L.LightningModule):
                 f"step {self.global_step} (lr {self._lr():.3g})"
             )
         n = batch["image"].shape[0]
-        self.log("train/loss", losses["loss"].detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        # Step values only feed the progress bar; epoch means are synced across DDP ranks once.
+        self.log("train/loss", losses["loss"].detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log("train/loss_epoch", losses["loss"].detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         for part in ("prob", "thresh", "binary"):
-            self.log(f"train/{part}", losses[part], on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"train/{part}", losses[part], on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return losses["loss"]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
