@@ -1,0 +1,62 @@
+"""Import layering: the pure core never loads torch/Lightning/Optuna/Typer/rich; only the sweep
+store imports Optuna; nothing outside the CLI imports the CLI."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "ocrtune"
+
+CORE = [
+    "ocrtune.errors",
+    "ocrtune.geometry",
+    "ocrtune.presets.schema",
+    "ocrtune.presets.load",
+    "ocrtune.presets.write",
+    "ocrtune.presets.compare",
+    "ocrtune.comparable",
+    "ocrtune.data.formats",
+    "ocrtune.data.images",
+    "ocrtune.data.layout",
+    "ocrtune.data.synthetic",
+    "ocrtune.data.stats",
+    "ocrtune.data.transforms",
+    "ocrtune.data.targets",
+    "ocrtune.metrics",
+    "ocrtune.metrics.files",
+    "ocrtune.model.postprocess",
+    "ocrtune.sweep.planner",
+    "ocrtune.sweep.space",
+    "ocrtune.sweep.strategies",
+    "ocrtune.train.rundir",
+]
+HEAVY = ["torch", "lightning", "optuna", "typer", "rich", "timm"]
+
+
+def test_core_modules_load_no_framework():
+    code = (
+        "import importlib, sys\n"
+        f"for m in {CORE!r}: importlib.import_module(m)\n"
+        f"print(sorted(h for h in {HEAVY!r} if h in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def _imports(path: Path) -> set[str]:
+    text = path.read_text(encoding="utf-8")
+    found = re.findall(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", text, re.M)
+    return {a or b for a, b in found}
+
+
+def test_only_the_store_imports_optuna_and_nothing_imports_the_cli():
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).as_posix()
+        mods = _imports(path)
+        if any(m == "optuna" or m.startswith("optuna.") for m in mods):
+            assert rel == "sweep/store.py", f"{rel} imports optuna"
+        if not rel.startswith("cli/"):
+            assert not any(m.startswith("ocrtune.cli") for m in mods), f"{rel} imports the CLI"
