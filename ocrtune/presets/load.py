@@ -95,7 +95,7 @@ def find_preset(ref: str | Path, dirs: Sequence[str | Path] = (), relative_to: P
             if p.is_file():
                 return p
     names = sorted(available_presets(dirs))
-    hint = _did_you_mean(ref_s, names)
+    hint = did_you_mean(ref_s, names)
     where = ", ".join(str(d) for d in search if d.is_dir()) or "no preset directory exists"
     raise InputError(f"preset not found{hint}; looked in {where}", key=ref_s)
 
@@ -105,10 +105,10 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise InputError(f"cannot read preset: {e.strerror}", file=_show(path)) from None
+        raise InputError(f"cannot read preset: {e.strerror}", file=show_path(path)) from None
     except UnicodeDecodeError as e:
         line = text_line_of(path.read_bytes(), e.start)
-        raise InputError(f"not UTF-8 text (byte {e.start}: {e.reason})", file=_show(path), line=line) from None
+        raise InputError(f"not UTF-8 text (byte {e.start}: {e.reason})", file=show_path(path), line=line) from None
     try:
         return _yaml().load(text)
     except MarkedYAMLError as e:
@@ -116,12 +116,12 @@ def read_yaml(path: Path) -> Any:
         msg = (e.problem or e.context or "invalid YAML").strip()
         raise InputError(
             f"invalid YAML: {msg}",
-            file=_show(path),
+            file=show_path(path),
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from None
     except YAMLError as e:
-        raise InputError(f"invalid YAML: {e}", file=_show(path)) from None
+        raise InputError(f"invalid YAML: {e}", file=show_path(path)) from None
 
 
 def load_preset(
@@ -133,7 +133,7 @@ def load_preset(
     path = find_preset(ref, dirs)
     data, origins, chain = _resolve(path, dirs, ())
     apply_overrides(data, origins, overrides)
-    preset = validate(data, origins, default_file=_show(path))
+    preset = validate(data, origins, default_file=show_path(path))
     is_path = isinstance(ref, Path) or Path(str(ref)).suffix in SUFFIXES or os.sep in str(ref)
     return LoadedPreset(path.stem if is_path else str(ref), path, preset, data, origins, chain)
 
@@ -143,7 +143,7 @@ def validate(data: dict[str, Any], origins: dict[KeyPath, Origin], default_file:
     try:
         return Preset.model_validate(data)
     except ValidationError as e:
-        problems = [_problem_for(err, data, origins, default_file) for err in e.errors()]
+        problems = [problem_for(err, data, origins, default_file) for err in e.errors()]
         problems.sort(key=lambda p: (p.file != "--set", p.file or "", p.line or 0, p.column or 0))
         raise InputError(problems=problems) from None
 
@@ -210,7 +210,7 @@ def _yaml() -> YAML:
     return y
 
 
-def _show(path: Path) -> str:
+def show_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
@@ -222,10 +222,10 @@ def _resolve(
 ) -> tuple[dict[str, Any], dict[KeyPath, Origin], list[Path]]:
     real = path.resolve()
     if real in stack:
-        cycle = " -> ".join(_show(p) for p in (*stack, real))
-        raise InputError(f"extends cycle: {cycle}", file=_show(path), key="extends")
+        cycle = " -> ".join(show_path(p) for p in (*stack, real))
+        raise InputError(f"extends cycle: {cycle}", file=show_path(path), key="extends")
     doc = read_yaml(path)
-    shown = _show(path)
+    shown = show_path(path)
     if doc is None:
         doc = CommentedMap()
     if not isinstance(doc, dict):
@@ -237,12 +237,12 @@ def _resolve(
     if parent_ref is None:
         return own, origins, [path]
     if not isinstance(parent_ref, str):
-        line, col = _pos(doc, "extends", value=True)
+        line, col = key_position(doc, "extends", value=True)
         raise InputError("extends must be a preset name or path", file=shown, line=line, column=col, key="extends")
     try:
         parent_path = find_preset(parent_ref, dirs, relative_to=path.parent)
     except InputError as e:
-        line, col = _pos(doc, "extends", value=True)
+        line, col = key_position(doc, "extends", value=True)
         raise InputError(e.problems[0].message, file=shown, line=line, column=col, key="extends") from None
     base, base_origins, chain = _resolve(parent_path, dirs, (*stack, real))
     _merge(base, own, base_origins, origins, ())
@@ -255,7 +255,7 @@ def _collect(node: Any, prefix: KeyPath, file: str, origins: dict[KeyPath, Origi
         out: dict[str, Any] = {}
         for k, v in node.items():
             key = str(k)
-            line, col = _pos(node, k)
+            line, col = key_position(node, k)
             origins[(*prefix, key)] = Origin(file, line, col)
             out[key] = _collect(v, (*prefix, key), file, origins)
         return out
@@ -264,7 +264,7 @@ def _collect(node: Any, prefix: KeyPath, file: str, origins: dict[KeyPath, Origi
     return to_plain(node)
 
 
-def _pos(node: Any, key: Any, value: bool = False) -> tuple[int | None, int | None]:
+def key_position(node: Any, key: Any, value: bool = False) -> tuple[int | None, int | None]:
     try:
         line, col = node.lc.value(key) if value else node.lc.key(key)
         return line + 1, col + 1
@@ -292,7 +292,7 @@ def _drop_origins(origins: dict[KeyPath, Origin], path: KeyPath) -> None:
         del origins[p]
 
 
-def _problem_for(err: Any, data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None) -> Problem:
+def problem_for(err: Any, data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None) -> Problem:
     loc = tuple(str(x) for x in err["loc"])
     blamed = (err.get("ctx") or {}).get("error")
     if isinstance(blamed, FieldError):
@@ -301,7 +301,7 @@ def _problem_for(err: Any, data: dict[str, Any], origins: dict[KeyPath, Origin],
     etype = err["type"]
     if etype == "extra_forbidden":
         allowed = field_names(loc[:-1]) or []
-        msg = "unknown key" + _did_you_mean(loc[-1], allowed)
+        msg = "unknown key" + did_you_mean(loc[-1], allowed)
     elif etype == "missing":
         msg = "required key is missing"
     else:
@@ -338,7 +338,7 @@ def _message(err: Any) -> str:
     return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {value!r})"
 
 
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
+def did_you_mean(word: str, options: Iterable[str]) -> str:
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
 

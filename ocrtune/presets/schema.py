@@ -197,13 +197,13 @@ def field_names(path: tuple[str | int, ...]) -> list[str] | None:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        model = _model_type(field.annotation)
+        model = model_type(field.annotation)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return None
 
 
-def _model_type(annotation: Any) -> Any:
+def model_type(annotation: Any) -> Any:
     """Unwrap ``X | None`` to ``X`` so nested lookups see the model class."""
     args = getattr(annotation, "__args__", None)
     if args:

@@ -35,8 +35,8 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from ocrtune.errors import InputError, Problem
-from ocrtune.presets.load import _did_you_mean, _pos, _problem_for, _show, read_yaml, to_plain
-from ocrtune.presets.schema import FieldError, Preset, _model_type, field_names
+from ocrtune.presets.load import did_you_mean, key_position, problem_for, show_path, read_yaml, to_plain
+from ocrtune.presets.schema import FieldError, Preset, model_type, field_names
 
 Kind = Literal["fixed", "choice", "uniform", "log_uniform", "int_uniform", "q_uniform"]
 Leaf = Literal["float", "int", "bool", "other"]
@@ -139,8 +139,8 @@ def load_space(path: str | Path, base: Preset | None = None) -> Space:
     """Read a space YAML file; every problem comes back as one located ``InputError``."""
     p = Path(path)
     if not p.is_file():
-        raise InputError("sweep space file not found", file=_show(p))
-    return parse_space(read_yaml(p), base=base, file=_show(p))
+        raise InputError("sweep space file not found", file=show_path(p))
+    return parse_space(read_yaml(p), base=base, file=show_path(p))
 
 
 def parse_space(doc: Any, base: Preset | None = None, file: str | None = None) -> Space:
@@ -184,8 +184,8 @@ def leaf_kind(key: str) -> Leaf | None:
             return None
         ann = fields[part].annotation
         if i < len(parts) - 1:
-            model = _model_type(ann)
-        elif isinstance(_model_type(ann), type) and issubclass(_model_type(ann), BaseModel):
+            model = model_type(ann)
+        elif isinstance(model_type(ann), type) and issubclass(model_type(ann), BaseModel):
             return None
         else:
             return _leaf_of(ann)
@@ -230,7 +230,7 @@ def _leaf_of(ann: Any) -> Leaf:
 
 
 def _at(node: Any, key: Any, file: str | None, name: str, msg: str, value: bool = False) -> Problem:
-    line, col = _pos(node, key, value=value)
+    line, col = key_position(node, key, value=value)
     return Problem(msg, file, line, col, name)
 
 
@@ -241,7 +241,7 @@ def _wandb_header(doc: Mapping[str, Any], file: str | None, probs: list[Problem]
         return doc, None, None, None, []
     for k in doc:
         if k != "parameters" and k not in WANDB_KEYS:
-            probs.append(_at(doc, k, file, str(k), "unknown sweep file key" + _did_you_mean(str(k), [*WANDB_KEYS, "parameters"])))
+            probs.append(_at(doc, k, file, str(k), "unknown sweep file key" + did_you_mean(str(k), [*WANDB_KEYS, "parameters"])))
     ignored = [str(k) for k in doc if k in WANDB_KEYS - {"method", "metric", "name", "description"}]
     method, m = doc.get("method"), doc.get("metric")
     if method is not None and method not in METHODS:
@@ -276,7 +276,7 @@ def _walk(node: Mapping[str, Any], prefix: tuple[str, ...], file: str | None, fo
         elif isinstance(v, Mapping) and v and leaf_kind(key) is None:
             _walk(v, path, file, found, probs)  # a section: nested keys
         else:
-            hint = _did_you_mean(str(next(iter(v))), SPEC_KEYS) if isinstance(v, Mapping) and v else ""
+            hint = did_you_mean(str(next(iter(v))), SPEC_KEYS) if isinstance(v, Mapping) and v else ""
             probs.append(_with(where, "expected a spec such as {values: [...]}, {value: x} or "
                                "{distribution: log_uniform, min: a, max: b}" + hint))
 
@@ -307,8 +307,8 @@ def _suggest(key: str, part: str, siblings: list[str]) -> str:
     same = [k for k in leaves if k.split(".")[-1] == last]
     if same:
         return f" (did you mean '{max(same, key=lambda k: len(os.path.commonprefix([k, key])))}'?)"
-    near = _did_you_mean(part, siblings)
-    return near or _did_you_mean(key, leaves)
+    near = did_you_mean(part, siblings)
+    return near or did_you_mean(key, leaves)
 
 
 def _plain(v: Any) -> Any:
@@ -340,7 +340,7 @@ def _dim(key: str, spec: Mapping[str, Any], where: Problem, file: str | None, pr
         kind = DISTRIBUTIONS.get(str(dist))
         if kind is None:
             probs.append(_at(spec, "distribution", file, key, f"unsupported distribution {dist!r}"
-                             + (_did_you_mean(str(dist), DISTRIBUTIONS) or f"; use one of {sorted(DISTRIBUTIONS)}"), True))
+                             + (did_you_mean(str(dist), DISTRIBUTIONS) or f"; use one of {sorted(DISTRIBUTIONS)}"), True))
             return None
     elif "values" in spec:
         kind = "choice"
@@ -350,7 +350,7 @@ def _dim(key: str, spec: Mapping[str, Any], where: Problem, file: str | None, pr
         kind = "int_uniform" if leaf == "int" else "uniform"
     for k in spec:
         if k not in _ALLOWED[kind]:
-            probs.append(_at(spec, k, file, key, f"unexpected '{k}' for {kind}" + _did_you_mean(str(k), _ALLOWED[kind])))
+            probs.append(_at(spec, k, file, key, f"unexpected '{k}' for {kind}" + did_you_mean(str(k), _ALLOWED[kind])))
     if kind == "fixed":
         if "value" not in spec:
             probs.append(_with(where, "constant needs 'value'"))
@@ -438,7 +438,7 @@ def _first_error(data: dict[str, Any], key: str, swept: set[str]) -> tuple[Probl
         Preset.model_validate(data)
     except ValidationError as e:
         for err in e.errors():
-            p = _problem_for(err, data, {}, None)
+            p = problem_for(err, data, {}, None)
             if p.key == key or p.key not in swept:
                 return p, isinstance((err.get("ctx") or {}).get("error"), FieldError)
     return None
