@@ -45,14 +45,25 @@ def _out(polygons: Polygons) -> Polygons:
 
 @dataclass(frozen=True)
 class Inverse:
-    """Maps model-input coordinates back to the original image (undo ``resize_and_pad``)."""
+    """Maps model-input coordinates back to the original image (undo ``resize_and_pad``).
+
+    ``scale`` is the nominal ratio (longest side); ``scale_x``/``scale_y`` are the exact ratios
+    of the resized pixels, which differ on the short side by the rounding to whole pixels. Labels
+    move with the exact ratios, so they stay on the pixels they describe.
+    """
 
     scale: float
     orig_h: int
     orig_w: int
+    scale_x: float = 0.0  # 0: same as ``scale`` (for callers that only know one ratio)
+    scale_y: float = 0.0
+
+    @property
+    def xy(self) -> tuple[float, float]:
+        return (self.scale_x or self.scale, self.scale_y or self.scale)
 
     def points_to_original(self, points: np.ndarray) -> np.ndarray:
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) / self.scale
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) / np.asarray(self.xy)
         pts[:, 0] = np.clip(pts[:, 0], 0, self.orig_w)
         pts[:, 1] = np.clip(pts[:, 1], 0, self.orig_h)
         return pts
@@ -72,8 +83,10 @@ def resize_and_pad(
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     out = np.zeros((image_size, image_size) + image.shape[2:], dtype=image.dtype)
     out[:nh, :nw] = resized.reshape((nh, nw) + image.shape[2:])
-    polys = [p * scale for p in _as_polys(polygons)]
-    return out, _out(polys), Inverse(scale=scale, orig_h=h, orig_w=w)
+    inv = Inverse(scale=scale, orig_h=h, orig_w=w, scale_x=nw / w, scale_y=nh / h)
+    ratio = np.asarray(inv.xy)
+    polys = [p * ratio for p in _as_polys(polygons)]
+    return out, _out(polys), inv
 
 
 # --------------------------------------------------------------------------- normalisation

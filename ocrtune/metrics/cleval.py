@@ -9,6 +9,8 @@ validation set costs milliseconds per image instead of the reference's hundreds.
 
 from __future__ import annotations
 
+import math
+
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -245,7 +247,7 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is tolerated, as by every reader here
     except FileNotFoundError:
         raise InputError("file not found", file=where) from None
     except (OSError, UnicodeDecodeError) as err:
@@ -291,5 +293,12 @@ def _is_point(p: object) -> bool:
     return (
         isinstance(p, list)
         and len(p) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in p)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in p)
     )
+
+
+def _finite(v: float) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:  # a JSON integer too large for a float
+        return False

@@ -43,17 +43,26 @@ class Detection:
     score: float
 
 
+Scale = float | tuple[float, float]
+
+
+def _scale_xy(scale: Scale) -> np.ndarray:
+    """One ratio for both axes, or ``(x, y)`` ratios; every ratio must be > 0."""
+    xy = np.broadcast_to(np.asarray(scale, dtype=np.float64).reshape(-1), (2,)).copy()
+    if not (np.all(np.isfinite(xy)) and np.all(xy > 0)):
+        raise InputError(f"must be > 0, got {scale}", key="scale")
+    return xy
+
+
 def to_original(
     points: np.ndarray,
     *,
-    scale: float = 1.0,
+    scale: Scale = 1.0,
     pad: tuple[float, float] = (0.0, 0.0),
     original_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Map points from probability-map pixels to original-image pixels (see module doc)."""
-    if not scale > 0:
-        raise InputError(f"must be > 0, got {scale}", key="scale")
-    out = (np.asarray(points, dtype=np.float64) - np.asarray(pad, dtype=np.float64)) / scale
+    out = (np.asarray(points, dtype=np.float64) - np.asarray(pad, dtype=np.float64)) / _scale_xy(scale)
     if original_size is not None:
         out = clamp_to_image(out, original_size[1], original_size[0])
     return out
@@ -114,7 +123,7 @@ class DBPostProcessor:
         self,
         prob_map: np.ndarray,
         *,
-        scale: float = 1.0,
+        scale: Scale = 1.0,
         pad: tuple[float, float] = (0.0, 0.0),
         original_size: tuple[int, int] | None = None,
         inverse: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -130,9 +139,7 @@ class DBPostProcessor:
             raise InputError(f"probability map must be (H, W), got shape {prob.shape}")
         prob = prob.astype(np.float32, copy=False)
         # Plain Python numbers: callers often pass collated tensor or numpy scalars.
-        scale = float(scale)
-        if not scale > 0:
-            raise InputError(f"must be > 0, got {scale}", key="scale")
+        scale = tuple(_scale_xy(scale))  # type: ignore[assignment]
         pad = (float(pad[0]), float(pad[1]))
         if original_size is not None:
             original_size = (int(original_size[0]), int(original_size[1]))
@@ -160,7 +167,7 @@ class DBPostProcessor:
         self,
         prob_maps: np.ndarray | Sequence[np.ndarray],
         *,
-        scales: Sequence[float] | None = None,
+        scales: Sequence[Scale] | None = None,
         original_sizes: Sequence[tuple[int, int] | None] | None = None,
         inverses: Sequence[Callable[[np.ndarray], np.ndarray] | None] | None = None,
     ) -> list[list[Detection]]:

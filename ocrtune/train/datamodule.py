@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from ocrtune.data.formats import read_json
 from ocrtune.data.formats.records import Annotations, ImageAnnotation
 from ocrtune.data.formats.validate import sanitize
-from ocrtune.data.images import load_image
+from ocrtune.data.images import image_size, load_image
 from ocrtune.data.layout import list_images, resolve_split
 from ocrtune.data.targets import build_db_targets
 from ocrtune.data.transforms import Augment, normalize, resize_and_pad
@@ -34,10 +34,15 @@ TARGET_KEYS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
 
 @dataclass(frozen=True)
 class Item:
-    """One image on disk and its (sanitised) annotation, if any."""
+    """One image on disk, its sanitised annotation (for targets) and the raw one (for scoring).
+
+    The metric must see the ground truth exactly as the competition read it: a zero-area word
+    still counts as unmatched characters, a clipped word keeps its original size.
+    """
 
     path: Path
     annotation: ImageAnnotation | None
+    raw: ImageAnnotation | None = None
 
 
 def load_split(root: Path, split: str, require_labels: bool = True) -> tuple[list[Item], list[str]]:
@@ -55,9 +60,14 @@ def load_split(root: Path, split: str, require_labels: bool = True) -> tuple[lis
         if not path.is_file():
             problems.append(f"{ann_path}: {name}: image file missing; skipped")
             continue
-        clean, probs = sanitize(ann, file=str(ann_path))
+        try:  # clip to the image as displayed (EXIF applied), not to a declared img_w/img_h
+            w, h = image_size(path)
+        except InputError as e:
+            problems.append(f"{e}; skipped")
+            continue
+        clean, probs = sanitize(ann, w, h, file=str(ann_path))
         problems += [str(p) for p in probs]
-        items.append(Item(path, clean))
+        items.append(Item(path, clean, ann))
     if not items:
         raise InputError(f"split {split!r} has no usable images", file=str(ann_path))
     return items, problems
@@ -91,6 +101,7 @@ class DetectionDataset(Dataset):
             log.warning("%s; skipped", e)
             return None
         words = item.annotation.words if item.annotation is not None else []
+        raw = item.raw.words if item.raw is not None else words
         polys = [wd.points for wd in words]
         ignore = np.array([wd.ignore for wd in words], dtype=bool)
         if self.augment_cfg is not None:
@@ -102,11 +113,11 @@ class DetectionDataset(Dataset):
         out: dict[str, Any] = {
             "image": torch.from_numpy(normalize(square)),
             "name": item.path.name,
-            "scale": inv.scale,
+            "scale": inv.xy,
             "orig_size": (h, w),
             # Ground truth in original pixels, as the metric scores it (raw points, file order).
-            "gt": [wd.points for wd in words],
-            "gt_ignore": [bool(wd.ignore) for wd in words],
+            "gt": [wd.points for wd in raw],
+            "gt_ignore": [bool(wd.ignore) for wd in raw],
         }
         if self.with_targets:
             t = build_db_targets(

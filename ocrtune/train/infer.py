@@ -195,14 +195,18 @@ def predict(
     }
 
 
-def _save_map(maps_dir: Path, name: str, prob: np.ndarray, scale: float, orig: tuple[int, int]) -> None:
-    """The map over the image's own area (padding cropped), with what postprocess needs."""
+def _save_map(maps_dir: Path, name: str, prob: np.ndarray, scale: tuple[float, float], orig: tuple[int, int]) -> None:
+    """The map over the image's own area (padding cropped), with what postprocess needs.
+
+    ``scale`` is saved as ``(x, y)`` ratios: pass it as is to ``DBPostProcessor(scale=...)``.
+    """
     h, w = orig
-    vh, vw = min(prob.shape[0], round(h * scale)), min(prob.shape[1], round(w * scale))
+    sx, sy = scale
+    vh, vw = min(prob.shape[0], round(h * sy)), min(prob.shape[1], round(w * sx))
     np.savez_compressed(
         maps_dir / f"{name}.npz",
         prob=prob[:vh, :vw].astype(np.float16),
-        scale=np.float64(scale),
+        scale=np.array([sx, sy], dtype=np.float64),
         orig_size=np.array([h, w], dtype=np.int64),
     )
 

@@ -8,6 +8,7 @@ name the file, a best-effort line/column and the key path (``images.a.jpg.words.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,13 @@ _TEXT_KEYS = ("text", "transcription")
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite JSON number (huge integers that overflow a float are not)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
 
 
 def _locate(text: str, keys: Sequence[str]) -> tuple[int | None, int | None]:

@@ -6,6 +6,8 @@ regions; a UTF-8 BOM (common in the official files) is skipped.
 
 from __future__ import annotations
 
+import math
+
 import re
 from pathlib import Path
 
@@ -37,7 +39,7 @@ def read_icdar_txt(path: str | Path, image_name: str | None = None) -> ImageAnno
     name = image_name or _icdar_image_name(path)
     words: list[Word] = []
     problems: list[Problem] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):  # not splitlines: U+2028 is text
         if not line.strip():
             continue
         parts = line.split(",", _ICDAR_COORDS)
@@ -50,7 +52,9 @@ def read_icdar_txt(path: str | Path, image_name: str | None = None) -> ImageAnno
         try:
             values = [float(p) for p in parts[:_ICDAR_COORDS]]
         except ValueError:
-            problems.append(Problem("coordinates must be numbers", str(path), lineno))
+            values = [math.nan]
+        if not all(math.isfinite(v) for v in values):
+            problems.append(Problem("coordinates must be finite numbers", str(path), lineno))
             continue
         transcript = parts[_ICDAR_COORDS] if len(parts) > _ICDAR_COORDS else ""
         int_coords = all(re.fullmatch(r"\s*[-+]?\d+\s*", p) for p in parts[:_ICDAR_COORDS])

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,17 @@ def read_submission_csv(path: str | Path) -> Annotations:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read CSV: {exc}", file=path) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text: {exc.reason}", file=path) from None
+    # Polygon-mode submissions have rows far over csv's default 128 KiB field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    try:
+        return _parse(csv.reader(io.StringIO(text, newline="")), path)
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", file=path) from None
+
+
+def _parse(reader: Any, path: Path) -> Annotations:
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise InputError(
@@ -60,7 +72,9 @@ def read_submission_csv(path: str | Path) -> Annotations:
             try:
                 values = [float(v) for v in poly.split()]
             except ValueError:
-                msg = f"polygon {k}: coordinates must be numbers"
+                values = [math.nan]
+            if not all(math.isfinite(v) for v in values):
+                msg = f"polygon {k}: coordinates must be finite numbers"
                 problems.append(Problem(msg, str(path), line))
                 continue
             if len(values) % 2:
