@@ -27,6 +27,7 @@ from ocrtune.metrics._cleval_shape import (
     pred_fp_costs,
 )
 from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
+from ocrtune.metrics._score import Score
 
 __all__ = [
     "CLEvalAccumulator",
@@ -64,20 +65,8 @@ class CLEvalCounts:
         return r, p, h
 
 
-@dataclass(frozen=True)
-class ImageScore:
-    recall: float
-    precision: float
-    hmean: float
-    counts: CLEvalCounts
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "recall": self.recall,
-            "precision": self.precision,
-            "hmean": self.hmean,
-            "counts": asdict(self.counts),
-        }
+class ImageScore(Score[CLEvalCounts]):
+    """One image's recall, precision, H-mean and counts."""
 
 
 def _prepare_gt(raw: object) -> PolyBatch:

@@ -28,6 +28,7 @@ import shapely
 
 from ocrtune.errors import InputError
 from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
+from ocrtune.metrics._score import Score
 
 __all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "evaluate_iou", "match_iou"]
 
@@ -44,20 +45,8 @@ class IoUCounts:
         )
 
 
-@dataclass(frozen=True)
-class IoUImageScore:
-    recall: float
-    precision: float
-    hmean: float
-    counts: IoUCounts
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "recall": self.recall,
-            "precision": self.precision,
-            "hmean": self.hmean,
-            "counts": asdict(self.counts),
-        }
+class IoUImageScore(Score[IoUCounts]):
+    """One image's recall, precision, H-mean and counts."""
 
 
 def _hmean(r: float, p: float) -> float:

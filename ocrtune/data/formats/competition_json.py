@@ -22,6 +22,7 @@ from ocrtune.data.formats.records import (
     ImageAnnotation,
     Word,
     _Layout,
+    read_text,
 )
 from ocrtune.errors import InputError, Problem
 
@@ -164,13 +165,7 @@ def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
 def read_json(path: str | Path) -> Annotations:
     """Read a competition-format JSON file (``{"images": {name: {"words": ...}}}``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError("annotation file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read annotation file: {exc}", file=path) from None
-    return loads_json(text, path)
+    return loads_json(read_text(path, "annotation file"), path)
 
 
 def _points_out(word: Word, decimals: int | None) -> list[list[Any]]:

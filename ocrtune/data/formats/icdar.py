@@ -21,6 +21,7 @@ from ocrtune.data.formats.records import (
     Word,
     _Layout,
     format_number,
+    read_text,
 )
 from ocrtune.errors import InputError, Problem
 
@@ -30,12 +31,7 @@ _ICDAR_COORDS = 8
 def read_icdar_txt(path: str | Path, image_name: str | None = None) -> ImageAnnotation:
     """Read one ``gt_img_N.txt``: ``x1,y1,...,x4,y4,transcript`` (commas allowed in text)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read ICDAR file: {exc}", file=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc.reason}", file=path) from None
+    text = read_text(path, "ICDAR file")
     name = image_name or _icdar_image_name(path)
     words: list[Word] = []
     problems: list[Problem] = []

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ocrtune.errors import InputError
+
 DONT_CARE = "###"
 MAX_PROBLEMS = 20
 
@@ -131,3 +133,15 @@ def format_number(value: float, decimals: int | None = None) -> str:
     if v.is_integer() and abs(v) < 2**53:
         return str(int(v))
     return repr(v)
+
+
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file (a BOM tolerated) or one located ``InputError`` saying what failed."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", file=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what}: {exc.strerror or exc}", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} is not UTF-8 text: {exc.reason} at byte {exc.start}", file=path) from None

@@ -23,6 +23,7 @@ from ocrtune.data.formats.records import (
     Word,
     _Layout,
     format_number,
+    read_text,
 )
 from ocrtune.errors import InputError, Problem
 
@@ -32,12 +33,7 @@ CSV_HEADER = ("filename", "polygons")
 def read_submission_csv(path: str | Path) -> Annotations:
     """Read ``filename,polygons`` (``x1 y1 x2 y2 ...`` per polygon, polygons joined by ``|``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read CSV: {exc}", file=path) from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text: {exc.reason}", file=path) from None
+    text = read_text(path, "CSV")
     # Polygon-mode submissions have rows far over csv's default 128 KiB field limit.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     try:
