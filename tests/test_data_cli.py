@@ -138,3 +138,15 @@ def test_synth_refuses_existing_dataset_without_force(synth_dir: Path, tmp_path:
     assert result.exit_code == 0, result.output
     assert len(read_json(ds / "jsons" / "train.json")) == 1
     assert len(list((ds / "images" / "train").iterdir())) == 1
+
+
+def test_check_decodes_images_and_reports_truncated_files(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    victim = sorted((ds / "images" / "train").iterdir())[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 3])  # header intact, pixels cut off
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    assert victim.name in result.stdout and "unreadable" in result.stdout
+    stats = runner.invoke(root, ["data", "stats", str(ds), "--json"])
+    assert stats.exit_code == 0  # stats reads headers only and stays fast

@@ -86,7 +86,7 @@ def check(
     ] = None,
 ) -> None:
     """List every data problem as a located line; exit 1 if there is any, 0 otherwise."""
-    results = scan_dataset(directory, split)
+    results = scan_dataset(directory, split, decode=True)
     total = 0
     for s in results:
         for p in s.problems:

@@ -2,8 +2,9 @@
 
 One pass per split: annotation structure (raised as ``InputError``, since nothing can be
 trusted after it), then per image the header size and the word geometry (reported as
-``DataProblem`` records, since training can go on without the bad words). Image pixels are
-never decoded, so a scan of thousands of images takes seconds.
+``DataProblem`` records, since training can go on without the bad words). ``stats`` reads image
+headers only, so a scan of thousands of images takes seconds; ``check`` decodes every image,
+so a truncated file that training would have to skip is reported too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrtune.data.formats import Annotations, DataProblem, read_json, sanitize
-from ocrtune.data.images import image_size
+from ocrtune.data.images import image_size, load_image
 from ocrtune.data.layout import available_splits, list_images, resolve_split
 from ocrtune.errors import InputError
 
@@ -87,11 +88,11 @@ def _problem_dict(p: DataProblem) -> dict[str, Any]:
             "message": p.message, "dropped": p.dropped}
 
 
-def _sizes(stats: SplitStats, files: dict[str, Path]) -> dict[str, tuple[int, int]]:
+def _sizes(stats: SplitStats, files: dict[str, Path], decode: bool = False) -> dict[str, tuple[int, int]]:
     sizes: dict[str, tuple[int, int]] = {}
     for name, path in files.items():
         try:
-            sizes[name] = image_size(path)
+            sizes[name] = load_image(path)[1] if decode else image_size(path)
         except InputError as exc:
             reason = exc.problems[0].message
             stats.problems.append(DataProblem("unreadable", reason, str(path), name, dropped=True))
@@ -128,13 +129,17 @@ def _scan_annotations(
                 "unannotated", f"image has no entry in {stats.annotation}", str(files[name]), name))
 
 
-def scan_split(root: str | Path, split: str) -> SplitStats:
-    """Scan one split; raises ``InputError`` only for a missing split or a malformed JSON."""
+def scan_split(root: str | Path, split: str, decode: bool = False) -> SplitStats:
+    """Scan one split; raises ``InputError`` only for a missing split or a malformed JSON.
+
+    ``decode`` reads every pixel (catches truncated files that training would skip); otherwise
+    only headers are read.
+    """
     image_dir, annotation = resolve_split(root, split)
     stats = SplitStats(split, image_dir, annotation)
     files = {p.name: p for p in list_images(image_dir)}
     stats.n_images = len(files)
-    sizes = _sizes(stats, files)
+    sizes = _sizes(stats, files, decode)
     if annotation is not None:
         anns = read_json(annotation)
         stats.n_annotated = len(anns)
@@ -142,9 +147,9 @@ def scan_split(root: str | Path, split: str) -> SplitStats:
     return stats
 
 
-def scan_dataset(root: str | Path, splits: list[str] | None = None) -> list[SplitStats]:
+def scan_dataset(root: str | Path, splits: list[str] | None = None, decode: bool = False) -> list[SplitStats]:
     """Scan ``splits`` (default: every split with an image folder) of a dataset directory."""
     wanted = splits if splits else available_splits(root)
     if not wanted:
         resolve_split(root, "train")  # raises the "what was looked for" message
-    return [scan_split(root, s) for s in wanted]
+    return [scan_split(root, s, decode) for s in wanted]
