@@ -97,3 +97,21 @@ def quadratic(params: Mapping[str, Any]) -> float:
     x = math.log10(float(params[LR])) + 3
     y = float(params.get("models.head.postprocess.thresh", 0.3)) - 0.3
     return 1.0 - x * x - 10 * y * y
+
+
+def hang(params: Mapping[str, Any], *, report: Callable[..., None]) -> float:
+    """Reports one epoch, then hangs (a deadlocked data loader, a stuck collective)."""
+    report(1, 0.5, train_loss=1.0)
+    print("epoch 1 done; now hanging", flush=True)
+    time.sleep(120)
+    return 0.5
+
+
+def makes_run_dir(params: Mapping[str, Any], *, trial_dir: Any) -> float:
+    """Leaves a run directory the way ``fit`` does (``runs/<name>/config.yaml``)."""
+    from pathlib import Path
+
+    run = Path(trial_dir) / "runs" / "2024-01-01-x"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 1\n")
+    return 0.5

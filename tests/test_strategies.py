@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.planner import PlannerConfig
+from ocrtune.sweep.planner import PlannerConfig, top_values
 from ocrtune.sweep.space import parse_space
 from ocrtune.sweep.strategies import Batch, Grid, Hierarchical, Random, Result
 
@@ -133,3 +133,23 @@ def test_hierarchical_rejects_bad_replicate_settings():
         Hierarchical(LR, PlannerConfig(), replicates=-1)
     with pytest.raises(InputError, match="--replicate-top"):
         Hierarchical(LR, PlannerConfig(), replicate_top=0)
+
+
+def test_hierarchical_extended_after_replicates_explores_then_replicates_what_is_missing():
+    f = lr_curve(-3.0, noise=0.01, seed=1)
+    short = Hierarchical(LR, PlannerConfig(stages=2, min_improvement=0), replicates=1, replicate_top=2, seed=42)
+    hist, batches = drive(short, f)
+    assert [b.kind for b in batches] == ["explore", "explore", "replicate", "explore"] and batches[-1].done
+    assert short.next_batch(hist).done  # resuming with the same settings plans nothing
+    # resumed with one more stage and a second replicate seed
+    longer = Hierarchical(LR, PlannerConfig(stages=3, min_improvement=0), replicates=2, replicate_top=2, seed=42)
+    b = longer.next_batch(hist)
+    assert (b.kind, b.index, b.done, len(b.params)) == ("explore", 2, False, 5)
+    hist += [Result(p, f(p), b.index, b.kind) for p in b.params]
+    rep = longer.next_batch(hist)
+    assert rep.kind == "replicate" and not rep.done
+    have = {(r.params[LR], r.params["seed"]) for r in hist if r.kind == "replicate"}
+    want = {(v, s) for v in top_values(longer.trials(hist), 2, longer.config) for s in (43, 44)}
+    assert {(p[LR], p["seed"]) for p in rep.params} == want - have  # only the runs still missing
+    hist += [Result(p, f(p), rep.index, rep.kind) for p in rep.params]
+    assert longer.next_batch(hist).done and longer.best(hist).n == 3

@@ -92,11 +92,14 @@ def test_changed_settings_are_refused_but_the_budget_can_grow(cli, tmp_path):
 def test_every_key_is_validated_before_any_trial(cli, tmp_path):
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--param", "models.optimizer.lrr", "--range", "1e-4,1e-2")
     assert code == 2 and "unknown key 'lrr' in models.optimizer (did you mean 'lr'?)" in err
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--range", "1e-4,1e-2", "--name", "My Sweep/x")
+    assert code == 2 and "--name: a sweep name uses only letters, digits, '.', '_' and '-'" in err
     space = tmp_path / "space.yaml"
     space.write_text("models.optimizer.lr: {distribution: log_uniform, min: 1e-4, max: 1e-2}\n"
                      "models.head.thresh: {values: [0.2, 0.3]}\n")
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--space", space, "--strategy", "grid")
     assert code == 2 and f"{space}:2:1 models.head.thresh" in err and "models.head.postprocess.thresh" in err
+    assert not (tmp_path / "runs").exists() and calls(tmp_path) == []
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged",  # default range vs the preset's eta_min
                          "--set", "models.scheduler.eta_min=1e-5")
     assert code == 2 and "--param models.optimizer.lr: min 1e-05 is rejected by the preset" in err
@@ -107,7 +110,16 @@ def test_every_key_is_validated_before_any_trial(cli, tmp_path):
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--range", "1e-4,1e-2", "--prune", "median",
                          "--epochs", "2", "--min-epochs", "3")
     assert code == 2 and "--min-epochs: must be <= --epochs 2" in err
-    assert not (tmp_path / "runs").exists() and calls(tmp_path) == []
+    space.write_text("parameters:\n  models.optimizer.lr: {values: [1.0e-4, 1.0e-3]}\n"
+                     "metric: {name: val_hmean, goal: minimize}\n")
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--space", space)
+    assert code == 2 and f"{space} metric.goal: is minimize, but the sweep's metric hmean is maximized" in err
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--space", space, "--metric", "val_loss")
+    assert code == 0, err  # the goal agrees with --metric val_loss
+    calls_before = len(calls(tmp_path))
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--range", "1e-4,1e-2", "--trial-timeout", "0")
+    assert code == 2 and "--trial-timeout: must be > 0" in err
+    assert len(calls(tmp_path)) == calls_before
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(cli, tmp_path):
@@ -162,6 +174,7 @@ def test_pruning_stops_weak_trials_but_never_before_min_epochs(cli, tmp_path):
 
 def test_gpu_slots_pin_one_trial_per_gpu(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.15")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--strategy", "grid", "--range", "1e-4,2e-3",
                          "--points", "6", "--gpus", "0,1", "--epochs", "1")
     assert code == 0, err
@@ -193,3 +206,51 @@ def test_integer_param_without_a_space_file(cli, tmp_path):
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "t_max", "--strategy", "grid",
                          "--param", "models.scheduler.T_max", "--range", "10,30.5")
     assert code == 2 and "integer key" in err
+
+
+def test_names_are_checked_the_same_everywhere(cli, tmp_path):
+    code, _, err = cli("sweep", "status", "My Sweep/x", "--runs-dir", tmp_path)
+    assert code == 2 and "NAME: a sweep name uses only letters" in err
+    code, _, err = cli("sweep", "worker", "--name", "My Sweep/x", "--runs-dir", tmp_path, "--wait", "0")
+    assert code == 2 and "--name: a sweep name uses only letters" in err
+
+
+def test_unusable_storage_is_one_line_not_a_traceback(cli, tmp_path):
+    (tmp_path / "junk.db").write_text("not a database\n")
+    for storage, code_want, msg in (("journal:", 2, "--storage: 'journal:' names no file"),
+                                    ("sqlite:///", 2, "--storage: 'sqlite:///' names no file"),
+                                    (f"sqlite:///{tmp_path}", 2, "is a folder"),
+                                    (f"sqlite:///{tmp_path}/junk.db", 1, "file is not a database")):
+        code, out, err = cli("sweep", "status", "s", "--storage", storage)
+        assert code == code_want and msg in err and "Traceback" not in err, (storage, err)
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--storage",
+                         "sqlite:////proc/x.db")
+    assert code == 1 and "cannot open storage sqlite:////proc/x.db" in err and calls(tmp_path) == []
+
+
+def test_trial_timeout_stops_a_trial_as_failed(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "60")
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--strategy", "grid", "--points", "2",
+                         "--range", "1e-4,1e-3", "--parallel", "2", "--trial-timeout", "0.5")
+    assert code == 1 and "no trial produced a score" in err
+    assert [t["status"] for t in s["trials"]] == ["failed", "failed"]
+    assert all(t["error"].startswith("timed out: still running after") and "--trial-timeout 0.5" in t["error"]
+               for t in s["trials"])
+    assert not [c for c in calls(tmp_path) if c["event"] == "end"]
+
+
+def test_a_finished_sweep_with_replicates_can_still_be_extended(cli, tmp_path):
+    base = ("--objective", OBJ + "logged", "--range", "2e-5,1e-2", "--points", "3", "--epochs", "1",
+            "--replicates", "1", "--replicate-top", "2", "--min-improvement", "0", "--name", "rx")
+    code, s, err = sweep(cli, tmp_path, *base, "--stages", "2")
+    assert code == 0, err
+    assert [(b["index"], b["kind"]) for b in s["batches"]] == [(0, "explore"), (1, "explore"), (2, "replicate")]
+    code, s, err = sweep(cli, tmp_path, *base, "--stages", "3")
+    assert code == 0, err
+    # one more explore stage, then only the new top value that has no replicate yet
+    assert [(b["index"], b["kind"], b["planned"]) for b in s["batches"]] == [
+        (0, "explore", 3), (1, "explore", 3), (2, "replicate", 2), (2, "explore", 3), (3, "replicate", 1)]
+    stage2 = [t for t in s["trials"] if t["batch"] == 2 and t["kind"] == "explore"]
+    second = sorted(stage2 + [t for t in s["trials"] if t["batch"] < 2], key=lambda t: -(t["score"] or -1))[1]
+    assert s["trials"][-1]["params"][LR] == second["params"][LR]
+    assert s["best"]["n"] == 2 and s["state"] == "finished" and s["reason"] == "replicates finished"

@@ -13,11 +13,15 @@ from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.launcher import Child, Slot, gpu_ids, host_id, make_slots, me, pid_alive, process_start
 
 
-def test_slots():
+def test_slots(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert make_slots(None, None) == [Slot("cpu0")]
     assert make_slots(None, 2, cpus=8) == [Slot("cpu0", threads=4), Slot("cpu1", threads=4)]
     assert make_slots(None, 0) == []
     assert [(s.name, s.gpu) for s in make_slots("0,2", None)] == [("gpu0", "0"), ("gpu2", "2")]
+    assert [s.threads for s in make_slots("0,2", None, cpus=16)] == [8, 8]  # GPU slots share the cores too
+    assert [s.threads for s in make_slots("0,1", 2, cpus=16)] == [4] * 4
+    assert make_slots("0", None, cpus=16)[0].threads is None  # one slot: all cores
     assert [s.gpu for s in make_slots("1", 2)] == ["1", "1"]
     for bad in ("0,0", "a,b", ","):
         with pytest.raises(InputError, match="--gpus"):
@@ -37,10 +41,26 @@ def test_slot_env_pins_gpu_and_shares_cores(monkeypatch):
 def test_gpus_all(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
     assert gpu_ids("all") == ["4", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(OcrtuneError, match="leaves no GPU visible"):
+        gpu_ids("all")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(OcrtuneError, match="no NVIDIA GPU found"):
         gpu_ids("all")
+
+
+def test_gpu_indices_are_within_the_visible_gpus(monkeypatch):
+    """Under a scheduler's CUDA_VISIBLE_DEVICES, --gpus 0,1 means the first two of those GPUs."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert [s.gpu for s in make_slots("0,1", None)] == ["2", "3"] == [s.gpu for s in make_slots("all", None)]
+    assert gpu_ids("1") == ["3"]
+    with pytest.raises(InputError, match="--gpus: GPU 2 is not visible: CUDA_VISIBLE_DEVICES=2,3 gives indices 0-1"):
+        gpu_ids("0,2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa11,GPU-bb22")
+    assert gpu_ids("1") == ["GPU-bb22"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,-1,2")  # CUDA ignores everything from -1 on
+    assert gpu_ids("all") == ["1"]
 
 
 def test_process_identity():

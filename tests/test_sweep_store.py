@@ -138,15 +138,15 @@ def test_finish_statuses(opened):
     plan_of(store, [1e-5, 1e-4, 1e-3, 1e-2, 3e-3])
     ts = [store.claim() for _ in range(5)]
     assert store.finish(ts[0].trial_id, "completed", 0.71, {"epochs": 3, "run_dir": "/x"})
-    assert store.finish(ts[1].trial_id, "diverged", math.nan, {"error": "loss is NaN at step 4"})
-    assert store.finish(ts[2].trial_id, "oom", None, {"error": "CUDA out of memory\nTried to allocate"})
+    assert store.finish(ts[1].trial_id, "diverged", 0.42, {"error": "loss is NaN at step 4"})  # best epoch before NaN
+    assert store.finish(ts[2].trial_id, "oom", 0.3, {"error": "CUDA out of memory\nTried to allocate"})
     assert store.finish(ts[3].trial_id, "lost", None, {"error": "gone"})
     assert store.finish(ts[4].trial_id, "completed", None)  # no score: recorded as failed
     assert not store.finish(ts[0].trial_id, "failed")  # already ended: the first outcome stays
     by = {t.slot: t for t in store.trials()}
     assert (by[0].state, by[0].status, by[0].score, by[0].attrs["epochs"]) == ("complete", "completed", 0.71, 3)
     assert (by[1].state, by[1].status, by[1].score, by[1].attrs["error"]) == ("fail", "diverged", None, "loss is NaN at step 4")
-    assert by[2].status == "oom" and by[2].attrs["error"].endswith("Tried to allocate")
+    assert (by[2].status, by[2].score) == ("oom", None) and by[2].attrs["error"].endswith("Tried to allocate")
     assert (by[4].status, by[4].attrs["error"]) == ("failed", "finished without a score")
     assert [s for s in range(5) if by[s].is_result] == [0, 1, 2, 4]
     assert not by[3].is_result and not by[3].is_live
@@ -226,6 +226,63 @@ def test_one_coordinator_at_a_time(kind, tmp_path):
             store.drop()
 
 
+def test_the_coordinator_lock_is_held_by_the_storage(opened):
+    """Two stores on one study (as two processes would have) cannot both coordinate, even in
+    one process: a lock, not a recorded pid, decides."""
+    kind, url, name, store = opened
+    other = Store.open(name, url)
+    try:
+        store.claim_coordinator(60)
+        store.claim_coordinator(60)  # again: already ours
+        with pytest.raises(OcrtuneError, match=f"already coordinated by pid {os.getpid()}"):
+            other.claim_coordinator(60)
+        store.coordinator_beat()
+        store.release_coordinator()
+        other.claim_coordinator(60)
+        with pytest.raises(OcrtuneError, match="already coordinated"):
+            store.claim_coordinator(60)
+    finally:
+        other.close()
+    store.claim_coordinator(60)  # closing a store gives its lock back
+    store.release_coordinator()
+
+
+RACER = textwrap.dedent("""
+    import json, sys, time
+    from ocrtune.errors import OcrtuneError
+    from ocrtune.sweep.store import Store
+    store, t0, wins = Store.open(sys.argv[1], sys.argv[2]), float(sys.argv[3]), []
+    for r in range(int(sys.argv[4])):
+        while time.time() < t0 + 0.4 * r:
+            pass
+        try:
+            store.claim_coordinator(60)
+        except OcrtuneError:
+            continue
+        wins.append(r)
+        time.sleep(0.2)
+        store.release_coordinator()
+    print(json.dumps(wins))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [s for s in STORAGES if s not in ("memory", "journal")])  # journal: same flock as sqlite
+def test_coordinators_started_together_never_both_win(kind, tmp_path):
+    url, name, rounds = storage_url(kind, tmp_path), f"r-{uuid.uuid4().hex[:10]}", 5
+    store = Store.open(name, url, create=True)
+    try:
+        t0 = time.time() + 2.5  # both processes are up by then, then start each round together
+        procs = [subprocess.Popen([sys.executable, "-c", RACER, name, url, str(t0), str(rounds)], stdout=subprocess.PIPE,
+                                  text=True, cwd=REPO) for _ in range(2)]
+        wins = [__import__("json").loads(p.communicate(timeout=60)[0]) for p in procs]
+        assert sorted(wins[0] + wins[1]) == list(range(rounds))  # one winner per round, never two
+    finally:
+        if kind == "postgres":
+            store.drop()
+        store.close()
+
+
 def test_pruner_never_prunes_before_min_epochs(opened):
     kind, url, name, store = opened
     store.set_pruner("median", min_epochs=2)
@@ -292,3 +349,57 @@ def test_resolve_storage_forms(tmp_path):
     assert show_storage("rdb", "postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
     with pytest.raises(InputError, match="--storage"):
         resolve_storage("s", "redis://h")
+
+
+def test_bad_file_storages_are_one_line_errors(tmp_path):
+    (tmp_path / "folder").mkdir()
+    for bad in ("journal:", "sqlite:///", "sqlite:///  ", f"sqlite:///{tmp_path}/folder", f"journal:{tmp_path}/folder"):
+        with pytest.raises(InputError, match="--storage: .*(names no file|is a folder)"):
+            Store.open("s", bad, create=True)
+    (tmp_path / "junk.db").write_text("not a database\n")
+    (tmp_path / "junk.log").write_text("not a journal\n")
+    (tmp_path / "bin.log").write_bytes(b"\xff\xfe\x00garbage\n")
+    for bad, why in ((f"sqlite:///{tmp_path}/junk.db", "file is not a database"),
+                     (f"journal:{tmp_path}/junk.log", "Expecting value"),
+                     (f"journal:{tmp_path}/bin.log", "can't decode"),
+                     ("sqlite:////proc/x.db", "No such file or directory")):
+        with pytest.raises(OcrtuneError, match=f"cannot open storage .*{why}") as e:
+            Store.open("s", bad, create=True)
+        assert not isinstance(e.value, InputError) and "\n" not in str(e.value)
+
+
+def test_sweep_names_are_plain(tmp_path):
+    for bad in ("My Sweep/x", "../up", ".hidden", "", "a" * 101, "tab\there"):
+        with pytest.raises(InputError, match="--name: a sweep name uses only letters"):
+            Store.open(bad, None, runs_dir=tmp_path, create=True)
+    assert Store.open("lr-b4_v1.2", None, runs_dir=tmp_path, create=True).name == "lr-b4_v1.2"
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG, reason="OCRTUNE_TEST_POSTGRES is not set (no PostgreSQL server)")
+def test_waiting_for_a_sweep_holds_one_connection_pool(cli, monkeypatch):
+    """A worker started before its coordinator polls with one engine, closed when it gives up."""
+    import sqlalchemy
+
+    app = f"ocrtune-wait-{uuid.uuid4().hex[:8]}"
+    url = f"{PG}{'&' if '?' in str(PG) else '?'}application_name={app}"
+    monkeypatch.setenv("OCRTUNE_SWEEP_POLL_S", "0.02")
+    seen: list[int] = []
+    watcher = sqlalchemy.create_engine(str(PG).replace("postgresql://", "postgresql+psycopg2://", 1))
+
+    def count() -> int:
+        with watcher.connect() as c:
+            return c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a"),
+                             {"a": app}).scalar()
+
+    stop = threading.Event()
+    th = threading.Thread(target=lambda: [seen.append(count()) or stop.wait(0.1) for _ in iter(stop.is_set, True)])
+    th.start()
+    try:
+        code, out, err = cli("sweep", "worker", "--name", "nobody-made-me", "--storage", url, "--wait", "1.5")
+    finally:
+        stop.set()
+        th.join()
+    assert code == 2 and "sweep 'nobody-made-me' does not exist in postgresql://ocrtune:***@" in err
+    assert max(seen) <= 2 and count() == 0  # one small pool, not one per poll; nothing left after
+    watcher.dispose()

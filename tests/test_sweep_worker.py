@@ -4,16 +4,25 @@ and the trial entry point (params applied like --set, objectives called by signa
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy
 
 from ocrtune.presets.load import load_preset
+from ocrtune.sweep import worker
+from ocrtune.sweep.coordinator import fill_missing
+from ocrtune.sweep.guards import Limits, StoreUnreachable
 from ocrtune.sweep.launcher import Slot, pid_alive
-from ocrtune.sweep.store import Store
+from ocrtune.sweep.store import Store, StoredTrial
 from ocrtune.sweep.strategies import Batch
-from ocrtune.sweep.trial import build_preset, call_objective, main
-from ocrtune.sweep.worker import WorkerSettings, adopt_result, run_trial
+from ocrtune.sweep.trial import build_preset, call_objective, main, run_training
+from ocrtune.sweep.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
+from tests.sweep_objectives import curve
 
 LR = "models.optimizer.lr"
 
@@ -26,12 +35,145 @@ def one_trial(objective: str, epochs: int = 2):
     return store, config, store.claim()
 
 
-def test_crashed_trial_is_failed_with_its_log_tail(tmp_path):
+def test_a_trial_killed_without_a_result_is_requeued_then_failed(tmp_path):
+    """Killed by a signal (OOM killer, node drained): re-queued, up to MAX_CRASHES attempts."""
     store, config, trial = one_trial("tests.sweep_objectives:crash")
+    settings = WorkerSettings(tmp_path, poll_s=0.05)
+    got = []
+    for _ in range(MAX_CRASHES):
+        out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+        got.append(out.status)
+        assert "SIGKILL without a result" in out.error
+        fill_missing(store, store.plans(), store.trials())  # what the coordinator does each poll
+        trial = store.claim()
+    assert got == ["lost"] * (MAX_CRASHES - 1) + ["failed"]
+    assert trial is None  # a failed attempt is a result: nothing more is queued
+    stored = store.trials()
+    assert [t.attrs["attempt"] for t in stored] == list(range(1, MAX_CRASHES + 1))
+    assert stored[-1].is_result and stored[-1].attrs["exit_code"] == -9 and "not retried" in stored[-1].attrs["error"]
+
+
+def test_old_files_in_a_trial_folder_are_never_read_as_this_trials(tmp_path):
+    """Same sweep name after study.db was deleted (or on another --storage): trials/0000 holds
+    another sweep's result.json and progress.jsonl."""
+    old = tmp_path / "trials" / "0000"
+    (old / "runs" / "2024-01-01-old").mkdir(parents=True)
+    (old / "runs" / "2024-01-01-old" / "config.yaml").write_text("seed: 1\n")
+    (old / "result.json").write_text(json.dumps({"status": "completed", "score": 0.99}))
+    (old / "progress.jsonl").write_text("".join(json.dumps({"epoch": i, "val_hmean": 0.99}) + "\n" for i in range(3)))
+    store, config, trial = one_trial("tests.sweep_objectives:crash")
+    assert trial.number == 0
     out = run_trial(store, config, trial, Slot("cpu0"), WorkerSettings(tmp_path, poll_s=0.05), threading.Event())
-    assert out.status == "failed" and "exited with code -9 and no result" in out.error
+    assert (out.status, out.score) == ("lost", None)
     stored = store.trial(trial.trial_id)
-    assert stored.status == "failed" and stored.attrs["exit_code"] == -9 and stored.is_result
+    assert stored.attrs["epochs"] == 0 and stored.attrs["run_dir"] is None
+    moved = [p for p in (tmp_path / "trials").iterdir() if p.name.startswith("0000.replaced-")]
+    assert len(moved) == 1 and json.loads((moved[0] / "result.json").read_text())["score"] == 0.99  # kept, not deleted
+
+
+def test_stored_paths_are_absolute(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the objective, from elsewhere
+    monkeypatch.chdir(tmp_path)
+    store, config, trial = one_trial("tests.sweep_objectives:makes_run_dir")
+    out = run_trial(store, config, trial, Slot("cpu0"), WorkerSettings(Path("rel/sweep"), poll_s=0.05), threading.Event())
+    assert out.status == "completed"
+    a = store.trial(trial.trial_id).attrs
+    for key in ("trial_dir", "run_dir", "log"):
+        assert Path(a[key]).is_absolute() and Path(a[key]).exists(), (key, a[key])
+    assert a["run_dir"] == str(tmp_path / "rel" / "sweep" / "trials" / "0000" / "runs" / "2024-01-01-x")
+
+
+class Flaky:
+    """Stands in for a database that fails (``OperationalError``) ``fail`` times, then works."""
+
+    def __init__(self, fn, fail: float):
+        self.fn, self.fail, self.calls = fn, fail, 0
+
+    def __call__(self, *a, **kw):
+        self.calls += 1
+        if self.calls <= self.fail:
+            raise sqlalchemy.exc.OperationalError("UPDATE trial_user_attributes", {}, Exception("database is locked"))
+        return self.fn(*a, **kw)
+
+
+def spy_children(monkeypatch) -> list[int]:
+    pids: list[int] = []
+
+    class Spy(worker.Child):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            pids.append(self.pid)
+
+    monkeypatch.setattr(worker, "Child", Spy)
+    return pids
+
+
+def test_store_errors_while_a_trial_runs_are_retried(tmp_path, monkeypatch):
+    store, config, trial = one_trial("tests.sweep_objectives:logged", epochs=3)
+    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.2")
+    store.set_attrs = Flaky(store.set_attrs, fail=3)
+    settings = WorkerSettings(tmp_path, heartbeat_s=0.05, poll_s=0.05, grace_s=30)
+    out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+    assert (out.status, out.score) == ("completed", pytest.approx(curve(5e-4)))
+    t = store.trial(trial.trial_id)
+    assert t.attrs["progress"]["epoch"] == 3 and t.attrs["child_pid"] > 0  # the failed writes were made later
+
+
+def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch):
+    """Never two trials in one slot: the child is gone before the slot could claim again."""
+    store, config, trial = one_trial("tests.sweep_objectives:logged", epochs=5)
+    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "1.0")
+    pids = spy_children(monkeypatch)
+    store.set_attrs = Flaky(store.set_attrs, fail=math.inf)
+    settings = WorkerSettings(tmp_path, heartbeat_s=0.05, poll_s=0.05, grace_s=0.5)
+    start = time.monotonic()
+    with pytest.raises(StoreUnreachable, match="failed for 0.5s: OperationalError"):
+        run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+    assert time.monotonic() - start < 10 and len(pids) == 1 and not pid_alive(pids[0])
+
+
+def test_the_coordinator_rides_out_store_errors_too(tmp_path):
+    from ocrtune.sweep.coordinator import Coordinator, prepare
+
+    cfg = prepare(load_preset("cpu-demo").preset, "cpu-demo", strategy="grid", range_text="1e-4,1e-3", points=3,
+                  objective="tests.sweep_objectives:curve_only", name=f"c-{uuid.uuid4().hex[:8]}")
+    store = Store.open(cfg.name, f"memory:{uuid.uuid4().hex}", create=True)
+    store.plans = Flaky(store.plans, fail=3)
+    summary = Coordinator(store, cfg, [Slot("cpu0")], WorkerSettings(tmp_path, poll_s=0.05, grace_s=30)).run()
+    assert store.plans.calls > 3 and summary["state"] == "finished" and summary["reason"] == "all 3 grid trials finished"
+    assert [t["status"] for t in summary["trials"]] == ["completed"] * 3
+
+
+def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
+    store = Store.open(f"w-{uuid.uuid4().hex[:8]}", f"memory:{uuid.uuid4().hex}", create=True)
+    plan = store.add_plan(Batch(({LR: 5e-4}, {LR: 1e-3}), 0, False, "test"))
+    store.enqueue(plan, 0)
+    store.enqueue(plan, 1)
+    done = store.claim()
+    store.finish(done.trial_id, "completed", 0.8, {"epochs": 3, "time_per_epoch_s": 0.01})
+    trial = store.claim()
+    config = {"objective": "tests.sweep_objectives:hang", "epochs": 3, "metric": "hmean", "base": {}, "preset": "x"}
+    settings = WorkerSettings(tmp_path, poll_s=0.05, stall_floor_s=0.6)  # limit: max(5 x 0.01 s, 0.6 s)
+    start = time.monotonic()
+    out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+    assert time.monotonic() - start < 15
+    assert (out.status, out.score) == ("failed", None)
+    assert out.error.startswith("stalled: no progress for") and "limit 1s" in out.error
+    assert "now hanging" in out.error  # the log tail says where it hung
+    assert store.trial(trial.trial_id).attrs["epochs"] == 1
+
+
+def test_limits():
+    finished = [StoredTrial(i, i, "complete", "completed", 0, i, 0, "explore", {}, 0.5, {"time_per_epoch_s": v, "epochs": 2})
+                for i, v in enumerate((10.0, 20.0, 400.0))]
+    lim = Limits(None, factor=5, floor_s=60)
+    assert lim.check(1e9, 1e9) is None  # nothing finished yet: no stall rule
+    lim.learn(finished)
+    assert lim.stall_s == 100.0  # 5 x the median 20 s
+    assert lim.check(1e9, 99) is None and lim.check(1e9, 101)[0] == "stalled"
+    lim.learn(finished[:1])
+    assert lim.stall_s == 60.0  # the floor
+    assert Limits(30.0).check(31, 0)[0] == "timeout" and Limits(30.0).check(29, 0) is None
 
 
 def test_a_trial_declared_lost_elsewhere_stops_running_here(tmp_path, monkeypatch):
@@ -92,6 +234,27 @@ def test_trial_params_are_applied_like_set_and_validated(tmp_path):
     assert main([str(tmp_path / "spec.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "failed" and "eta_min" in result["error"]
+
+
+def test_a_run_that_diverged_after_a_good_epoch_has_no_score(tmp_path, monkeypatch):
+    """fit() stands in here (no torch): epoch 0 scored 0.6, then the loss went NaN."""
+    import types
+
+    rows = [{"epoch": 0, "val_hmean": 0.6}, {"epoch": 1, "val_hmean": None}]
+    result = types.SimpleNamespace(status="diverged", rows=rows, run_dir=tmp_path / "run", error="loss is NaN",
+                                   hint=None, device="cpu")
+    fake = types.ModuleType("ocrtune.train.fit")
+    fake.TrainOptions = lambda **kw: kw
+    fake.fit = lambda loaded, opts: result
+    monkeypatch.setitem(__import__("sys").modules, "ocrtune.train.fit", fake)
+    spec = {"base": load_preset("cpu-demo").preset.model_dump(mode="json"), "params": {LR: 3e-4}, "name": "t",
+            "preset": "cpu-demo", "metric": "hmean", "epochs": 2}
+    out = run_training(spec, tmp_path / "spec.json")
+    assert (out["status"], out["score"]) == ("diverged", None)
+    # and whatever a trial writes, the store keeps no score for it (planner, TPE and best read this)
+    store, config, trial = one_trial("x:y")
+    assert store.finish(trial.trial_id, "diverged", 0.6)
+    assert store.trial(trial.trial_id).score is None and store.trial(trial.trial_id).result().score is None
 
 
 def test_objective_gets_only_the_keywords_it_takes(tmp_path):

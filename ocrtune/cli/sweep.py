@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Annotated, Any, Mapping, Optional
 
@@ -65,6 +64,10 @@ def sweep(
     seed: Annotated[int, typer.Option("--seed", help="Seed of random and TPE proposals.")] = 0,
     objective: Annotated[Optional[str], typer.Option(
         "--objective", help="Optimise module:function(params, epochs=, report=) instead of training.")] = None,
+    trial_timeout: Annotated[Optional[float], typer.Option(
+        "--trial-timeout", help="Stop a trial still running after this many seconds and record it failed "
+        "(default: no limit; a trial with no new epoch for 5x the median epoch time, at least 30 min, is "
+        "stopped anyway).")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     presets_dir: PresetsDirOption = None,
     as_json: JsonOption = False,
@@ -85,7 +88,7 @@ def sweep(
                   points=points, top=top, stages=stages, min_improvement=min_improvement, replicates=replicates,
                   replicate_top=replicate_top, epochs=epochs, metric=metric, space_path=space, trials=trials,
                   prune=prune, min_epochs=min_epochs, name=name, data=str(data) if data else None,
-                  objective=objective, seed=seed, batch=batch, slots=len(slots))
+                  objective=objective, seed=seed, batch=batch, slots=len(slots), trial_timeout=trial_timeout)
     store = Store.open(cfg.name, storage, runs_dir=runs_dir, create=True, direction=cfg.direction)  # type: ignore[arg-type]
     settings = WorkerSettings(sweep_dir=runs_dir / "sweeps" / cfg.name)
     view = _View(live=not as_json and err_console.is_terminal)
@@ -98,6 +101,8 @@ def sweep(
     except KeyboardInterrupt:
         info(f"stopped; running trials were re-queued. Resume with the same command (sweep {cfg.name}).")
         raise typer.Exit(EXIT_STOPPED) from None
+    finally:
+        store.close()
     _finish(summary, as_json)
 
 
@@ -110,13 +115,16 @@ def status(
 ) -> None:
     """Show a sweep's stages, trials, best value and state (running, stopped or finished)."""
     from ocrtune.sweep.coordinator import SweepConfig, summarize
-    from ocrtune.sweep.store import Store
+    from ocrtune.sweep.store import Store, check_name
 
-    store = Store.open(name, storage, runs_dir=runs_dir)
-    stored = store.config()
-    if stored is None:
-        raise InputError("this study was not created by ocrtune sweep (no settings stored)", key=name)
-    summary = summarize(store, SweepConfig.from_dict(stored))
+    store = Store.open(check_name(name, key="NAME"), storage, runs_dir=runs_dir)
+    try:
+        stored = store.config()
+        if stored is None:
+            raise InputError("this study was not created by ocrtune sweep (no settings stored)", key=name)
+        summary = summarize(store, SweepConfig.from_dict(stored))
+    finally:
+        store.close()
     if as_json:
         print_json(summary)
         return
@@ -137,28 +145,17 @@ def worker(
 ) -> None:
     """Pull queued trials of sweep NAME and run them here until the sweep finishes."""
     from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
-    from ocrtune.sweep.store import Store
+    from ocrtune.sweep.store import Store, check_name
     from ocrtune.sweep.worker import WorkerPool, WorkerSettings
 
+    check_name(name)
     slots = make_slots(gpus, parallel)
     if not slots:
         raise InputError("a worker needs at least one slot", key="--parallel")
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            store = Store.open(name, storage, runs_dir=runs_dir)
-            config = store.config()
-        except InputError:
-            if time.monotonic() > deadline:
-                raise
-            config = None
-        if config is not None:
-            break
-        if time.monotonic() > deadline:
-            raise InputError(f"sweep {name!r} has no settings yet (is its coordinator running?)", key="--name")
-        time.sleep(0.5)
     settings = WorkerSettings(sweep_dir=runs_dir / "sweeps" / name, data=str(data.resolve()) if data else None,
                               max_idle_s=max_idle)
+    store = Store.open_when_ready(name, storage, runs_dir=runs_dir, wait_s=wait, poll_s=max(settings.poll_s, 0.05))
+    config = store.config() or {}
     pool = WorkerPool(store, config, slots, settings, on_event=_worker_event, reap=True)
     info(f"worker for sweep {name} on {store.url}: {len(slots)} slot(s)")
     try:
@@ -167,6 +164,8 @@ def worker(
     except KeyboardInterrupt:
         info("stopped; running trials were re-queued for other workers.")
         raise typer.Exit(EXIT_STOPPED) from None
+    finally:
+        store.close()
     if as_json:
         print_json([o.__dict__ for o in outcomes])
     else:

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
+from ocrtune.sweep.guards import FAILED, Patient
 from ocrtune.sweep.launcher import Slot
 from ocrtune.sweep.planner import PlannerConfig
 from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE
 from ocrtune.sweep.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
-from ocrtune.sweep.store import TPE, Plan, Store, StoredTrial, make_pruner
+from ocrtune.sweep.store import TPE, Plan, Store, StoredTrial, check_name, make_pruner
 from ocrtune.sweep.strategies import Grid, Hierarchical, Random, Strategy
 from ocrtune.sweep.worker import WorkerPool, WorkerSettings, adopt_result
 from ocrtune.train.rundir import slug
@@ -42,7 +43,7 @@ _METRIC_NAMES = {"hmean": "hmean", "val_hmean": "hmean", "val/hmean": "hmean", "
 # stages or trials, or a lower --min-improvement) and TPE's batch width, which follows the local
 # slots. Batches already planned are in the plan log; the rest changes what is planned or trained.
 _RUNTIME = ("name", "space_file", "batch", "stages", "trials", "min_improvement", "min_improvement_abs",
-            "replicates", "replicate_top")
+            "replicates", "replicate_top", "trial_timeout")
 
 
 @dataclass
@@ -75,6 +76,7 @@ class SweepConfig:
     data: str | None = None
     objective: str | None = None
     space_file: str | None = None
+    trial_timeout: float | None = None
 
     @property
     def direction(self) -> str:
@@ -128,10 +130,15 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
             min_improvement: str = "1%", replicates: int = 0, replicate_top: int = 3, epochs: int = 3,
             metric: str | None = None, space_path: Path | None = None, trials: int | None = None,
             prune: str | None = None, min_epochs: int = 1, name: str | None = None, data: str | None = None,
-            objective: str | None = None, seed: int = 0, batch: int | None = None, slots: int = 1) -> SweepConfig:
+            objective: str | None = None, seed: int = 0, batch: int | None = None, slots: int = 1,
+            trial_timeout: float | None = None) -> SweepConfig:
     """Validate every option (and every swept key against the preset) before anything runs."""
     from ocrtune.sweep.trial import load_objective
 
+    if name is not None:
+        check_name(name)
+    if trial_timeout is not None and not trial_timeout > 0:
+        raise InputError(f"must be > 0 seconds (got {trial_timeout:g})", key="--trial-timeout")
     space = load_space(space_path, base=preset) if space_path is not None else None
     if strategy is None:
         strategy = _METHOD.get(space.method or "", "grid") if space is not None else "hierarchical"
@@ -144,6 +151,9 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
                              file=space.file, key="metric.name")
     if metric not in METRICS_AVAILABLE:
         raise InputError(f"must be one of {', '.join(METRICS_AVAILABLE)} (got {metric!r})", key="--metric")
+    if space is not None and space.goal is not None and space.goal != DIRECTION[metric]:
+        raise InputError(f"is {space.goal}, but the sweep's metric {metric} is {DIRECTION[metric]}d; drop goal "
+                         f"or make it {DIRECTION[metric]}", file=space.file, key="metric.goal")
     if epochs < 1:
         raise InputError(f"must be >= 1 (got {epochs})", key="--epochs")
     if prune and min_epochs > epochs:
@@ -169,13 +179,13 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
     stem = Path(preset_name).stem
     default = f"{stem}-{param.split('.')[-1]}" if strategy == "hierarchical" else f"{stem}-{strategy}"
     cfg = SweepConfig(
-        name=slug(name or default), preset=preset_name, base=preset.model_dump(mode="json"), strategy=strategy,
+        name=name or slug(default), preset=preset_name, base=preset.model_dump(mode="json"), strategy=strategy,
         metric=metric, epochs=epochs, param=param, low=low, high=high, log=not linear, points=points, top=top,
         stages=stages, min_improvement=rel, min_improvement_abs=absolute, replicates=replicates,
         replicate_top=replicate_top, dims=[_dim_dict(d) for d in space.dims], trials=trials,
         batch=max(1, batch if batch is not None else slots) if strategy == "tpe" else 1, prune=prune, min_epochs=min_epochs, seed=seed,
         data=str(Path(data).resolve()) if data else None, objective=objective,
-        space_file=str(space_path) if space_path else None,
+        space_file=str(space_path) if space_path else None, trial_timeout=trial_timeout,
     )
     build_strategy(cfg)  # planner settings are checked here (--points, --range ...)
     return cfg
@@ -205,6 +215,8 @@ class Coordinator:
         self.strategy = build_strategy(cfg)
         self.on_event = on_event
         self.stop = threading.Event()
+        self._last_beat = 0.0
+        self._last_plan: tuple[Any, ...] | None = None
 
     def attach(self) -> None:
         """Store the settings (new sweep) or check them against the stored ones (resume)."""
@@ -237,31 +249,38 @@ class Coordinator:
         return summary
 
     def _loop(self, on_update: Callable[[dict[str, Any]], None] | None) -> None:
-        last_beat = 0.0
-        last_plan: tuple[Any, ...] | None = None
-        while True:
-            if time.monotonic() - last_beat > 5:
-                self.store.coordinator_beat()
-                last_beat = time.monotonic()
-            self.store.reap_stale(self.settings.grace_s, adopt=adopt_result)
-            trials, plans = self.store.trials(), self.store.plans()
-            filled = fill_missing(self.store, plans, trials)
-            if filled or any(t.is_live for t in trials):
-                if on_update:
-                    on_update(summarize(self.store, self.cfg, len(self.slots), trials, plans))
+        """Steps until the sweep is finished. A step that fails on the store is tried again
+        next poll, like a worker's writes; only ``grace_s`` of failures in a row stop it."""
+        calls = Patient(self.settings.grace_s, self.settings.poll_s)
+        self._last_beat, self._last_plan = 0.0, None
+        while (done := calls.call(lambda: self._step(on_update))) is not True:
+            if done is FAILED or done is False:
                 time.sleep(self.settings.poll_s)
-                continue
-            batch = self.strategy.next_batch(planning_history(trials))
-            if batch.done:
-                self.store.set_finished({"reason": batch.reason, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-                return
-            key = (batch.index, batch.kind, batch.params)
-            if plans and key == (plans[-1].index, plans[-1].kind, plans[-1].params) or key == last_plan:
-                raise OcrtuneError(f"the {self.cfg.strategy} strategy planned the same batch twice ({batch.reason})")
-            last_plan = key
-            plan = self.store.add_plan(batch)
-            for slot in range(len(plan.params)):
-                self.store.enqueue(plan, slot)
+
+    def _step(self, on_update: Callable[[dict[str, Any]], None] | None) -> bool | None:
+        """One round: True when finished, False to wait a poll, None to go on at once."""
+        if time.monotonic() - self._last_beat > 5:
+            self.store.coordinator_beat()
+            self._last_beat = time.monotonic()
+        self.store.reap_stale(self.settings.grace_s, adopt=adopt_result)
+        trials, plans = self.store.trials(), self.store.plans()
+        filled = fill_missing(self.store, plans, trials)
+        if filled or any(t.is_live for t in trials):
+            if on_update:
+                on_update(summarize(self.store, self.cfg, len(self.slots), trials, plans))
+            return False
+        batch = self.strategy.next_batch(planning_history(trials))
+        if batch.done:
+            self.store.set_finished({"reason": batch.reason, "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+            return True
+        key = (batch.index, batch.kind, batch.params)
+        if plans and key == (plans[-1].index, plans[-1].kind, plans[-1].params) or key == self._last_plan:
+            raise OcrtuneError(f"the {self.cfg.strategy} strategy planned the same batch twice ({batch.reason})")
+        plan = self.store.add_plan(batch)
+        self._last_plan = key
+        for slot in range(len(plan.params)):
+            self.store.enqueue(plan, slot)
+        return None
 
 
 def planning_history(trials: Sequence[StoredTrial]) -> list[Any]:

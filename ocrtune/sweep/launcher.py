@@ -2,8 +2,9 @@
 
 Each trial runs ``python -m ocrtune.sweep.trial SPEC`` in its own process and session:
 
-- a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``), or to a share of
-  the CPU cores (``--parallel N`` sets ``OMP_NUM_THREADS`` so N trials do not fight over them);
+- a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``, indices among the
+  GPUs this process sees), and gives it a share of the CPU cores (``OMP_NUM_THREADS``, so
+  several trials do not fight over them);
 - its own session keeps a terminal Ctrl-C away from it: the worker decides (terminate, mark the
   trial interrupted, re-queue) instead of every child dying at once mid-write;
 - the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
@@ -50,47 +51,79 @@ class Slot:
         return env
 
 
+def visible_gpus() -> list[str] | None:
+    """The GPUs this process may use as ``CUDA_VISIBLE_DEVICES`` lists them (indices, UUIDs or
+    MIG ids), or None when it is not set (every GPU)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return None
+    out = []
+    for g in visible.split(","):
+        g = g.strip()
+        if not g or g.startswith("-"):  # CUDA stops at the first invalid entry ("-1" hides all)
+            break
+        out.append(g)
+    return out
+
+
 def gpu_ids(spec: str) -> list[str]:
-    """``--gpus``: ``all`` (every GPU ``nvidia-smi`` lists, within ``CUDA_VISIBLE_DEVICES``
-    if set) or a comma list of indices."""
+    """``--gpus`` as values for the children's ``CUDA_VISIBLE_DEVICES``: ``all`` (every GPU
+    this process sees) or a comma list of indices *among those*. Under a scheduler that set
+    ``CUDA_VISIBLE_DEVICES=2,3``, ``--gpus 0,1`` means GPUs 2 and 3, as it would for any CUDA
+    program, never GPUs outside the allocation."""
     spec = spec.strip()
+    visible = visible_gpus()
+    if visible is not None and not visible:
+        raise OcrtuneError(f"--gpus {spec}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} leaves no "
+                           "GPU visible; unset it or drop --gpus to run on CPU")
     if spec.lower() == "all":
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None and visible.strip():
-            return [g.strip() for g in visible.split(",") if g.strip()]
-        exe = shutil.which("nvidia-smi")
-        if exe is None:
-            raise OcrtuneError("--gpus all: no NVIDIA GPU found (nvidia-smi is not on PATH); drop --gpus to run on CPU")
-        try:
-            out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=30, check=True).stdout
-        except (OSError, subprocess.SubprocessError) as e:
-            raise OcrtuneError(f"--gpus all: nvidia-smi failed ({e})") from None
-        ids = [line.strip() for line in out.splitlines() if line.strip()]
-        if not ids:
-            raise OcrtuneError("--gpus all: nvidia-smi lists no GPU")
-        return ids
+        return visible if visible is not None else _nvidia_smi_ids()
     ids = [g.strip() for g in spec.split(",") if g.strip()]
     if not ids or not all(g.isdigit() for g in ids):
         raise InputError(f"expected all or GPU indices like 0,1,2 (got {spec!r})", key="--gpus")
     if len(set(ids)) != len(ids):
         raise InputError(f"a GPU is listed twice (got {spec!r})", key="--gpus")
+    if visible is None:
+        return ids
+    over = [g for g in ids if int(g) >= len(visible)]
+    if over:
+        raise InputError(f"GPU {over[0]} is not visible: CUDA_VISIBLE_DEVICES={','.join(visible)} gives indices "
+                         f"0-{len(visible) - 1} (got {spec!r})", key="--gpus")
+    return [visible[int(g)] for g in ids]
+
+
+def _nvidia_smi_ids() -> list[str]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        raise OcrtuneError("--gpus all: no NVIDIA GPU found (nvidia-smi is not on PATH); drop --gpus to run on CPU")
+    try:
+        out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise OcrtuneError(f"--gpus all: nvidia-smi failed ({e})") from None
+    ids = [line.strip() for line in out.splitlines() if line.strip()]
+    if not ids:
+        raise OcrtuneError("--gpus all: nvidia-smi lists no GPU")
     return ids
 
 
 def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) -> list[Slot]:
     """One slot per GPU (``parallel`` per GPU when given), else ``parallel`` CPU slots (default 1).
+    With several slots each gets ``OMP_NUM_THREADS`` = cores / slots, GPU slots too: their
+    data loading and CPU ops would otherwise each start one thread per core.
 
     ``parallel=0`` means no local slots: the process only coordinates (remote workers run).
     """
     if parallel is not None and parallel < 0:
         raise InputError(f"must be >= 0 (got {parallel})", key="--parallel")
+    cores = cpus or os.cpu_count() or 1
     if gpus:
         ids = gpu_ids(gpus)
         per = 1 if parallel is None else parallel
-        return [Slot(f"gpu{g}" + (f".{i}" if per > 1 else ""), gpu=g) for g in ids for i in range(per)]
+        n = len(ids) * per
+        threads = max(1, cores // n) if n > 1 else None
+        return [Slot(f"gpu{g}" + (f".{i}" if per > 1 else ""), gpu=g, threads=threads) for g in ids for i in range(per)]
     n = 1 if parallel is None else parallel
-    cores = cpus or os.cpu_count() or 1
     threads = max(1, cores // n) if n > 1 else None
     return [Slot(f"cpu{i}", threads=threads) for i in range(n)]
 

@@ -6,7 +6,8 @@ worker reports each new epoch for pruning and the live view) and once it has end
 analysis gets the same figures whatever produced them:
 
 - ``score``: the best epoch's metric (highest H-mean, lowest val loss), the number the sweep
-  ranks by; the same epoch the best checkpoint keeps.
+  ranks by (the store keeps it for completed and pruned trials only). ``best.ckpt`` is chosen
+  by H-mean, so with val_loss it may be another epoch.
 - ``loss_reduction_rate``: the train loss's mean relative drop per epoch,
   ``1 - (last / first) ** (1 / (epochs - 1))``; 0.2 means it fell 20 % an epoch. A geometric
   mean, because losses fall multiplicatively; None with fewer than two epochs.

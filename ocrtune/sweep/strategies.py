@@ -161,20 +161,30 @@ class Hierarchical(Strategy):
         return [Trial(float(r.params[self.key]), r.score, r.batch) for r in history if r.kind == "explore"]
 
     def next_batch(self, history: Sequence[Result]) -> Batch:
-        reps = [r for r in history if r.kind == "replicate"]
+        """Explore stages while the planner goes on, then replicate the top values. Both
+        follow from the history alone, so a finished sweep resumed with a larger budget
+        (more stages, a lower --min-improvement, more replicates) explores further and then
+        replicates whichever top values still lack runs."""
         trials = self.trials(history)
         plan = plan_stage(trials, self.config)
-        if not reps and not plan.done:
+        if not plan.done:
             return Batch(tuple({self.key: v} for v in plan.values), plan.stage, False, plan.reason)
-        if self.replicates and not reps:
-            tops = top_values(trials, self.replicate_top, self.config)
-            if tops:
-                params = tuple(
-                    {self.key: v, "seed": self.seed + r} for v in tops for r in range(1, self.replicates + 1)
-                )
-                why = f"{plan.reason}; re-running the top {len(tops)} values with {self.replicates} new seeds"
-                return Batch(params, plan.stage, False, why, "replicate")
-        return Batch((), plan.stage + (1 if reps else 0), True, plan.reason if not reps else "replicates finished")
+        missing = self.missing_replicates(history, trials)
+        if missing:
+            n = len({p[self.key] for p in missing})
+            why = f"{plan.reason}; re-running {n} of the top {self.replicate_top} values with {self.replicates} new seeds"
+            return Batch(missing, plan.stage, False, why, "replicate")
+        reps = any(r.kind == "replicate" for r in history)
+        return Batch((), plan.stage + (1 if reps else 0), True, "replicates finished" if reps else plan.reason)
+
+    def missing_replicates(self, history: Sequence[Result], trials: Sequence[Trial]) -> tuple[dict[str, Any], ...]:
+        """(value, seed) runs the replicate rule asks for that no result has yet."""
+        if not self.replicates:
+            return ()
+        have = {(float(r.params[self.key]), r.params.get("seed")) for r in history if r.kind == "replicate"}
+        tops = top_values(trials, self.replicate_top, self.config)
+        return tuple({self.key: v, "seed": self.seed + r} for v in tops for r in range(1, self.replicates + 1)
+                     if (float(v), self.seed + r) not in have)
 
     def best(self, history: Sequence[Result]) -> Choice | None:
         """Without replicates: the best smoothed score (``planner.best_value``); with them:

@@ -125,8 +125,9 @@ def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
         max_epochs=int(spec["epochs"]),
     )
     res = fit(loaded, opts)
-    score = score_of(res.rows, spec["metric"])
-    out = {"status": res.status, "score": score, "run_dir": str(res.run_dir), "error": res.error,
+    # Only a completed run has a score: one that diverged after a good epoch must not rank.
+    score = score_of(res.rows, spec["metric"]) if res.status == "completed" else None
+    out = {"status": res.status, "score": score, "run_dir": str(Path(res.run_dir).resolve()), "error": res.error,
            "hint": res.hint, "device": res.device}
     if res.status == "completed" and score is None:
         out.update(status="failed", error=f"no finite {COLUMN[spec['metric']]} in any epoch (is there a val split?)")

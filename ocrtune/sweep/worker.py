@@ -9,9 +9,13 @@ while it runs
   ``progress.jsonl``) as an Optuna intermediate value, and terminates the trial when the pruner
   says so (never before ``--min-epochs``);
 - keeps the trial's heartbeat fresh; if the store says the trial was meanwhile declared lost
-  (this worker was silent too long), the trial is stopped, since its slot has been re-queued.
+  (this worker was silent too long), the trial is stopped, since its slot has been re-queued;
+- stops it as failed past ``--trial-timeout`` or when it stalls (``Limits``);
+- retries store writes that fail (``Patient``); a store unreachable for ``grace_s`` stops
+  the trial, and in every case the trial process ends before the slot claims another.
 
 When the process ends, the outcome (status, score, error tail, records) is told to the store.
+A trial killed by a signal before writing its result is re-queued, up to ``MAX_CRASHES``.
 Stopping a pool (Ctrl-C) terminates the children and marks their trials ``interrupted``; the
 coordinator queues them again, so nothing is lost and nothing counts twice.
 """
@@ -19,7 +23,9 @@ coordinator queues them again, so nothing is lost and nothing counts twice.
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -28,14 +34,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ocrtune.sweep.guards import FAILED, STALL_FACTOR, STALL_FLOOR_S, Limits, Patient
 from ocrtune.sweep.launcher import Child, Slot, trial_command
 from ocrtune.sweep.records import find_run_dir, finite, progress, read_rows, trial_records
-from ocrtune.sweep.store import RESULT_STATUSES, Store, StoredTrial
+from ocrtune.sweep.store import RESULT_STATUSES, Store, StoredTrial, scored
 from ocrtune.sweep.trial import LOG, RESULT, SPEC
 from ocrtune.train.rundir import write_json_atomic
 
 Event = Callable[[str, Mapping[str, Any]], None]
 LOG_TAIL = 20
+MAX_CRASHES = 3  # a trial killed by a signal without a result is re-queued this many times in all
+STALL_REFRESH_S = 60.0  # how often a running trial re-reads finished trials' epoch times
 
 
 @dataclass
@@ -48,6 +57,8 @@ class WorkerSettings:
     grace_s: float = 60.0
     poll_s: float = field(default_factory=lambda: float(os.environ.get("OCRTUNE_SWEEP_POLL_S", "0.5")))
     max_idle_s: float | None = None
+    stall_factor: float = STALL_FACTOR
+    stall_floor_s: float = STALL_FLOOR_S
 
 
 @dataclass(frozen=True)
@@ -151,54 +162,135 @@ def trial_spec(store: Store, config: Mapping[str, Any], trial: StoredTrial, data
 
 def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot: Slot, settings: WorkerSettings,
               stop: threading.Event, on_event: Event | None = None) -> Outcome:
-    """Run one claimed trial to its end and tell the store; returns what happened."""
+    """Run one claimed trial to its end and tell the store; returns what happened.
+
+    The trial process never outlives this call: whatever ends it (a result, pruning, Ctrl-C,
+    a limit, or a store that stayed unreachable for ``grace_s``), it is terminated before
+    the slot can claim another trial.
+    """
     on_event = on_event or (lambda kind, data: None)
-    tid, metric, epochs = trial.trial_id, config["metric"], int(config["epochs"])
-    trial_dir = settings.sweep_dir / "trials" / f"{trial.number:04d}"
-    trial_dir.mkdir(parents=True, exist_ok=True)
+    tid, metric = trial.trial_id, config["metric"]
+    trial_dir = fresh_trial_dir(settings.sweep_dir, trial.number)
     spec_path = trial_dir / SPEC
     write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data))
+    calls = Patient(settings.grace_s, settings.poll_s)
     child = Child(trial_command(spec_path), slot.env(), trial_dir / LOG)
-    store.set_attrs(tid, trial_dir=str(trial_dir), child_pid=child.pid, slot=slot.name, epochs_planned=epochs)
-    reported, last_beat, last_value = 0, time.monotonic(), None
-    ended_by: str | None = None
-    while True:
-        rc = child.wait(settings.poll_s)
-        steps = progress(read_rows(trial_dir), metric)
-        for step, value in steps[reported:]:
-            reported += 1
-            if value is not None:
-                store.report(tid, step, value)
-                last_value = value
-            store.set_attrs(tid, progress={"epoch": step, "epochs": epochs, "value": value})
-            on_event("epoch", {"number": trial.number, "epoch": step, "epochs": epochs, "value": value})
-            if rc is None and value is not None and step < epochs and store.should_prune(tid):
-                ended_by = "pruned"
-        if rc is not None:
-            break
-        if ended_by is None and stop.is_set():
-            ended_by = "interrupted"
-        if ended_by is None and time.monotonic() - last_beat >= settings.heartbeat_s:
-            last_beat = time.monotonic()
-            if not store.heartbeat(tid):
-                ended_by = "lost"  # declared lost meanwhile and re-queued: stop duplicating it
-        if ended_by is not None:
-            rc = child.terminate()
-            break
-    status, score, attrs = _outcome(trial_dir, metric, rc)
-    if ended_by == "pruned":
-        status, score = "pruned", last_value
+    try:
+        w = _watch(store, config, trial, slot, child, trial_dir, settings, stop, on_event, calls)
+    finally:
+        if child.wait(0) is None:
+            child.terminate()
+    status, score, attrs = _outcome(trial_dir, metric, w.rc)
+    if w.ended_by == "pruned":
+        status, score = "pruned", w.last_value
         attrs["error"] = None
-    elif ended_by in ("interrupted", "lost"):
-        status, score = ended_by, None
-        attrs["error"] = "stopped by Ctrl-C; re-queued" if ended_by == "interrupted" else "declared lost while running"
-    elif status == "interrupted":  # something else stopped it (SIGTERM from outside)
-        status = "interrupted"
-    if ended_by == "lost":
+    elif w.ended_by in ("interrupted", "lost"):
+        status, score = w.ended_by, None
+        attrs["error"] = "stopped by Ctrl-C; re-queued" if w.ended_by == "interrupted" else "declared lost while running"
+    elif w.ended_by in ("timeout", "stalled"):
+        status, score = "failed", None
+        attrs["error"] = f"{w.note}\n{_log_tail(trial_dir / LOG)}".strip()
+    elif w.rc is not None and w.rc < 0 and not (trial_dir / RESULT).is_file():
+        status, attrs = _crashed(store, trial, w.rc, attrs, calls)
+    score = scored(status, score)
+    if w.ended_by == "lost":
         store.release(tid)
-    elif not store.finish(tid, status, score, attrs):
+    elif calls.until_ok(lambda: store.finish(tid, status, score, attrs)) is False:
         on_event("error", {"slot": slot.name, "error": f"trial {trial.number} had already ended elsewhere; result kept on disk only"})
     return Outcome(trial.number, status, score, trial.params, slot.name, attrs.get("error"))
+
+
+@dataclass
+class _Watched:
+    rc: int | None = None
+    ended_by: str | None = None  # pruned, interrupted, lost, timeout, stalled
+    note: str | None = None
+    last_value: float | None = None
+
+
+def _watch(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot: Slot, child: Child, trial_dir: Path,
+           settings: WorkerSettings, stop: threading.Event, on_event: Event, calls: Patient) -> _Watched:
+    """Poll the trial until it exits or something ends it: report epochs, prune, heartbeat,
+    apply the time limits. Store writes that fail are kept and retried on the next poll."""
+    tid, metric, epochs = trial.trial_id, config["metric"], int(config["epochs"])
+    w = _Watched()
+    pending: dict[str, Any] = {"trial_dir": str(trial_dir), "child_pid": child.pid, "slot": slot.name, "epochs_planned": epochs}
+    limits = Limits(finite(config.get("trial_timeout")), settings.stall_factor, settings.stall_floor_s)
+    reported = 0
+    start = last_progress = last_beat = time.monotonic()
+    last_stats = -math.inf
+    while True:
+        rc = child.wait(settings.poll_s)
+        now = time.monotonic()
+        if now - last_stats > STALL_REFRESH_S:  # finished trials' epoch times, for the stall rule
+            got = calls.call(lambda: store.trials(("complete", "pruned")))
+            if got is not FAILED:
+                limits.learn(got)
+                last_stats = now
+        steps = progress(read_rows(trial_dir), metric)
+        if len(steps) > reported:
+            last_progress = now
+        for step, value in steps[reported:]:
+            if value is not None and calls.call(lambda: store.report(tid, step, value)) is FAILED:
+                break
+            reported += 1
+            if value is not None:
+                w.last_value = value
+            pending["progress"] = {"epoch": step, "epochs": epochs, "value": value}
+            on_event("epoch", {"number": trial.number, "epoch": step, "epochs": epochs, "value": value})
+            if rc is None and w.ended_by is None and value is not None and step < epochs \
+                    and calls.call(lambda: store.should_prune(tid)) is True:
+                w.ended_by = "pruned"
+        if now - last_beat >= settings.heartbeat_s:
+            pending["heartbeat"] = time.time()
+            last_beat = now
+        if pending:
+            ok = calls.call(lambda: store.set_attrs(tid, **pending))
+            if ok is not FAILED:
+                pending = {}
+            if ok is False:  # declared lost meanwhile and re-queued: stop duplicating it
+                w.ended_by = "lost"
+        if rc is not None:
+            w.rc = rc
+            return w
+        if w.ended_by is None and stop.is_set():
+            w.ended_by = "interrupted"
+        if w.ended_by is None:
+            hit = limits.check(now - start, now - last_progress)
+            if hit is not None:
+                w.ended_by, w.note = hit
+        if w.ended_by is not None:
+            w.rc = child.terminate()
+            return w
+
+
+def fresh_trial_dir(sweep_dir: Path, number: int) -> Path:
+    """``trials/NNNN``, absolute, and empty of anything an earlier sweep of the same name left
+    there (its study.db deleted, or the name reused on another --storage): such a folder is
+    moved aside, never read as this trial's and never deleted (it may hold checkpoints)."""
+    d = (sweep_dir / "trials" / f"{number:04d}").resolve()
+    if d.exists() and any(d.iterdir()):
+        d.rename(d.with_name(f"{d.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _crashed(store: Store, trial: StoredTrial, rc: int, attrs: dict[str, Any], calls: Patient) -> tuple[str, dict[str, Any]]:
+    """Killed by a signal before writing a result (the OOM killer, a node drained, a
+    segfault): more likely the machine than the values, so the slot is re-queued, up to
+    ``MAX_CRASHES`` attempts in all before it counts as failed."""
+    earlier = calls.until_ok(lambda: store.trials(("fail",)))
+    n = 1 + sum(1 for t in earlier if (t.plan, t.slot) == (trial.plan, trial.slot) and t.attrs.get("crashed"))
+    try:
+        sig = signal.Signals(-rc).name
+    except ValueError:
+        sig = f"signal {-rc}"
+    tail = attrs.get("error", "").partition("\n")[2]
+    if n < MAX_CRASHES:
+        return "lost", {**attrs, "crashed": True,
+                        "error": f"killed by {sig} without a result (crash {n} of at most {MAX_CRASHES}); re-queued\n{tail}".strip()}
+    return "failed", {**attrs, "crashed": True,
+                      "error": f"killed by {sig} without a result, {n} times; not retried\n{tail}".strip()}
 
 
 def adopt_result(trial: StoredTrial) -> tuple[str, float | None, dict[str, Any]] | None:
@@ -219,7 +311,7 @@ def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[str, float |
     rows = read_rows(trial_dir)
     attrs: dict[str, Any] = dict(trial_records(rows, metric))
     run = find_run_dir(trial_dir)
-    attrs.update(run_dir=str(run) if run else None, exit_code=rc, log=str(trial_dir / LOG))
+    attrs.update(run_dir=os.path.abspath(run) if run else None, exit_code=rc, log=os.path.abspath(trial_dir / LOG))
     try:
         result = json.loads((trial_dir / RESULT).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -230,7 +322,7 @@ def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[str, float |
     for k in ("error", "hint", "device", "wall_time_s"):
         if result.get(k) is not None:
             attrs[k] = result[k]
-    attrs["run_dir"] = result.get("run_dir") or attrs["run_dir"]
+    attrs["run_dir"] = os.path.abspath(result["run_dir"]) if result.get("run_dir") else attrs["run_dir"]
     attrs.setdefault("error", None)
     return str(result.get("status", "failed")), finite(result.get("score")), attrs
 

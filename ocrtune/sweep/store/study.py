@@ -1,29 +1,4 @@
-"""The sweep's state in an Optuna study: the only module that imports Optuna.
-
-Everything a sweep needs to stop, resume and spread over machines lives in one study:
-
-- study user attrs: the sweep's settings (``config``), the plan log (one entry per batch the
-  coordinator decided on, written *before* its trials are queued, so a coordinator killed
-  half-way through queueing re-queues exactly the missing ones), the coordinator's claim and
-  the ``finished`` mark workers wait for;
-- one trial per attempt, queued with ``enqueue_trial`` and tagged with user attrs ``plan`` and
-  ``plan_slot`` (its place in the plan), ``batch`` (the stage), ``kind`` and ``params``. Finished
-  attempts carry ``status`` (completed, diverged, oom, failed, pruned; or lost/interrupted for
-  attempts that will be re-run), the score, run directory, error tail and the figures of
-  ``records.py``.
-
-Liveness: optuna's own heartbeat only exists for RDB storages, so workers keep a ``heartbeat``
-user attr fresh instead, with host, pid and process start time. A RUNNING trial is *lost* when
-its process is gone on this host, or when its heartbeat has not changed for ``grace_s``
-seconds of *this* process's clock (so clock skew between machines does not matter). A lost
-trial's slot is queued again by the coordinator, the only process that queues. If the lost
-process had already written its result (killed between finishing and telling), the result is
-adopted instead of re-running the trial.
-
-Claims (WAITING -> RUNNING) are atomic on every storage: PostgreSQL/MySQL lock the row, the
-journal replays its log in order, and SQLite and journal files are additionally guarded by an
-``flock`` next to the file, as are the read-modify-write steps of reaping.
-"""
+"""``Store``: one sweep's study, with atomic claims, liveness and the coordinator lock."""
 
 from __future__ import annotations
 
@@ -31,42 +6,48 @@ import contextlib
 import math
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
-import sqlalchemy
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.launcher import host_id, me, pid_alive
 from ocrtune.sweep.planner import Direction
 from ocrtune.sweep.records import finite
-from ocrtune.sweep.space import Dim, Space
-from ocrtune.sweep.strategies import Batch, Result, Strategy
-from ocrtune.train.rundir import slug
-
-try:
-    import fcntl
-except ImportError:  # Windows: thread lock only
-    fcntl = None  # type: ignore[assignment]
+from ocrtune.sweep.store.backends import (
+    FILE_KINDS,
+    close_backend,
+    file_errors,
+    file_lock,
+    lock_path,
+    open_backend,
+    resolve_storage,
+    show_storage,
+)
+from ocrtune.sweep.store.locks import Held, try_lock
+from ocrtune.sweep.store.samplers import make_pruner
+from ocrtune.sweep.strategies import Batch, Result
 
 RESULT_STATUSES = ("completed", "diverged", "oom", "failed", "pruned")
 RERUN_STATUSES = ("lost", "interrupted")
-PRUNERS = ("median", "asha")
-MEDIAN_STARTUP = 5
+SCORED_STATUSES = ("completed", "pruned")
 _CONFIG, _PLAN, _FINISHED, _COORD = "ocrtune_config", "ocrtune_plan_", "ocrtune_finished", "ocrtune_coordinator"
-_MEMORY: dict[str, InMemoryStorage] = {}
 _STATE = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
+Adopt = Callable[["StoredTrial"], "tuple[str, float | None, dict[str, Any]] | None"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def scored(status: str, score: float | None) -> float | None:
+    """The score an attempt ranks by: only completed and pruned attempts have one. A run that
+    diverged after a good epoch keeps no score, so no strategy plans from it."""
+    return finite(score) if status in SCORED_STATUSES else None
 
 
 @dataclass(frozen=True)
@@ -119,45 +100,6 @@ class StoredTrial:
         return Result(self.params, self.score, self.batch, "replicate" if self.kind == "replicate" else "explore")
 
 
-def resolve_storage(name: str, storage: str | None, runs_dir: Path = Path("runs")) -> tuple[str, str]:
-    """(kind, target): sqlite/journal file path, RDB URL or memory key. Default: SQLite in
-    ``runs/sweeps/<name>/study.db``."""
-    if storage is None or not storage.strip():
-        return "sqlite", str(runs_dir / "sweeps" / slug(name) / "study.db")
-    s = storage.strip()
-    if s.startswith("memory:"):
-        return "memory", s
-    if s.startswith("sqlite:///"):
-        return "sqlite", s[len("sqlite:///"):]
-    if s.startswith("postgres://"):
-        s = "postgresql://" + s[len("postgres://"):]  # SQLAlchemy only knows the long name
-    if s.startswith(("postgresql", "mysql")):
-        return "rdb", s
-    if s.startswith("journal:"):
-        return "journal", s[len("journal:"):]
-    if "://" not in s:
-        suffix = Path(s).suffix
-        if suffix in (".db", ".sqlite", ".sqlite3"):
-            return "sqlite", s
-        if suffix in (".log", ".journal", ".jsonl"):
-            return "journal", s
-    raise InputError(f"unsupported storage {storage!r}; use postgresql://user:pass@host/db, sqlite:///path.db, "
-                     "journal:path.log or a .db/.log file path", key="--storage")
-
-
-def show_storage(kind: str, target: str) -> str:
-    """The storage for people: file paths as given, passwords hidden."""
-    if kind == "sqlite":
-        return f"sqlite:///{target}"
-    if kind == "journal":
-        return f"journal:{target}"
-    if kind == "rdb" and "@" in target and ":" in target.split("@")[0].split("//", 1)[-1]:
-        head, tail = target.split("@", 1)
-        scheme, cred = head.split("//", 1)
-        return f"{scheme}//{cred.split(':')[0]}:***@{tail}"
-    return target
-
-
 class Store:
     """A sweep's study. Thread-safe; every process opens its own."""
 
@@ -166,11 +108,12 @@ class Store:
         self._storage, self.study = storage, study
         self._sid = storage.get_study_id_from_name(name)
         self._lock = threading.RLock()
-        self._lockfile = _lock_path(kind, target) if kind in ("sqlite", "journal") else None
+        self._lockfile = lock_path(target) if kind in FILE_KINDS else None
         self._ids: dict[int, int] = {}
         self._beats: dict[int, tuple[Any, float]] = {}
         self._pruner: optuna.pruners.BasePruner | None = None
         self._active: set[int] = set()  # trials this process is running right now
+        self._coord: Held | None = None
 
     @property
     def url(self) -> str:
@@ -185,35 +128,71 @@ class Store:
              create: bool = False, direction: Direction = "maximize") -> Store:
         """Open (``create``: or create) the study ``name``; a missing one is an InputError."""
         kind, target = resolve_storage(name, storage, runs_dir)
-        if kind in ("sqlite", "journal") and not create and not Path(target).is_file():
+        if kind in FILE_KINDS and not create and not Path(target).is_file():
             raise InputError(f"no sweep named {name!r} here ({target} does not exist; pass --storage or --runs-dir "
                              "if it lives elsewhere)", key="--name")
-        lock = _file_lock(_lock_path(kind, target)) if kind in ("sqlite", "journal") else contextlib.nullcontext()
-        with lock:  # two processes creating the same SQLite schema at once collide
-            backend = _backend(kind, target)
+        with _creating(kind, target):  # two processes creating the same SQLite schema at once collide
+            backend = open_backend(kind, target)
             try:
-                study = optuna.load_study(study_name=name, storage=backend, sampler=optuna.samplers.RandomSampler())
-            except KeyError:
-                if not create:
-                    raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key="--name") from None
-                study = optuna.create_study(study_name=name, storage=backend, direction=direction,
-                                            sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
+                study = _load(name, backend, kind, target, create, direction)
+            except BaseException:
+                close_backend(backend)
+                raise
+        if study is None:
+            close_backend(backend)
+            raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key="--name")
         store = cls(name, kind, target, backend, study)
         if create and store.direction != direction:
+            store.close()
             raise InputError(f"sweep {name!r} exists and {store.direction}s its metric, not {direction}; "
                              "use another --name", key="--metric")
         return store
 
     @classmethod
+    def open_when_ready(cls, name: str, storage: str | None = None, *, runs_dir: Path = Path("runs"),
+                        wait_s: float = 60.0, poll_s: float = 0.5) -> Store:
+        """Wait up to ``wait_s`` for sweep ``name`` to exist with its settings (a worker started
+        before its coordinator). One backend serves every poll: a database sees one
+        connection pool, not one per poll."""
+        kind, target = resolve_storage(name, storage, runs_dir)
+        deadline = time.monotonic() + wait_s
+        while kind in FILE_KINDS and not Path(target).is_file():
+            if time.monotonic() > deadline:
+                return cls.open(name, storage, runs_dir=runs_dir)  # raises the located error
+            time.sleep(poll_s)
+        with _creating(kind, target):
+            backend = open_backend(kind, target)
+        try:
+            while True:
+                with _creating(kind, target):
+                    study = _load(name, backend, kind, target, False, "maximize")
+                if study is not None:
+                    store = cls(name, kind, target, backend, study)
+                    if store.config() is not None:
+                        return store
+                if time.monotonic() > deadline:
+                    what = "has no settings yet" if study is not None else f"does not exist in {show_storage(kind, target)}"
+                    raise InputError(f"sweep {name!r} {what} after {wait_s:g}s (is its coordinator running?)", key="--name")
+                time.sleep(poll_s)
+        except BaseException:
+            close_backend(backend)
+            raise
+
+    @classmethod
     def exists(cls, name: str, storage: str | None = None, *, runs_dir: Path = Path("runs")) -> bool:
         kind, target = resolve_storage(name, storage, runs_dir)
-        if kind in ("sqlite", "journal") and not Path(target).is_file():
+        if kind in FILE_KINDS and not Path(target).is_file():
             return False
         try:
-            cls.open(name, storage, runs_dir=runs_dir)
+            cls.open(name, storage, runs_dir=runs_dir).close()
         except InputError:
             return False
         return True
+
+    def close(self) -> None:
+        """Release the coordinator lock and the backend's connections."""
+        self.release_coordinator()
+        close_backend(self._storage)
 
     def drop(self) -> None:
         """Delete the study (tests and ``--fresh`` restarts)."""
@@ -295,7 +274,8 @@ class Store:
         return None
 
     def set_attrs(self, trial_id: int, **attrs: Any) -> bool:
-        """Update a running trial's attrs; False if it already ended (another process reaped it)."""
+        """Update a running trial's attrs; False if it already ended (another process reaped
+        it). Storage failures raise: callers decide whether to retry."""
         try:
             with self._lock:
                 for k, v in _jsonable(attrs).items():
@@ -323,7 +303,7 @@ class Store:
     def _finish(self, trial_id: int, status: str, score: float | None, attrs: Mapping[str, Any] | None) -> bool:
         if status not in RESULT_STATUSES + RERUN_STATUSES:
             raise ValueError(f"unknown trial status {status!r}")
-        score = finite(score)
+        score = scored(status, score)
         if status == "completed" and score is None:
             status = "failed"
             attrs = {**(attrs or {}), "error": (attrs or {}).get("error") or "finished without a score"}
@@ -339,7 +319,7 @@ class Store:
             return False
         return True
 
-    def reap_stale(self, grace_s: float, adopt: Callable[[StoredTrial], tuple[str, float | None, dict[str, Any]] | None] | None = None) -> list[StoredTrial]:
+    def reap_stale(self, grace_s: float, adopt: Adopt | None = None) -> list[StoredTrial]:
         """Mark RUNNING trials whose process died (this host) or went silent (``grace_s``) as
         lost, or finish them with their written result (``adopt``). Returns those changed."""
         here, mine, now = host_id(), me(), time.monotonic()
@@ -378,14 +358,24 @@ class Store:
     # --- coordinator claim -------------------------------------------------------------------
 
     def claim_coordinator(self, grace_s: float) -> None:
-        """Refuse to start a second coordinator while the first one lives."""
-        with self._exclusive():
-            cur = self._attrs().get(_COORD)
-            if cur and _alive_elsewhere(cur, grace_s):
-                where = f"pid {cur.get('pid')} on {str(cur.get('host', '?')).split('/')[0]}"
+        """Become the sweep's one coordinator, or refuse while another holds the lock (see
+        ``locks``); the stored identity only names the holder for people."""
+        with self._lock:
+            if self._coord is not None:
+                return
+            held = try_lock(self.kind, self.target, self._storage, self.name)
+            if held is None:
+                cur = self._attrs().get(_COORD) or {}
+                where = (f"pid {cur.get('pid')} on {str(cur.get('host', '?')).split('/')[0]}" if cur.get("pid")
+                         else "another process")
                 raise OcrtuneError(f"sweep {self.name!r} is already coordinated by {where}; add capacity with "
-                                   f"'ocrtune sweep worker --name {self.name}' (if that process is gone, retry in {grace_s:.0f}s)")
-            self._set(_COORD, {**me(), "beat": time.time()})
+                                   f"'ocrtune sweep worker --name {self.name}'")
+            self._coord = held
+            try:
+                self._set(_COORD, {**me(), "beat": time.time()})
+            except BaseException:
+                self.release_coordinator()
+                raise
 
     def coordinator(self, grace_s: float) -> dict[str, Any] | None:
         """The live coordinator's identity (None when none runs)."""
@@ -396,13 +386,22 @@ class Store:
         return dict(cur) if mine or _alive_elsewhere(cur, grace_s) else None
 
     def coordinator_beat(self) -> None:
+        """Refresh the stored identity; stops (OcrtuneError) if the lock was lost to another."""
+        if self._coord is not None:
+            self._coord.check()
         self._set(_COORD, {**me(), "beat": time.time()})
 
     def release_coordinator(self) -> None:
-        with self._exclusive():
-            cur = self._attrs().get(_COORD)
-            if cur and cur.get("pid") == me()["pid"] and cur.get("host") == host_id():
-                self._set(_COORD, None)
+        with self._lock:
+            held, self._coord = self._coord, None
+            if held is None:
+                return
+            try:
+                cur = self._attrs().get(_COORD)
+                if cur and cur.get("pid") == me()["pid"] and cur.get("host") == host_id():
+                    self._set(_COORD, None)
+            finally:
+                held.release()
 
     # --- pruning -----------------------------------------------------------------------------
 
@@ -423,7 +422,7 @@ class Store:
             if self._lockfile is None:
                 yield
                 return
-            with _file_lock(self._lockfile):
+            with file_lock(self._lockfile):
                 yield
 
     def _tid(self, number: int) -> int:
@@ -436,197 +435,33 @@ class Store:
         state = ft.state.name.lower()
         status = a.get("status") or {"waiting": "queued", "running": "running", "complete": "completed"}.get(state, "failed")
         score = finite(a.get("score")) if "score" in a else (finite(ft.value) if ft.values else None)
+        if state not in ("waiting", "running"):
+            score = scored(str(status), score)  # studies written before the rule was enforced
         return StoredTrial(ft.number, self._tid(ft.number), state, str(status), a.get("plan"), a.get("plan_slot"),
                            int(a.get("batch") or 0), str(a.get("kind") or "explore"), dict(a.get("params") or ft.params),
                            score, a, ft.datetime_start, ft.datetime_complete)
 
 
-# --- pruners ---------------------------------------------------------------------------------
-
-
-class _NotBefore(optuna.pruners.BasePruner):
-    """Never prunes before ``min_epochs`` epochs are done; then asks the wrapped pruner."""
-
-    def __init__(self, inner: optuna.pruners.BasePruner, min_epochs: int) -> None:
-        self.inner, self.min_epochs = inner, min_epochs
-
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        step = trial.last_step
-        return step is not None and step >= self.min_epochs and self.inner.prune(study, trial)
-
-
-def make_pruner(kind: str | None, min_epochs: int = 1) -> optuna.pruners.BasePruner | None:
-    """``median`` (below the median of earlier trials at the same epoch, after
-    ``MEDIAN_STARTUP`` finished trials) or ``asha`` (successive halving, rungs from
-    ``min_epochs`` on, keeping the top third); steps count finished epochs."""
-    if kind is None or kind == "none":
-        return None
-    if kind not in PRUNERS:
-        raise InputError(f"must be one of {', '.join(PRUNERS)} (got {kind!r})", key="--prune")
-    if min_epochs < 1:
-        raise InputError(f"must be >= 1 (got {min_epochs})", key="--min-epochs")
-    if kind == "median":
-        inner: optuna.pruners.BasePruner = optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=0)
-    else:
-        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
-    return _NotBefore(inner, min_epochs)
-
-
-# --- TPE -------------------------------------------------------------------------------------
-
-
-class TPE(Strategy):
-    """Optuna's TPE behind the strategy interface: ``batch`` proposals at a time.
-
-    Each call rebuilds an in-memory study from the finished results (a diverged trial counts as
-    the worst score seen, so TPE learns the cliff) and asks ``batch`` times with the constant
-    liar, so one batch does not propose the same point twice. The sampler is seeded with
-    (seed, number of results), so a resumed sweep proposes exactly what it would have.
-    """
-
-    name = "tpe"
-
-    def __init__(self, space: Space, trials: int, batch: int = 1, seed: int = 0, direction: Direction = "maximize") -> None:
-        if trials < 1:
-            raise InputError(f"must be >= 1 (got {trials})", key="--trials")
-        self.space, self.trials, self.batch, self.seed, self.direction = space, trials, max(1, batch), seed, direction
-
-    def next_batch(self, history: Sequence[Result]) -> Batch:
-        n = len(history)
-        index = -(-n // self.batch)
-        if n >= self.trials:
-            return Batch((), index, True, f"all {self.trials} TPE trials finished")
-        k = min(self.batch, self.trials - n)
-        params = propose_tpe(self.space.dims, history, k, (self.seed * 1_000_003 + n) % 2**31, self.direction)
-        return Batch(tuple(params), index, False, f"TPE trials {n + 1}-{n + k} of {self.trials}")
-
-
-def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: int, direction: Direction) -> list[dict[str, Any]]:
-    dists = {d.key: _distribution(d) for d in dims if d.kind != "fixed"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    study = optuna.create_study(direction=direction, sampler=sampler)
-    scores = [s for s in (finite(r.score) for r in history) if s is not None]
-    worst = (min(scores) if direction == "maximize" else max(scores)) if scores else None
-    for r in history:
-        internal = {}
-        for d in dims:
-            if d.key in dists:
-                v = _to_internal(d, r.params.get(d.key))
-                if v is None or not dists[d.key]._contains(v):
-                    break
-                internal[d.key] = dists[d.key].to_external_repr(v)
-        else:
-            value = finite(r.score)
-            value = worst if value is None else value
-            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-            study.add_trial(create_trial(params=internal, distributions=dists, value=value, state=state))
-    out = []
-    for _ in range(k):
-        t = study.ask(dists)
-        p = {d.key: (d.values[0] if d.kind == "fixed" else _to_external(d, t.params[d.key])) for d in dims}
-        out.append(p)
-    return out
-
-
-def _distribution(d: Dim) -> BaseDistribution:
-    if d.kind in ("uniform", "log_uniform"):
-        return FloatDistribution(float(d.low), float(d.high), log=d.kind == "log_uniform")  # type: ignore[arg-type]
-    if d.kind == "int_uniform":
-        return IntDistribution(int(d.low), int(d.high))  # type: ignore[arg-type]
-    if d.kind == "q_uniform":
-        steps = d._steps()
-        return IntDistribution(int(steps[0]), int(steps[-1]))
-    return CategoricalDistribution(list(range(len(d.values))))  # indices: values may be lists
-
-
-def _to_internal(d: Dim, v: Any) -> Any:
-    if v is None:
-        return None
-    if d.kind == "choice":
-        return next((i for i, x in enumerate(d.values) if x == v), None)
-    if d.kind == "q_uniform":
-        return int(round(float(v) / float(d.q)))  # type: ignore[arg-type]
-    return v
-
-
-def _to_external(d: Dim, v: Any) -> Any:
-    if d.kind == "choice":
-        return d.values[int(v)]
-    if d.kind == "q_uniform":
-        return float(f"{int(v) * float(d.q):.12g}")  # type: ignore[arg-type]
-    if d.kind == "int_uniform":
-        return int(v)
-    return float(v)
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _backend(kind: str, target: str) -> BaseStorage:
-    if kind == "memory":
-        return _MEMORY.setdefault(target, InMemoryStorage())
-    if kind in ("sqlite", "journal"):
-        path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "journal":
-            return JournalStorage(JournalFileBackend(str(path)))
-        rdb = RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
-        sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
-        rdb.engine.dispose()  # reconnect with the pragmas
-        return rdb
-    try:
-        return RDBStorage(_with_driver(target), engine_kwargs={"pool_pre_ping": True})
-    except ImportError:
-        raise InputError(f"no database driver for {show_storage(kind, target)}: pip install psycopg2-binary "
-                         "(PostgreSQL) or pymysql (MySQL)", key="--storage") from None
-    except Exception as e:  # connection refused, bad credentials, unknown database
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first}") from None
-
-
-def _lock_path(kind: str, target: str) -> Path:
-    return Path(target + ".ocrtune-lock")
-
-
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` across processes on this machine (no-op where unsupported)."""
-    if fcntl is None:
+def _creating(kind: str, target: str) -> Iterator[None]:
+    """File studies: under the file lock, with file errors as one line."""
+    if kind not in FILE_KINDS:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with file_errors(kind, target), file_lock(lock_path(target)):
+        yield
+
+
+def _load(name: str, backend: BaseStorage, kind: str, target: str, create: bool, direction: Direction) -> optuna.Study | None:
+    """The study, created when ``create``; None when it does not exist."""
+    with file_errors(kind, target) if kind in FILE_KINDS else contextlib.nullcontext():
         try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _sqlite_pragmas(conn: Any, record: Any) -> None:
-    """WAL lets the coordinator read while workers write; synchronous=NORMAL skips an fsync per
-    write (20x faster here). A killed process loses nothing; a power cut may lose the last
-    writes, which resuming redoes."""
-    cur = conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
-def _with_driver(url: str) -> str:
-    """``postgresql://`` with whichever PostgreSQL driver is installed (SQLAlchemy 2.1 assumes
-    psycopg 3; psycopg2-binary is the common one)."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url[len("postgresql://"):]
-    if url.startswith("mysql://") and importlib.util.find_spec("MySQLdb") is None \
-            and importlib.util.find_spec("pymysql") is not None:
-        return "mysql+pymysql://" + url[len("mysql://"):]
-    return url
+            return optuna.load_study(study_name=name, storage=backend, sampler=optuna.samplers.RandomSampler())
+        except KeyError:
+            if not create:
+                return None
+            return optuna.create_study(study_name=name, storage=backend, direction=direction,
+                                       sampler=optuna.samplers.RandomSampler(), load_if_exists=True)
 
 
 def _alive_elsewhere(cur: Mapping[str, Any], grace_s: float) -> bool:

@@ -1,0 +1,139 @@
+"""Pruners and the TPE strategy: the Optuna samplers a sweep uses, behind ocrtune's own
+interfaces (``Strategy.next_batch`` and a pruner the worker asks between epochs)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import FrozenTrial, TrialState, create_trial
+
+from ocrtune.errors import InputError
+from ocrtune.sweep.planner import Direction
+from ocrtune.sweep.records import finite
+from ocrtune.sweep.space import Dim, Space
+from ocrtune.sweep.strategies import Batch, Result, Strategy
+
+PRUNERS = ("median", "asha")
+MEDIAN_STARTUP = 5
+
+# --- pruners ---------------------------------------------------------------------------------
+
+
+class _NotBefore(optuna.pruners.BasePruner):
+    """Never prunes before ``min_epochs`` epochs are done; then asks the wrapped pruner."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, min_epochs: int) -> None:
+        self.inner, self.min_epochs = inner, min_epochs
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        return step is not None and step >= self.min_epochs and self.inner.prune(study, trial)
+
+
+def make_pruner(kind: str | None, min_epochs: int = 1) -> optuna.pruners.BasePruner | None:
+    """``median`` (below the median of earlier trials at the same epoch, after
+    ``MEDIAN_STARTUP`` finished trials) or ``asha`` (successive halving, rungs from
+    ``min_epochs`` on, keeping the top third); steps count finished epochs."""
+    if kind is None or kind == "none":
+        return None
+    if kind not in PRUNERS:
+        raise InputError(f"must be one of {', '.join(PRUNERS)} (got {kind!r})", key="--prune")
+    if min_epochs < 1:
+        raise InputError(f"must be >= 1 (got {min_epochs})", key="--min-epochs")
+    if kind == "median":
+        inner: optuna.pruners.BasePruner = optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP, n_warmup_steps=0)
+    else:
+        inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3)
+    return _NotBefore(inner, min_epochs)
+
+
+# --- TPE -------------------------------------------------------------------------------------
+
+
+class TPE(Strategy):
+    """Optuna's TPE behind the strategy interface: ``batch`` proposals at a time.
+
+    Each call rebuilds an in-memory study from the finished results (a diverged trial counts as
+    the worst score seen, so TPE learns the cliff) and asks ``batch`` times with the constant
+    liar, so one batch does not propose the same point twice. The sampler is seeded with
+    (seed, number of results), so a resumed sweep proposes exactly what it would have.
+    """
+
+    name = "tpe"
+
+    def __init__(self, space: Space, trials: int, batch: int = 1, seed: int = 0, direction: Direction = "maximize") -> None:
+        if trials < 1:
+            raise InputError(f"must be >= 1 (got {trials})", key="--trials")
+        self.space, self.trials, self.batch, self.seed, self.direction = space, trials, max(1, batch), seed, direction
+
+    def next_batch(self, history: Sequence[Result]) -> Batch:
+        n = len(history)
+        index = -(-n // self.batch)
+        if n >= self.trials:
+            return Batch((), index, True, f"all {self.trials} TPE trials finished")
+        k = min(self.batch, self.trials - n)
+        params = propose_tpe(self.space.dims, history, k, (self.seed * 1_000_003 + n) % 2**31, self.direction)
+        return Batch(tuple(params), index, False, f"TPE trials {n + 1}-{n + k} of {self.trials}")
+
+
+def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: int, direction: Direction) -> list[dict[str, Any]]:
+    dists = {d.key: _distribution(d) for d in dims if d.kind != "fixed"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    study = optuna.create_study(direction=direction, sampler=sampler)
+    scores = [s for s in (finite(r.score) for r in history) if s is not None]
+    worst = (min(scores) if direction == "maximize" else max(scores)) if scores else None
+    for r in history:
+        internal = {}
+        for d in dims:
+            if d.key in dists:
+                v = _to_internal(d, r.params.get(d.key))
+                if v is None or not dists[d.key]._contains(v):
+                    break
+                internal[d.key] = dists[d.key].to_external_repr(v)
+        else:
+            value = finite(r.score)
+            value = worst if value is None else value
+            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+            study.add_trial(create_trial(params=internal, distributions=dists, value=value, state=state))
+    out = []
+    for _ in range(k):
+        t = study.ask(dists)
+        p = {d.key: (d.values[0] if d.kind == "fixed" else _to_external(d, t.params[d.key])) for d in dims}
+        out.append(p)
+    return out
+
+
+def _distribution(d: Dim) -> BaseDistribution:
+    if d.kind in ("uniform", "log_uniform"):
+        return FloatDistribution(float(d.low), float(d.high), log=d.kind == "log_uniform")  # type: ignore[arg-type]
+    if d.kind == "int_uniform":
+        return IntDistribution(int(d.low), int(d.high))  # type: ignore[arg-type]
+    if d.kind == "q_uniform":
+        steps = d._steps()
+        return IntDistribution(int(steps[0]), int(steps[-1]))
+    return CategoricalDistribution(list(range(len(d.values))))  # indices: values may be lists
+
+
+def _to_internal(d: Dim, v: Any) -> Any:
+    if v is None:
+        return None
+    if d.kind == "choice":
+        return next((i for i, x in enumerate(d.values) if x == v), None)
+    if d.kind == "q_uniform":
+        return int(round(float(v) / float(d.q)))  # type: ignore[arg-type]
+    return v
+
+
+def _to_external(d: Dim, v: Any) -> Any:
+    if d.kind == "choice":
+        return d.values[int(v)]
+    if d.kind == "q_uniform":
+        return float(f"{int(v) * float(d.q):.12g}")  # type: ignore[arg-type]
+    if d.kind == "int_uniform":
+        return int(v)
+    return float(v)
