@@ -247,6 +247,39 @@ def test_the_coordinator_lock_is_held_by_the_storage(opened):
     store.release_coordinator()
 
 
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG, reason="OCRTUNE_TEST_POSTGRES is not set (no PostgreSQL server)")
+def test_a_coordinator_whose_lock_session_ended_takes_the_lock_again_or_stops(tmp_path):
+    import sqlalchemy
+
+    name = f"s-{uuid.uuid4().hex[:10]}"
+    store, other = Store.open(name, PG, create=True), None
+    admin = sqlalchemy.create_engine(str(PG).replace("postgresql://", "postgresql+psycopg2://", 1))
+
+    def end_lock_session() -> None:  # what a database restart or a dropped connection does
+        pid = store._coord._conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as c:
+            c.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+    try:
+        store.claim_coordinator(60)
+        end_lock_session()
+        store.coordinator_beat()  # the lock is gone with its session: taken again
+        other = Store.open(name, PG)
+        with pytest.raises(OcrtuneError, match="already coordinated"):
+            other.claim_coordinator(60)
+        end_lock_session()
+        other.claim_coordinator(60)  # another coordinator got in while this one's session was down
+        with pytest.raises(OcrtuneError, match="another coordinator took over the sweep meanwhile"):
+            store.coordinator_beat()
+    finally:
+        if other is not None:
+            other.close()
+        store.close()
+        store.drop()
+        admin.dispose()
+
+
 RACER = textwrap.dedent("""
     import json, sys, time
     from ocrtune.errors import OcrtuneError
@@ -278,9 +311,9 @@ def test_coordinators_started_together_never_both_win(kind, tmp_path):
         wins = [__import__("json").loads(p.communicate(timeout=60)[0]) for p in procs]
         assert sorted(wins[0] + wins[1]) == list(range(rounds))  # one winner per round, never two
     finally:
+        store.close()
         if kind == "postgres":
             store.drop()
-        store.close()
 
 
 def test_pruner_never_prunes_before_min_epochs(opened):

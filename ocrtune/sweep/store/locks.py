@@ -77,7 +77,8 @@ class _DbHeld:
     so ``idle_in_transaction_session_timeout`` cannot end the session under us)."""
 
     def __init__(self, engine: sqlalchemy.Engine, name: str, conn: sqlalchemy.Connection) -> None:
-        self.engine, self.name, self._conn = engine, name, conn
+        self.engine, self.name = engine, name
+        self._conn: sqlalchemy.Connection | None = conn
 
     @classmethod
     def take(cls, engine: sqlalchemy.Engine, name: str) -> _DbHeld | None:
@@ -87,13 +88,15 @@ class _DbHeld:
     def check(self) -> None:
         """After a lost connection (database restart) the lock is gone: take it again, or
         stop if another coordinator took it meanwhile."""
-        try:
-            self._conn.execute(sqlalchemy.text("SELECT 1"))
-            return
-        except sqlalchemy.exc.DBAPIError:
-            self._conn.invalidate()
-            self._conn.close()
-        conn = _acquire(self.engine, self.name)
+        if self._conn is not None:
+            try:
+                self._conn.execute(sqlalchemy.text("SELECT 1"))
+                return
+            except sqlalchemy.exc.DBAPIError:
+                self._conn.invalidate()
+                self._conn.close()
+                self._conn = None
+        conn = _acquire(self.engine, self.name)  # raises while the database is down: the caller retries
         if conn is None:
             raise OcrtuneError(f"sweep {self.name!r}: the database connection dropped and another coordinator "
                                "took over the sweep meanwhile; this one stops")
