@@ -25,23 +25,16 @@ journal replays its log in order, and SQLite and journal files are additionally 
 ``flock`` next to the file, as are the read-modify-write steps of reaping. The coordinator's
 own claim is a lock the storage holds for it (``locks.py``).
 
-Modules: ``backends`` (names, storage URLs, opening), ``study`` (``Store``), ``locks`` (the
-coordinator lock), ``samplers`` (pruners and TPE).
+Modules: ``backends`` (names, storage URLs, opening), ``study`` (``Store``), ``trials`` (what it
+hands out), ``locks`` (the coordinator lock), ``samplers`` (pruners and TPE).
 """
 
 from __future__ import annotations
 
 from ocrtune.sweep.store.backends import check_name, resolve_storage, show_storage
 from ocrtune.sweep.store.samplers import MEDIAN_STARTUP, PRUNERS, TPE, make_pruner, propose_tpe
-from ocrtune.sweep.store.study import (
-    RERUN_STATUSES,
-    RESULT_STATUSES,
-    SCORED_STATUSES,
-    Plan,
-    Store,
-    StoredTrial,
-    scored,
-)
+from ocrtune.sweep.store.study import Store
+from ocrtune.sweep.store.trials import RERUN_STATUSES, RESULT_STATUSES, SCORED_STATUSES, Plan, StoredTrial, scored
 
 __all__ = [
     "MEDIAN_STARTUP", "PRUNERS", "RERUN_STATUSES", "RESULT_STATUSES", "SCORED_STATUSES", "TPE", "Plan", "Store",

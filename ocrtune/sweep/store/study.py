@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -32,72 +29,16 @@ from ocrtune.sweep.store.backends import (
 )
 from ocrtune.sweep.store.locks import Held, try_lock
 from ocrtune.sweep.store.samplers import make_pruner
-from ocrtune.sweep.strategies import Batch, Result
+from ocrtune.sweep.store.trials import RERUN_STATUSES, RESULT_STATUSES, Plan, StoredTrial, scored
+from ocrtune.sweep.store.trials import jsonable as _jsonable
+from ocrtune.sweep.store.trials import now as _now
+from ocrtune.sweep.strategies import Batch
 
-RESULT_STATUSES = ("completed", "diverged", "oom", "failed", "pruned")
-RERUN_STATUSES = ("lost", "interrupted")
-SCORED_STATUSES = ("completed", "pruned")
 _CONFIG, _PLAN, _FINISHED, _COORD = "ocrtune_config", "ocrtune_plan_", "ocrtune_finished", "ocrtune_coordinator"
 _STATE = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
-Adopt = Callable[["StoredTrial"], "tuple[str, float | None, dict[str, Any]] | None"]
+Adopt = Callable[[StoredTrial], "tuple[str, float | None, dict[str, Any]] | None"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def scored(status: str, score: float | None) -> float | None:
-    """The score an attempt ranks by: only completed and pruned attempts have one. A run that
-    diverged after a good epoch keeps no score, so no strategy plans from it."""
-    return finite(score) if status in SCORED_STATUSES else None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One batch the coordinator decided on: ``seq`` orders plans, ``index`` is the stage."""
-
-    seq: int
-    index: int
-    kind: str
-    reason: str
-    params: tuple[dict[str, Any], ...]
-
-
-@dataclass(frozen=True)
-class StoredTrial:
-    """One attempt as stored. ``attrs`` holds every user attr (records, run_dir, error ...)."""
-
-    number: int
-    trial_id: int
-    state: str  # waiting, running, complete, fail, pruned
-    status: str
-    plan: int | None
-    slot: int | None
-    batch: int
-    kind: str
-    params: dict[str, Any]
-    score: float | None
-    attrs: dict[str, Any] = field(default_factory=dict)
-    started: datetime | None = None
-    ended: datetime | None = None
-
-    @property
-    def is_result(self) -> bool:
-        """A finished evaluation the strategy plans from (diverged/failed included)."""
-        if self.state in ("complete", "pruned"):
-            return True
-        return self.state == "fail" and self.status in ("diverged", "oom", "failed")
-
-    @property
-    def is_live(self) -> bool:
-        return self.state in ("waiting", "running")
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started is None:
-            return None
-        return ((self.ended or datetime.now()) - self.started).total_seconds()
-
-    def result(self) -> Result:
-        return Result(self.params, self.score, self.batch, "replicate" if self.kind == "replicate" else "explore")
 
 
 class Store:
@@ -470,22 +411,3 @@ def _alive_elsewhere(cur: Mapping[str, Any], grace_s: float) -> bool:
     if cur.get("host") == host_id():
         return isinstance(cur.get("pid"), int) and pid_alive(cur["pid"], cur.get("pid_start"))
     return time.time() - float(cur.get("beat") or 0) < grace_s
-
-
-def _jsonable(v: Any) -> Any:
-    """Plain JSON values (NaN/inf become None, tuples lists) so every backend stores the same."""
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    if hasattr(v, "item"):  # numpy scalars
-        return _jsonable(v.item())
-    return str(v)
-
-
-def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
