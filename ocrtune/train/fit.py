@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import signal
+import sys
 import time
 import traceback
 import warnings
@@ -196,16 +197,17 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     recorder.update_summary()
     start = time.perf_counter()
     status, error, hint = "completed", None, None
+    interactive = sys.stderr.isatty()  # a live bar on a terminal; one line per epoch in logs
     try:
         trainer = L.Trainer(
             default_root_dir=run.path,
             **trainer_args,
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val or None,
-            callbacks=[recorder, *_checkpoints(run), *_progress(opts.progress)],
+            callbacks=[recorder, *_checkpoints(run), *_progress(opts.progress, interactive)],
             logger=_logger(opts.logger, run.path),
-            enable_progress_bar=opts.progress,
-            enable_model_summary=opts.progress,
+            enable_progress_bar=opts.progress and interactive,
+            enable_model_summary=opts.progress and interactive,
             num_sanity_val_steps=0,
             log_every_n_steps=1,
             limit_train_batches=opts.limit_train_batches,
@@ -276,9 +278,13 @@ def _checkpoints(run: RunDir) -> list[Any]:
     ]
 
 
-def _progress(enabled: bool) -> list[Any]:
+def _progress(enabled: bool, interactive: bool) -> list[Any]:
     if not enabled:
         return []
+    if not interactive:
+        from ocrtune.train.recorder import EpochLines
+
+        return [EpochLines()]
     from lightning.pytorch.callbacks import RichProgressBar
 
     return [RichProgressBar(leave=True)]

@@ -84,3 +84,22 @@ class RunRecorder(L.Callback):
                 k: best.get(f"val_{k}") for k in ("hmean", "precision", "recall", "iou_hmean")
             }
         self.run.write_summary(self.summary)
+
+
+class EpochLines(L.Callback):
+    """Progress for logs and pipes: one plain line per epoch on stderr instead of a live bar."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
+        for label, key in (("loss", "train/loss_epoch"), ("val H", "val/hmean"), ("P", "val/precision"),
+                           ("R", "val/recall")):
+            if key in m:
+                parts.append(f"{label} {float(m[key]):.4f}")
+        parts.append(f"{time.perf_counter() - self._start:.1f}s")
+        print("  ".join(parts), file=sys.stderr, flush=True)
