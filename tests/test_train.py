@@ -213,3 +213,13 @@ def test_missing_logger_extra_fails_before_the_run(cli, tiny_data, tmp_path, mon
     code, _, err = cli("train", "--preset", "cpu-demo", "--data", tiny_data, "--logger", "wandb", "--runs-dir", tmp_path)
     assert code == 2 and "pip install 'ocrtune[wandb]'" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_progress_in_logs_is_one_line_per_epoch(cli, tiny_data, tmp_path):
+    code, out, err = cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in TINY), []),
+                         "--data", tiny_data, "--runs-dir", tmp_path, "--epochs", "2")
+    assert code == 0, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
+    assert all("loss" in ln and "val H" in ln for ln in lines)
+    assert "completed" in out and "best epoch" in out
