@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from ocrtune.metrics._polys import PolyBatch
+from ocrtune.metrics._polys import PolyBatch, axis_aligned_quads
 
 __all__ = [
     "EPS",
@@ -101,15 +101,7 @@ def _rect_first_edge_ar(p32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     listed vertices are the two left corners (spec section 4 table; checked against Qhull on
     random rectangles in the tests).
     """
-    q = np.roll(p32, -1, axis=1)
-    same_x = p32[..., 0] == q[..., 0]
-    same_y = p32[..., 1] == q[..., 1]
-    rect = (
-        (same_x ^ same_y).all(axis=1)
-        & (same_x[:, 0] != same_x[:, 1])
-        & (same_x[:, 0] == same_x[:, 2])
-        & (same_x[:, 1] == same_x[:, 3])
-    )
+    rect, same_x = axis_aligned_quads(p32)
     p = p32.astype(np.float64)
     width = p[..., 0].max(axis=1) - p[..., 0].min(axis=1)
     height = p[..., 1].max(axis=1) - p[..., 1].min(axis=1)

@@ -88,6 +88,24 @@ def to_batch(polys: object, what: str = "polygons") -> PolyBatch:
     return PolyBatch(arr, np.full(arr.shape[0], arr.shape[1], dtype=np.int64))
 
 
+def axis_aligned_quads(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4, 2) quads -> (mask of axis-aligned rectangles, per-edge "edge i is vertical").
+
+    A rectangle here has every edge horizontal xor vertical (so none is empty), alternating
+    around the ring.
+    """
+    q = np.roll(p, -1, axis=1)
+    same_x = p[..., 0] == q[..., 0]
+    same_y = p[..., 1] == q[..., 1]
+    mask = (
+        (same_x ^ same_y).all(axis=1)
+        & (same_x[:, 0] != same_x[:, 1])
+        & (same_x[:, 0] == same_x[:, 2])
+        & (same_x[:, 1] == same_x[:, 3])
+    )
+    return mask, same_x
+
+
 @dataclass(frozen=True)
 class PolyBatch:
     """Polygons padded to a common vertex count; ``n`` keeps the real counts."""
@@ -154,17 +172,7 @@ class PolyBatch:
         """
         if len(self) == 0 or self.pts.shape[1] < 4:
             return np.zeros(len(self), dtype=bool)
-        p = self.pts[:, :4]
-        q = np.roll(p, -1, axis=1)
-        same_x = p[..., 0] == q[..., 0]
-        same_y = p[..., 1] == q[..., 1]
-        # Every edge is horizontal xor vertical (so none is empty), alternating around the ring.
-        alt = (
-            (same_x ^ same_y).all(axis=1)
-            & (same_x[:, 0] != same_x[:, 1])
-            & (same_x[:, 0] == same_x[:, 2])
-            & (same_x[:, 1] == same_x[:, 3])
-        )
+        alt, _ = axis_aligned_quads(self.pts[:, :4])
         return (self.n == 4) & alt
 
     def convex_quads(self) -> tuple[np.ndarray, np.ndarray]:
