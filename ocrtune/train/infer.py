@@ -7,7 +7,6 @@ ensembled later without running the model again.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,25 +103,18 @@ def evaluate(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """CLEval (image mean and global) and IoU H-mean on a labelled split."""
-    from ocrtune.metrics.cleval import CLEvalAccumulator
-    from ocrtune.metrics.iou import IoUAccumulator
     from ocrtune.train.datamodule import split_loader
+    from ocrtune.train.module import DetectionScores
 
     preset = loaded.preset
     loader, items, problems = split_loader(
         data_root, split, preset.datasets, batch_size or preset.dataloader.batch_size, num_workers
     )
-    cle, iou = CLEvalAccumulator(), IoUAccumulator()
-    post = loaded.module.post
+    scores = DetectionScores(loaded.module.post)
     start = time.perf_counter()
     for batch, maps in _prob_maps(loaded.module, loader, progress):
-        for name, m, s, o, gt, ign in zip(
-            batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"], batch["gt_ignore"]
-        ):
-            polys = [d.polygon for d in post(m, scale=s, original_size=tuple(o))]
-            cle.update(name, gt, polys)
-            iou.update(name, gt, polys, gt_ignore=ign)
-    c, i = cle.summary(), iou.summary()
+        scores.add(maps, batch)
+    c, i = scores.cleval.summary(), scores.iou.summary()
     result = {
         "checkpoint": str(loaded.checkpoint),
         "data": str(data_root),

@@ -15,7 +15,7 @@ from ocrtune.metrics.cleval import CLEvalAccumulator, CLEvalCounts
 from ocrtune.metrics.iou import IoUAccumulator
 from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
-from ocrtune.model.postprocess import DBPostProcessor, Detection
+from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.schema import PostprocessConfig, Preset
 
 VAL_METRICS = ("val/hmean", "val/precision", "val/recall", "val/iou_hmean")
@@ -51,6 +51,27 @@ def lr_factor(epoch: int, lr: float, eta_min: float, t_max: int, warmup: int, na
     return (eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2) / lr
 
 
+class DetectionScores:
+    """Postprocess probability maps and score them with CLEval and IoU.
+
+    Validation and ``ocrtune evaluate`` share it, so both score exactly the same way.
+    """
+
+    def __init__(self, post: DBPostProcessor) -> None:
+        self.post = post
+        self.cleval = CLEvalAccumulator()
+        self.iou = IoUAccumulator()
+
+    def add(self, maps: np.ndarray, batch: dict[str, Any]) -> None:
+        """``maps``: (B, H, W) probabilities for the batch's images, in batch order."""
+        for name, m, s, o, gt, ignore in zip(
+            batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"], batch["gt_ignore"]
+        ):
+            polys = [d.polygon for d in self.post(m, scale=s, original_size=tuple(o))]
+            self.cleval.update(name, gt, polys)
+            self.iou.update(name, gt, polys, gt_ignore=ignore)
+
+
 class DBNetModule(L.LightningModule):
     def __init__(self, preset: dict[str, Any], val_loss: bool = False) -> None:
         super().__init__()
@@ -60,8 +81,7 @@ class DBNetModule(L.LightningModule):
         self.loss = DBLoss(self.preset.models.loss)
         self.post = postprocessor(self.preset.models.head.postprocess)
         self.val_loss = val_loss
-        self._cleval = CLEvalAccumulator()
-        self._iou = IoUAccumulator()
+        self._scores = DetectionScores(self.post)
         self._val_losses: list[float] = []
         self.last_grad_norm: float | None = None
         self.last_val: dict[str, float] = {}
@@ -103,8 +123,7 @@ class DBNetModule(L.LightningModule):
     # --- validation -----------------------------------------------------------------------
 
     def on_validation_epoch_start(self) -> None:
-        self._cleval = CLEvalAccumulator()
-        self._iou = IoUAccumulator()
+        self._scores = DetectionScores(self.post)
         self._val_losses = []
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
@@ -117,21 +136,11 @@ class DBNetModule(L.LightningModule):
             prob = torch.sigmoid(out["prob_logits"].float())
         else:
             prob = out["prob"].float()
-        for name, pred, gt, ignore in zip(batch["name"], self._detect(prob, batch), batch["gt"], batch["gt_ignore"]):
-            polys = [d.polygon for d in pred]
-            self._cleval.update(name, gt, polys)
-            self._iou.update(name, gt, polys, gt_ignore=ignore)
-
-    def _detect(self, prob: Tensor, batch: dict[str, Any]) -> list[list[Detection]]:
-        maps = prob.squeeze(1).cpu().numpy()
-        return [
-            self.post(m, scale=s, original_size=tuple(o))
-            for m, s, o in zip(maps, batch["scale"], batch["orig_size"])
-        ]
+        self._scores.add(prob.squeeze(1).cpu().numpy(), batch)
 
     def on_validation_epoch_end(self) -> None:
-        cle = self._cleval.summary()
-        iou = self._iou.summary()
+        cle = self._scores.cleval.summary()
+        iou = self._scores.iou.summary()
         if self.trainer.world_size > 1:
             cle, iou = _gather_summaries(cle, iou)
         scores = {
