@@ -260,6 +260,15 @@ def test_a_coordinator_whose_lock_session_ended_takes_the_lock_again_or_stops(tm
         pid = store._coord._conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
         with admin.connect() as c:
             c.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            c.commit()
+            # termination is only signalled: wait until the backend (and its advisory lock) is gone;
+            # a new transaction per look, as pg_stat_activity is a snapshot per transaction
+            deadline = time.monotonic() + 10
+            while c.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
+                            {"p": pid}).scalar():
+                c.rollback()
+                assert time.monotonic() < deadline, f"backend {pid} did not end"
+                time.sleep(0.02)
 
     try:
         store.claim_coordinator(60)
