@@ -26,8 +26,8 @@ from ocrtune.metrics._cleval_shape import (
     points_in_polygons,
     pred_fp_costs,
 )
-from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
-from ocrtune.metrics._score import Score
+from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
+from ocrtune.metrics._score import Accumulator, Score
 
 __all__ = [
     "CLEvalAccumulator",
@@ -164,19 +164,12 @@ def score_image(gt_raw: object, pred_raw: object) -> CLEvalCounts:
     return CLEvalCounts(num_gt, num_det, tp, gran_r, gran_p, fp)
 
 
-class CLEvalAccumulator:
-    """Scores images one at a time; ``summary`` gives per-image, image-mean and global scores.
-
-    The image mean (mean of per-image R, P, H) is the competition's ranking number; the global
-    variant pools character counts over images.
-    """
+class CLEvalAccumulator(Accumulator[CLEvalCounts, ImageScore]):
+    """Scores images one at a time; ``summary`` gives per-image, image-mean and global scores
+    (the global variant pools character counts over images)."""
 
     def __init__(self) -> None:
-        self._images: dict[str, ImageScore] = {}
-        self._total = CLEvalCounts()
-
-    def __len__(self) -> int:
-        return len(self._images)
+        super().__init__(CLEvalCounts())
 
     def update(
         self,
@@ -185,34 +178,16 @@ class CLEvalAccumulator:
         pred: Sequence[Sequence[Sequence[float]]] | np.ndarray | None,
     ) -> ImageScore:
         """Score one image. ``pred=None``: the image is missing from the predictions."""
-        if name in self._images:
-            raise InputError(f"image {name!r} was scored twice", key=name)
-        try:
-            counts = score_image(gt, pred)
-        except InputError as err:
-            raise located(name, err) from None
-        if pred is None:
-            r = p = h = 0.0
-        else:
-            r, p, h = counts.scores()
-        score = ImageScore(r, p, h, counts)
-        self._images[name] = score
-        self._total = self._total + counts
-        return score
 
-    def summary(self) -> dict[str, Any]:
-        per_image = {k: v.as_dict() for k, v in self._images.items()}
-        n = len(self._images)
-        mean = {
-            m: (sum(getattr(s, m) for s in self._images.values()) / n if n else 0.0)
-            for m in ("recall", "precision", "hmean")
-        }
-        r, p, h = self._total.scores()
-        return {
-            "per_image": per_image,
-            "image_mean": mean,
-            "global": {"recall": r, "precision": p, "hmean": h, "counts": asdict(self._total)},
-        }
+        def score() -> ImageScore:
+            counts = score_image(gt, pred)
+            r, p, h = (0.0, 0.0, 0.0) if pred is None else counts.scores()
+            return ImageScore(r, p, h, counts)
+
+        return self._add(name, score)
+
+    def _pooled(self, total: CLEvalCounts) -> tuple[float, float, float]:
+        return total.scores()
 
 
 def evaluate_cleval(gt: Mapping[str, Any], pred: Mapping[str, Any]) -> dict[str, Any]:

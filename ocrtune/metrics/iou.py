@@ -20,15 +20,15 @@ and zero-area words simply never match.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import shapely
 
 from ocrtune.errors import InputError
-from ocrtune.metrics._polys import PolyBatch, located, pair_intersection_areas, to_batch
-from ocrtune.metrics._score import Score
+from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
+from ocrtune.metrics._score import Accumulator, Score
 
 __all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "evaluate_iou", "match_iou"]
 
@@ -139,16 +139,12 @@ def match_iou(
     return IoUCounts(n_gt_care, int((~absorbed).sum()), len(used_g))
 
 
-class IoUAccumulator:
+class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
     """Scores images one at a time; ``summary`` gives per-image, image-mean and global scores."""
 
     def __init__(self, iou_threshold: float = 0.5) -> None:
+        super().__init__(IoUCounts())
         self.iou_threshold = iou_threshold
-        self._images: dict[str, IoUImageScore] = {}
-        self._total = IoUCounts()
-
-    def __len__(self) -> int:
-        return len(self._images)
 
     def update(
         self,
@@ -158,31 +154,17 @@ class IoUAccumulator:
         gt_ignore: Sequence[bool] | np.ndarray | None = None,
     ) -> IoUImageScore:
         """Score one image; ``pred=None`` (missing from the predictions) counts as no words."""
-        if name in self._images:
-            raise InputError(f"image {name!r} was scored twice", key=name)
-        try:
-            counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
-        except InputError as err:
-            raise located(name, err) from None
-        score = IoUImageScore(*_image_scores(counts), counts)
-        self._images[name] = score
-        self._total = self._total + counts
-        return score
 
-    def summary(self) -> dict[str, Any]:
-        n = len(self._images)
-        mean = {
-            m: (sum(getattr(s, m) for s in self._images.values()) / n if n else 0.0)
-            for m in ("recall", "precision", "hmean")
-        }
-        t = self._total
+        def score() -> IoUImageScore:
+            counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
+            return IoUImageScore(*_image_scores(counts), counts)
+
+        return self._add(name, score)
+
+    def _pooled(self, t: IoUCounts) -> tuple[float, float, float]:
         r = t.matched / t.num_gt if t.num_gt else 0.0
         p = t.matched / t.num_det if t.num_det else 0.0
-        return {
-            "per_image": {k: v.as_dict() for k, v in self._images.items()},
-            "image_mean": mean,
-            "global": {"recall": r, "precision": p, "hmean": _hmean(r, p), "counts": asdict(t)},
-        }
+        return r, p, _hmean(r, p)
 
 
 def evaluate_iou(
