@@ -14,6 +14,7 @@ from ocrtune.errors import InputError, OcrtuneError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 class _ErrorBoundary(TyperGroup):
@@ -29,6 +30,10 @@ class _ErrorBoundary(TyperGroup):
         except OcrtuneError as e:
             error(f"error: {e}")
             raise typer.Exit(EXIT_FAILED) from None
+        except OSError as e:  # a path the user named that cannot be read or written, a full disk
+            where = f"{e.filename}: " if e.filename else ""
+            error(f"{where}{e.strerror or e}")
+            raise typer.Exit(EXIT_BAD_INPUT if isinstance(e, _PATH_ERRORS) else EXIT_FAILED) from None
 
 
 app = typer.Typer(

@@ -1,0 +1,46 @@
+"""The CLI's one error boundary: our errors and file-system errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from ocrtune.cli.app import _ErrorBoundary
+from ocrtune.errors import InputError, OcrtuneError
+
+
+def _app_raising(exc: BaseException) -> typer.Typer:
+    app = typer.Typer(cls=_ErrorBoundary)
+
+    @app.command("go")
+    def go() -> None:
+        raise exc
+
+    @app.command("other")
+    def other() -> None:  # two commands keep "go" a sub-command, as in the real app
+        pass
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "exc, code, line",
+    [
+        (InputError("unknown key", file="p.yaml", line=3, column=5, key="lrr"), 2, "p.yaml:3:5 lrr: unknown key"),
+        (OcrtuneError("the run failed"), 1, "error: the run failed"),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "/nope/x.json"), 2,
+         "/nope/x.json: No such file or directory"),
+        (NotADirectoryError(errno.ENOTDIR, "Not a directory", "afile/images"), 2, "afile/images: Not a directory"),
+        (OSError(errno.ENOSPC, "No space left on device", "runs/x/last.ckpt"), 1,
+         "runs/x/last.ckpt: No space left on device"),
+    ],
+)
+def test_errors_are_one_line_with_an_exit_code(exc, code, line):
+    result = CliRunner().invoke(_app_raising(exc), ["go"])
+    assert result.exit_code == code
+    out = result.output.strip()
+    assert out == line
+    assert "Traceback" not in result.output
