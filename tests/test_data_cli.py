@@ -150,3 +150,35 @@ def test_check_decodes_images_and_reports_truncated_files(synth_dir: Path, tmp_p
     assert victim.name in result.stdout and "unreadable" in result.stdout
     stats = runner.invoke(root, ["data", "stats", str(ds), "--json"])
     assert stats.exit_code == 0  # stats reads headers only and stays fast
+
+
+def test_synth_bad_options_exit_2_and_write_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "s5"
+    result = runner.invoke(root, ["data", "synth", str(out), "--n", "2", "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output
+    assert not out.exists()
+    result = runner.invoke(root, ["data", "synth", str(out), "--n", "2", "--val-fraction", "1.5"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "--val-fraction: must be in [0, 1), got 1.5"
+    assert not out.exists()
+    result = runner.invoke(root, ["data", "synth", str(out), "--n", "2", "--size", "96"])
+    assert result.exit_code == 0, result.output  # the retry is not blocked by leftovers
+
+
+def test_synth_into_a_plain_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep")
+    result = runner.invoke(root, ["data", "synth", str(target), "--n", "1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"{target}: not a directory; give a folder for the dataset"
+    assert target.read_text() == "keep"
+
+
+def test_synth_force_never_replaces_a_real_dataset(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "real")
+    (ds / "ocrtune-synth.json").unlink()  # as if the images came from elsewhere
+    before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
+    result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96", "--force"])
+    assert result.exit_code == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "did not synthesise" in result.stderr
+    assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before

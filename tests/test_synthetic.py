@@ -102,7 +102,7 @@ def test_render_is_deterministic_per_seed_and_index() -> None:
 def test_synthesize_same_seed_gives_identical_files(tmp_path: Path) -> None:
     a = synthesize(tmp_path / "a", n=5, seed=11, size=256, val_fraction=0.2)
     b = synthesize(tmp_path / "b", n=5, seed=11, size=256, val_fraction=0.2)
-    c = synthesize(tmp_path / "c", n=5, seed=12, size=256, val_fraction=0.2)
+    synthesize(tmp_path / "c", n=5, seed=12, size=256, val_fraction=0.2)
     assert (a.n_train, a.n_val) == (4, 1) and a.n_words == b.n_words > 0
     for split in ("train", "val"):
         ja = (tmp_path / "a" / "jsons" / f"{split}.json").read_bytes()
@@ -140,17 +140,77 @@ def test_synthesize_refuses_to_clobber_unless_asked(tmp_path: Path) -> None:
     result = synthesize(tmp_path, n=2, seed=0, size=200, val_fraction=0.0, overwrite=True)
     assert (result.n_train, result.n_val) == (2, 0)
     assert len(list_images(tmp_path / "images" / "train")) == 2
-    assert list_images(tmp_path / "images" / "val") == []
+    # no empty val split (data check would report it), and the old one is gone
+    assert not (tmp_path / "images" / "val").exists()
+    assert not (tmp_path / "jsons" / "val.json").exists()
 
 
 @pytest.mark.parametrize(("kwargs", "fragment"), [
     ({"n": 0}, "at least 1"),
-    ({"n": 2, "val_fraction": 1.0}, "val fraction"),
+    ({"n": 2, "val_fraction": 1.0}, "--val-fraction: must be in"),
+    ({"n": 2, "val_fraction": 1.5}, "--val-fraction: must be in"),
     ({"n": 2, "size": 10}, "at least 64"),
+    ({"n": 2, "seed": -1}, "--seed: must be a non-negative integer"),
 ])
 def test_synthesize_bad_arguments(tmp_path: Path, kwargs: dict, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         synthesize(tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()  # validated before anything is written
+
+
+def test_failed_render_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ocrtune.data.synthetic as synthetic
+
+    real = synthetic.render_receipt
+
+    def flaky(seed: int, index: int, *args: object) -> object:
+        if index == 2:
+            raise RuntimeError("boom")
+        return real(seed, index, *args)
+
+    monkeypatch.setattr(synthetic, "render_receipt", flaky)
+    with pytest.raises(RuntimeError):
+        synthesize(tmp_path / "new", n=3, size=96)
+    assert not (tmp_path / "new").exists()  # a folder it created is removed again
+
+    monkeypatch.setattr(synthetic, "render_receipt", real)
+    old = synthesize(tmp_path / "old", n=2, size=96, val_fraction=0.5)
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "old").rglob("*"))
+    stamp = (tmp_path / "old" / "jsons" / "train.json").read_bytes()
+    monkeypatch.setattr(synthetic, "render_receipt", flaky)
+    with pytest.raises(RuntimeError):
+        synthesize(tmp_path / "old", n=3, size=96, overwrite=True)
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "old").rglob("*"))
+    assert after == before and old.n_train == 1  # no hidden staging folder left either
+    assert (tmp_path / "old" / "jsons" / "train.json").read_bytes() == stamp
+
+
+def test_overwrite_replaces_only_synthetic_sets(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    (real / "images" / "train").mkdir(parents=True)
+    (real / "images" / "train" / "scan.jpg").write_bytes(b"precious")
+    (real / "jsons").mkdir()
+    (real / "jsons" / "train.json").write_text('{"images": {}}')
+    with pytest.raises(InputError, match="did not synthesise"):
+        synthesize(real, n=2, size=96, overwrite=True)
+    assert (real / "images" / "train" / "scan.jpg").read_bytes() == b"precious"
+    assert sorted(p.name for p in real.iterdir()) == ["images", "jsons"]
+
+    sroie_style = tmp_path / "sroie"  # annotations/ layout: the images alone are not ours
+    (sroie_style / "annotations").mkdir(parents=True)
+    (sroie_style / "annotations" / "train.json").write_text('{"images": {}}')
+    with pytest.raises(InputError, match="did not synthesise"):
+        synthesize(sroie_style, n=2, size=96, overwrite=True)
+
+
+def test_synthesize_into_a_file_is_a_located_error(tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep")
+    with pytest.raises(InputError, match="not a directory") as err:
+        synthesize(target, n=1, size=96)
+    assert err.value.problems[0].file == str(target) and target.read_text() == "keep"
+    with pytest.raises(InputError, match="cannot create"):
+        synthesize(target / "sub", n=1, size=96)
 
 
 def test_default_dataset_is_cached_and_atomic(

@@ -7,17 +7,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from ocrtune.cli._output import console as _out
+from ocrtune.cli._output import err_console as _err
 from ocrtune.data.stats import SplitStats, scan_dataset, scan_split
 from ocrtune.data.synthetic import synthesize
 
 app = typer.Typer(help="Inspect, check and synthesise receipt datasets.", no_args_is_help=True)
-
-_out = Console(highlight=False)
-_err = Console(stderr=True, highlight=False)
 
 DirArg = Annotated[
     Path, typer.Argument(help="Dataset folder: images/<split>/ plus jsons/ or annotations/.")
@@ -104,11 +102,11 @@ def check(
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to write images/ and jsons/ into.")],
     n: Annotated[int, typer.Option("--n", help="Number of receipts.", min=1)] = 32,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).", min=0)] = 0,
     size: Annotated[int, typer.Option(help="Image height in pixels.", min=64)] = 640,
     val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.2,
     force: Annotated[
-        bool, typer.Option(help="Replace the train/val data of a folder that already has some.")
+        bool, typer.Option(help="Replace a synthetic set this command wrote earlier (never other data).")
     ] = False,
 ) -> None:
     """Render synthetic receipts with exact word polygons in the competition layout."""

@@ -27,7 +27,7 @@ from ocrtune.data.layout import cache_root
 from ocrtune.data.receipt_text import FontSet, find_fonts, load_font, receipt_lines
 from ocrtune.errors import InputError
 
-__all__ = ["GENERATOR_VERSION", "SynthResult", "render_receipt", "synthesize", "default_dataset"]
+__all__ = ["GENERATOR_VERSION", "MARKER", "SynthResult", "render_receipt", "synthesize", "default_dataset"]
 
 #: Bump when the renderer's output changes, so cached default datasets are rebuilt.
 GENERATOR_VERSION = 2
@@ -170,7 +170,7 @@ def render_receipt(
 ) -> tuple[np.ndarray, ImageAnnotation]:
     """One receipt photo (RGB uint8, height ``size``) and its exact word polygons."""
     if size < 64:
-        raise InputError(f"synthetic image size must be at least 64, got {size}", key="size")
+        raise InputError(f"synthetic image size must be at least 64, got {size}", key="--size")
     rng = np.random.default_rng([seed, index])
     fonts = find_fonts() if fonts is None else fonts
     h, w = size, int(round(size * rng.uniform(0.68, 1.0)))
@@ -208,11 +208,89 @@ def render_receipt(
 
 def _split_counts(n: int, val_fraction: float) -> tuple[int, int]:
     if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"val fraction must be in [0, 1), got {val_fraction}", key="val_fraction")
+        raise InputError(f"must be in [0, 1), got {val_fraction}", key="--val-fraction")
     n_val = int(round(n * val_fraction))
     if val_fraction > 0 and n >= 2:
         n_val = min(max(1, n_val), n - 1)
     return n - n_val, n_val
+
+
+#: Written by ``synthesize`` into every dataset it makes: ``overwrite`` replaces only those.
+MARKER = "ocrtune-synth.json"
+_SPLITS = ("train", "val")
+
+
+def _ours(root: Path) -> list[Path]:
+    """What ``synthesize`` writes into a dataset folder (and so what ``overwrite`` replaces)."""
+    return [
+        *(root / "images" / s for s in _SPLITS),
+        *(root / "jsons" / f"{s}.json" for s in _SPLITS),
+        root / MARKER,
+    ]
+
+
+def _check_destination(out: Path, overwrite: bool) -> None:
+    """Refuse a file, a foreign dataset, or (without ``overwrite``) one of our own."""
+    if out.exists() and not out.is_dir():
+        raise InputError("not a directory; give a folder for the dataset", file=out)
+    foreign = [out / "annotations" / f"{s}.json" for s in _SPLITS]
+    if not any(p.exists() for p in [*_ours(out), *foreign]):
+        return
+    if not overwrite:
+        raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
+    if not (out / MARKER).is_file():
+        raise InputError(
+            f"folder holds a dataset that ocrtune did not synthesise (no {MARKER}); "
+            "--force replaces only synthetic sets, choose another folder",
+            file=out,
+        )
+
+
+def _render(
+    root: Path, seed: int, size: int, splits: dict[str, range],
+    on_image: Callable[[int], None] | None,
+) -> int:
+    """Render every split into ``root``; returns the number of words."""
+    fonts = find_fonts()
+    n_words = 0
+    for split, indices in splits.items():
+        image_dir = root / "images" / split
+        image_dir.mkdir(parents=True)
+        records = []
+        for i in indices:
+            image, ann = render_receipt(seed, i, size, fonts)
+            quality = int(np.random.default_rng([seed, i, 1]).integers(82, 96))
+            Image.fromarray(image).save(image_dir / ann.name, quality=quality)
+            records.append(ann)
+            n_words += len(ann.words)
+            if on_image is not None:
+                on_image(i)
+        write_json(Annotations(records), root / "jsons" / f"{split}.json", decimals=2)
+    return n_words
+
+
+def _move_into_place(staged: Path, out: Path) -> None:
+    """Swap the rendered files into ``out``; the old ones wait in ``staged/.old`` and are put
+    back if any move fails, so ``out`` ends up either fully old or fully new."""
+    old = staged / ".old"
+    moved: list[tuple[Path, Path]] = []  # (from, to), in order, to undo
+    try:
+        for dst in _ours(out):
+            if dst.exists():
+                keep = old / dst.relative_to(out)
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dst, keep)
+                moved.append((dst, keep))
+        for dst in _ours(out):
+            src = staged / dst.relative_to(out)
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                moved.append((src, dst))
+    except OSError:
+        for src, dst in reversed(moved):
+            os.replace(dst, src)
+        raise
 
 
 def synthesize(
@@ -227,38 +305,42 @@ def synthesize(
 ) -> SynthResult:
     """Write ``n`` receipts in the competition layout: ``images/{train,val}``, ``jsons/*.json``.
 
-    An existing dataset in ``out`` is an error unless ``overwrite``, which first removes the
-    train/val folders and JSONs this function writes (and nothing else).
+    Everything is rendered into a hidden temporary folder and moved into place at the end, so
+    a failure (or Ctrl-C) leaves ``out`` as it was. An existing dataset in ``out`` is an error
+    unless ``overwrite``, and even then only one this function wrote (it carries ``MARKER``)
+    is replaced: its train/val folders and JSONs, nothing else. An empty split is not written.
     """
     if n < 1:
-        raise InputError(f"number of images must be at least 1, got {n}", key="n")
+        raise InputError(f"must be at least 1, got {n}", key="--n")
+    if seed < 0:
+        raise InputError(f"must be a non-negative integer, got {seed}", key="--seed")
+    if size < 64:
+        raise InputError(f"must be at least 64, got {size}", key="--size")
     out = Path(out)
     n_train, n_val = _split_counts(n, val_fraction)
+    _check_destination(out, overwrite)
     splits = {"train": range(0, n_train), "val": range(n_train, n)}
-    ours = [out / "images" / s for s in splits] + [out / "jsons" / f"{s}.json" for s in splits]
-    if any(p.exists() for p in ours):
-        if not overwrite:
-            raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
-        for p in ours:
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
-    fonts = find_fonts()
-    n_words = 0
-    for split, indices in splits.items():
-        image_dir = out / "images" / split
-        image_dir.mkdir(parents=True, exist_ok=True)
-        records = []
-        for i in indices:
-            image, ann = render_receipt(seed, i, size, fonts)
-            quality = int(np.random.default_rng([seed, i, 1]).integers(82, 96))
-            Image.fromarray(image).save(image_dir / ann.name, quality=quality)
-            records.append(ann)
-            n_words += len(ann.words)
-            if on_image is not None:
-                on_image(i)
-        write_json(Annotations(records), out / "jsons" / f"{split}.json", decimals=2)
+    splits = {s: r for s, r in splits.items() if len(r)}
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # staged inside ``out`` (hidden): the same file system, so the final moves are renames
+        staged = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+    except OSError as exc:
+        raise InputError(f"cannot create the dataset folder: {exc.strerror or exc}", file=out) from None
+    done = False
+    try:
+        n_words = _render(staged, seed, size, splits, on_image)
+        params = {"n": n, "seed": seed, "size": size, "val_fraction": val_fraction,
+                  "version": GENERATOR_VERSION}
+        (staged / MARKER).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+        _check_destination(out, overwrite)  # nothing appeared there while rendering
+        _move_into_place(staged, out)
+        done = True
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(out, ignore_errors=True)
     return SynthResult(out, n_train, n_val, n_words)
 
 
