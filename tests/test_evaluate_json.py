@@ -52,3 +52,37 @@ def test_iou_metric_and_errors(cli, tmp_path):
     bad.write_text('{"images": {"a.jpg": {"words": {"1": {"points": "oops"}}}}}')
     code, _, err = cli("evaluate-json", d / "gt.json", bad)
     assert code == 2 and "bad.json" in err and "Traceback" not in err
+
+
+GT = '{"images": {"x.jpg": {"words": {"1": {"points": [[0, 0], [10, 0], [10, 10], [0, 10]]}}}}}'
+
+
+def test_per_image_output_never_replaces_an_input(cli, tmp_path):
+    gt, pred = tmp_path / "g.json", tmp_path / "p.json"
+    gt.write_text(GT)
+    pred.write_text(GT)
+    (tmp_path / "link.json").symlink_to(gt)
+    for out in (gt, tmp_path / "." / "p.json", tmp_path / "link.json"):
+        code, _, err = cli("evaluate-json", gt, pred, "--per-image", out)
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1 and "same file as the input" in err
+    assert gt.read_text() == GT and pred.read_text() == GT
+
+
+def test_per_image_unwritable_path_is_one_line(cli, tmp_path):
+    gt = tmp_path / "g.json"
+    gt.write_text(GT)
+    code, _, err = cli("evaluate-json", gt, gt, "--per-image", "/proc/nope/x.json")
+    assert code == 2
+    assert err.strip() == "/proc/nope/x.json: cannot write the per-image scores: No such file or directory"
+
+
+def test_per_image_is_written_whole(cli, tmp_path):
+    gt, out = tmp_path / "g.json", tmp_path / "sub" / "per.json"
+    gt.write_text(GT)
+    out.parent.mkdir()
+    out.write_text("old")
+    code, _, err = cli("evaluate-json", gt, gt, "--per-image", out)
+    assert code == 0, err
+    assert json.loads(out.read_text())["x.jpg"]["hmean"] == 1.0
+    assert [p.name for p in out.parent.iterdir()] == ["per.json"]  # no temp file left

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +12,20 @@ from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, info, print_json, table
 from ocrtune.errors import InputError
 from ocrtune.metrics.files import evaluate_files
+from ocrtune.train.rundir import write_json_atomic
+
+
+def _check_output(out: Path, inputs: tuple[Path, ...]) -> None:
+    """The per-image file must not be a folder, nor one of the inputs (it would replace it)."""
+    if out.is_dir():
+        raise InputError("is a directory; give a file name for the per-image scores", file=str(out))
+    for src in inputs:
+        same = out.resolve() == src.resolve() or (out.exists() and os.path.samefile(out, src))
+        if same:
+            raise InputError(
+                f"is the same file as the input {src}; give another file for the per-image scores",
+                file=str(out), key="--per-image",
+            )
 
 
 def evaluate_json(
@@ -27,12 +41,16 @@ def evaluate_json(
     for p in (gt, pred):
         if not p.is_file():
             raise InputError("file not found", file=str(p))
-    if per_image is not None and per_image.is_dir():
-        raise InputError("is a directory; give a file name for the per-image scores", file=str(per_image))
+    if per_image is not None:
+        _check_output(per_image, (gt, pred))
     result = evaluate_files(gt, pred, metric)  # type: ignore[arg-type]
     if per_image is not None:
-        per_image.parent.mkdir(parents=True, exist_ok=True)
-        per_image.write_text(json.dumps(result["per_image"], indent=2) + "\n", encoding="utf-8")
+        try:  # temp file + rename: an existing file is replaced whole or not at all
+            write_json_atomic(per_image, result["per_image"])
+        except OSError as exc:
+            raise InputError(
+                f"cannot write the per-image scores: {exc.strerror or exc}", file=str(per_image)
+            ) from None
     if as_json:
         print_json({k: v for k, v in result.items() if k != "per_image" or per_image is None})
         return
