@@ -163,3 +163,23 @@ def test_not_found_suggests():
     with pytest.raises(InputError) as e:
         load_preset("baselin")
     assert "did you mean 'baseline'" in lines_of(e)[0]
+
+
+def test_not_found_names_the_folders_searched(monkeypatch, tmp_path):
+    from ocrtune.presets import load
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OCRTUNE_PRESETS", raising=False)
+    monkeypatch.setattr(load, "builtin_dir", lambda: tmp_path / "no-builtin")
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", dirs=[mine])
+    assert lines_of(e) == [f"baseline: preset not found; looked in {mine}"]
+    mine.rmdir()
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", dirs=[mine])
+    assert lines_of(e) == [
+        "baseline: preset not found; none of the preset folders exists "
+        f"({mine}, {tmp_path / 'presets'}, {tmp_path / 'no-builtin'})"
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -22,7 +23,8 @@ from ocrtune.presets.schema import FieldError, Preset, field_names
 
 ENV_DIRS = "OCRTUNE_PRESETS"
 SUFFIXES = (".yaml", ".yml")
-BUILTIN_DIR = Path(__file__).resolve().parents[2] / "presets"
+BUILTIN_PACKAGE = "ocrtune.builtin_presets"  # the top-level presets/ folder, as packaged (pyproject.toml)
+CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "presets"
 
 KeyPath = tuple[str, ...]
 
@@ -49,12 +51,30 @@ class LoadedPreset:
     chain: list[Path] = field(default_factory=list)  # the file and every file it extends
 
 
+def builtin_dir() -> Path:
+    """The presets that ship with ocrtune.
+
+    An installed wheel holds them in the ``ocrtune.builtin_presets`` package; an editable install
+    maps that package to the checkout's ``presets/``; a checkout run without any install has no
+    such package, so it reads ``presets/`` next to the package directly.
+    """
+    try:
+        root = resources.files(BUILTIN_PACKAGE)
+    except ModuleNotFoundError:
+        return CHECKOUT_DIR
+    if isinstance(root, Path):
+        return root
+    # a folder without __init__.py is a namespace package: a MultiplexedPath whose entries are paths
+    found = [entry.parent for entry in root.iterdir() if isinstance(entry, Path)]
+    return found[0] if found else CHECKOUT_DIR
+
+
 def preset_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
     """Search order: ``--presets-dir`` options, ``$OCRTUNE_PRESETS``, ./presets, built-in."""
     dirs = [Path(d) for d in extra]
     env = os.environ.get(ENV_DIRS, "")
     dirs += [Path(d) for d in env.split(os.pathsep) if d]
-    dirs += [Path.cwd() / "presets", BUILTIN_DIR]
+    dirs += [Path.cwd() / "presets", builtin_dir()]
     seen: set[Path] = set()
     out = []
     for d in dirs:
@@ -96,8 +116,12 @@ def find_preset(ref: str | Path, dirs: Sequence[str | Path] = (), relative_to: P
                 return p
     names = sorted(available_presets(dirs))
     hint = did_you_mean(ref_s, names)
-    where = ", ".join(str(d) for d in search if d.is_dir()) or "no preset directory exists"
-    raise InputError(f"preset not found{hint}; looked in {where}", key=ref_s)
+    existing = [str(d) for d in search if d.is_dir()]
+    if existing:
+        where = f"looked in {', '.join(existing)}"
+    else:
+        where = f"none of the preset folders exists ({', '.join(str(d) for d in search)})"
+    raise InputError(f"preset not found{hint}; {where}", key=ref_s)
 
 
 def read_yaml(path: Path) -> Any:
