@@ -61,11 +61,18 @@ def test_extends_merges_deeply_and_child_wins(presets_dir):
     assert p.seed == 1
 
 
-def test_extends_cycle_is_reported(presets_dir):
+def test_extends_cycle_points_at_the_extends_that_closes_it(presets_dir):
     write(presets_dir, "a", "extends: b\n")
-    write(presets_dir, "b", "extends: a\n")
-    with pytest.raises(InputError, match="extends cycle"):
+    write(presets_dir, "b", "seed: 1\nextends: a\n")
+    with pytest.raises(InputError) as e:
         load_preset("a", dirs=[presets_dir])
+    a, b = presets_dir / "a.yaml", presets_dir / "b.yaml"
+    assert lines_of(e) == [f"{b}:2:10 extends: extends cycle: {a} -> {b} -> {a}"]
+    write(presets_dir, "self", "extends: self\n")
+    with pytest.raises(InputError) as e:
+        load_preset("self", dirs=[presets_dir])
+    me = presets_dir / "self.yaml"
+    assert lines_of(e) == [f"{me}:1:10 extends: extends cycle: {me} -> {me}"]
 
 
 def test_extends_missing_parent_points_at_the_line(presets_dir):

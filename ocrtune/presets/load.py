@@ -245,9 +245,6 @@ def _resolve(
     path: Path, dirs: Sequence[str | Path], stack: tuple[Path, ...]
 ) -> tuple[dict[str, Any], dict[KeyPath, Origin], list[Path]]:
     real = path.resolve()
-    if real in stack:
-        cycle = " -> ".join(show_path(p) for p in (*stack, real))
-        raise InputError(f"extends cycle: {cycle}", file=show_path(path), key="extends")
     doc = read_yaml(path)
     shown = show_path(path)
     if doc is None:
@@ -268,6 +265,10 @@ def _resolve(
     except InputError as e:
         line, col = key_position(doc, "extends", value=True)
         raise InputError(e.problems[0].message, file=shown, line=line, column=col, key="extends") from None
+    if parent_path.resolve() in (*stack, real):  # this extends: closes the loop, so it is the one to fix
+        line, col = key_position(doc, "extends", value=True)
+        cycle = " -> ".join(show_path(p) for p in (*stack, real, parent_path.resolve()))
+        raise InputError(f"extends cycle: {cycle}", file=shown, line=line, column=col, key="extends")
     base, base_origins, chain = _resolve(parent_path, dirs, (*stack, real))
     _merge(base, own, base_origins, origins, ())
     return base, base_origins, [path, *chain]
