@@ -190,3 +190,12 @@ def test_not_found_names_the_folders_searched(monkeypatch, tmp_path):
         "baseline: preset not found; none of the preset folders exists "
         f"({mine}, {tmp_path / 'presets'}, {tmp_path / 'no-builtin'})"
     ]
+
+
+def test_set_boolean_for_a_number_is_rejected():
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", ["seed=true", "models.optimizer.lr=true"])
+    assert lines_of(e) == [
+        "--set models.optimizer.lr: expected a number, not true/false (got true)",
+        "--set seed: expected a number, not true/false (got true)",
+    ]

@@ -68,3 +68,30 @@ def test_field_names_walks_nested_models():
     assert "thresh" in field_names(("models", "head", "postprocess"))
     assert "hmean" in field_names(("reported",))
     assert field_names(("models", "optimizer", "lr")) is None
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"seed": True}, "seed"),
+        ({"models": {"optimizer": {"lr": True}}}, "models.optimizer.lr"),
+        ({"dataloader": {"batch_size": True}}, "dataloader.batch_size"),
+        ({"trainer": {"gradient_clip_val": False}}, "trainer.gradient_clip_val"),
+        ({"trainer": {"devices": True}}, "trainer.devices"),
+        ({"models": {"encoder": {"out_indices": [1, True]}}}, "models.encoder.out_indices"),
+        ({"datasets": {"augment": {"scale": [True, 2]}}}, "datasets.augment.scale"),
+        ({"reported": {"hmean": True}}, "reported.hmean"),
+    ],
+)
+def test_booleans_are_not_numbers(data, key):
+    with pytest.raises(ValidationError) as e:
+        Preset.model_validate(data)
+    (err,) = e.value.errors()
+    assert ".".join(str(x) for x in err["loc"]) == key
+    assert "expected a number, not true/false" in err["msg"]
+
+
+def test_bool_fields_still_take_booleans():
+    p = make(models={"encoder": {"pretrained": True}, "decoder": {"asf": True}}, datasets={"augment": {"enabled": False}})
+    assert p.models.encoder.pretrained is True and p.models.decoder.asf is True
+    assert p.datasets.augment.enabled is False

@@ -7,9 +7,9 @@ setting that silently fails to reach the model.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
@@ -26,6 +26,34 @@ class FieldError(ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """pydantic reads ``true`` as 1 in a number field; in a preset that is always a mistake."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if _holds_bool(v) and _mentions(annotation, (int, float)) and not _mentions(annotation, (bool,)):
+            raise ValueError(f"expected a number, not true/false (got {_yaml_text(v)})")
+        return v
+
+
+def _holds_bool(v: Any) -> bool:
+    return isinstance(v, bool) or (isinstance(v, (list, tuple)) and any(isinstance(x, bool) for x in v))
+
+
+def _mentions(annotation: Any, types: tuple[type, ...]) -> bool:
+    """Whether a field type is, or holds (``X | None``, ``list[X]``, ``Annotated[X, ...]``), one of ``types``."""
+    if annotation in types:
+        return True
+    return any(_mentions(a, types) for a in get_args(annotation))
+
+
+def _yaml_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_yaml_text(x) for x in v) + "]"
+    return repr(v)
 
 
 class EncoderConfig(Strict):
