@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import io
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +17,7 @@ from ruamel.yaml.scalarfloat import ScalarFloat
 
 from ocrtune.errors import InputError, Problem
 from ocrtune.presets.compare import BlendedValue
-from ocrtune.presets.load import find_preset, load_preset, parse_scalar, read_yaml
+from ocrtune.presets.load import LoadedPreset, find_preset, load_preset, parse_scalar, read_yaml
 
 
 class _ExactFloatRepresenter(RoundTripRepresenter):
@@ -85,13 +86,14 @@ def set_path(doc: CommentedMap, key: str, value: Any, comment: str | None = None
         node.yaml_add_eol_comment(comment, parts[-1])
 
 
-def get_path(doc: Any, key: str) -> Any:
-    node = doc
+def lookup(tree: Any, key: str) -> tuple[bool, Any]:
+    """``(found, value)`` of dotted ``key``; a key set to null is found."""
+    node = tree
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return False, None
         node = node[part]
-    return node
+    return True, node
 
 
 def new_preset(
@@ -102,28 +104,33 @@ def new_preset(
     dirs: Sequence[str | Path] = (),
     overwrite: bool = False,
 ) -> Path:
-    """Copy ``source`` (comments included) to ``out_dir/name.yaml`` with ``--set`` changes applied."""
+    """Copy ``source`` (comments included) to ``out_dir/name.yaml`` with ``--set`` changes applied.
+
+    The copy says what it derives from (header line and description); scores the source reported
+    are dropped once anything changes, since they were measured on the source.
+    """
     _check_name(name)
     load_preset(source, overrides, dirs)  # validates the result before anything is written
-    src_path = find_preset(source, dirs)
+    src, src_path = load_preset(source, (), dirs), find_preset(source, dirs)
     doc = read_yaml(src_path)
     if not isinstance(doc, CommentedMap):
         doc = CommentedMap()
+    keys = [_set_key(item) for item in overrides]
+    changed = [k for k in keys if k != "description"]
+    _set_description(doc, f"derived from {source}" + (f" with {', '.join(changed)} changed" if changed else ""))
+    if overrides:
+        doc["reported"] = None
     for item in overrides:
         key, _, raw = item.partition("=")
         key = key.strip()
-        old = get_path(doc, key)
-        was = f"was {old!r} in {source}" if old is not None else f"not set in {source}"
-        set_path(doc, key, parse_scalar(raw, key), comment=was)
+        set_path(doc, key, parse_scalar(raw, key), comment=_was(key, src, source))
     _fix_extends(doc, src_path, out_dir, dirs)
-    if overrides:
-        doc["reported"] = None
+    if "reported" in doc and doc["reported"] is None:
         doc.yaml_add_eol_comment("not yet measured", "reported")
-    when = _dt.date.today().isoformat()
     changes = f" with {len(overrides)} change(s)" if overrides else ""
-    header = f"# Created {when} by `ocrtune presets new {name} --from {source}`{changes}.\n"
+    header = f"# Created {_dt.date.today().isoformat()} by `ocrtune presets new {name} --from {source}`{changes}.\n"
     path = out_dir / f"{name}.yaml"
-    text = header + dump(doc)  # prepended: the source's own opening comment stays below it
+    text = header + _OUR_HEADER.sub("", dump(doc))  # the source's own opening comment stays below it
     write_atomic(path, text, overwrite)
     load_preset(path, (), dirs)  # the file on disk must load exactly like the check above
     return path
@@ -162,6 +169,30 @@ def blend_preset(
     _check_loads(doc, out_dir, name, dirs)
     write_atomic(path, dump(doc), overwrite)
     return path
+
+
+_OUR_HEADER = re.compile(r"\A(?:# Created \S+ by `ocrtune presets (?:new|blend) [^\n]*\n)+")
+
+
+def _set_key(item: str) -> str:
+    return item.partition("=")[0].strip()
+
+
+def _set_description(doc: CommentedMap, text: str) -> None:
+    """Replace the description in place, or add it right after ``extends``."""
+    if "description" in doc:
+        doc["description"] = text
+    else:
+        doc.insert(1 if "extends" in doc else 0, "description", text)
+
+
+def _was(key: str, src: LoadedPreset, label: str) -> str:
+    """What ``key`` was in the source, wherever in its chain (or its defaults) that came from."""
+    found, old = lookup(src.data, key)
+    if found:
+        return f"was {old!r} in {label}"
+    found, old = lookup(src.preset.model_dump(mode="json"), key)
+    return f"was {old!r} in {label} (default)" if found else f"not set in {label}"
 
 
 def _check_loads(doc: CommentedMap, out_dir: Path, name: str, dirs: Sequence[str | Path]) -> None:
