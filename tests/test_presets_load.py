@@ -96,14 +96,42 @@ def test_unknown_key_located_with_suggestion(presets_dir):
     assert lines[1].endswith("typo.yaml:8:7 models.head.postprocess.box_tresh: unknown key (did you mean 'box_thresh'?)")
 
 
-def test_range_error_points_at_the_value_key(presets_dir):
+def test_cross_key_rule_blames_the_key_the_child_changed(presets_dir):
     write(presets_dir, "bad", "extends: run8\nmodels:\n  optimizer:\n    lr: 1.0e-6\n")
     with pytest.raises(InputError) as e:
         load_preset("bad", dirs=[presets_dir])
-    # run8's eta_min (6.4e-6) is now above lr: blamed on the key that holds eta_min (in run8.yaml)
-    assert len(lines_of(e)) == 1
-    line = lines_of(e)[0]
-    assert "run8.yaml:" in line and "models.scheduler.eta_min: must be below models.optimizer.lr" in line
+    # run8's eta_min (6.4e-6) is now above lr: the child's lr is the change, not run8's eta_min
+    assert lines_of(e) == [
+        f"{presets_dir / 'bad.yaml'}:4:5 models.optimizer.lr: must be above models.scheduler.eta_min "
+        "(6.38839e-06) (got 1e-06)"
+    ]
+    write(presets_dir, "low", "extends: baseline\ndatasets:\n  thresh_max: 0.2\n")
+    with pytest.raises(InputError) as e:
+        load_preset("low", dirs=[presets_dir])
+    assert lines_of(e) == [
+        f"{presets_dir / 'low.yaml'}:3:3 datasets.thresh_max: must be above datasets.thresh_min (0.3) (got 0.2)"
+    ]
+    # the child's own eta_min is blamed over the lr it inherits
+    write(presets_dir, "high", "extends: baseline\nmodels:\n  scheduler:\n    eta_min: 0.01\n")
+    with pytest.raises(InputError) as e:
+        load_preset("high", dirs=[presets_dir])
+    assert lines_of(e) == [
+        f"{presets_dir / 'high.yaml'}:4:5 models.scheduler.eta_min: must be below models.optimizer.lr (0.0004) (got 0.01)"
+    ]
+
+
+def test_cross_key_rule_blames_the_set_option_over_files(presets_dir):
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", ["models.optimizer.lr=1e-6"])
+    assert lines_of(e) == ["--set models.optimizer.lr: must be above models.scheduler.eta_min (1e-05) (got 1e-06)"]
+    write(presets_dir, "high", "extends: baseline\nmodels:\n  scheduler:\n    eta_min: 0.01\n")
+    with pytest.raises(InputError) as e:
+        load_preset("high", ["models.optimizer.lr=1e-3"], dirs=[presets_dir])
+    assert lines_of(e) == ["--set models.optimizer.lr: must be above models.scheduler.eta_min (0.01) (got 0.001)"]
+    # both set on the command line: the later one
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", ["models.optimizer.lr=1e-6", "models.scheduler.eta_min=1e-3"])
+    assert lines_of(e) == ["--set models.scheduler.eta_min: must be below models.optimizer.lr (1e-06) (got 0.001)"]
 
 
 def test_yaml_syntax_error_has_line(presets_dir):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ocrtune.presets.schema import Preset, field_names
+from ocrtune.presets.schema import FieldError, Preset, field_names
 
 
 def make(**sections):
@@ -50,8 +50,19 @@ def test_eta_min_must_be_below_lr():
 
 
 def test_thresh_order():
-    with pytest.raises(ValidationError, match="must be below thresh_max"):
+    with pytest.raises(ValidationError, match=r"must be below datasets\.thresh_max \(0\.3\) \(got 0\.7\)"):
         make(datasets={"thresh_min": 0.7, "thresh_max": 0.3})
+
+
+def test_cross_key_rules_tell_each_side():
+    with pytest.raises(ValidationError) as e:
+        make(models={"optimizer": {"lr": 1e-4}, "scheduler": {"eta_min": 1e-3}})
+    rule = e.value.errors()[0]["ctx"]["error"]
+    assert isinstance(rule, FieldError) and rule.key == "scheduler.eta_min"
+    assert rule.messages == {
+        "scheduler.eta_min": "must be below models.optimizer.lr (0.0001) (got 0.001)",
+        "optimizer.lr": "must be above models.scheduler.eta_min (0.001) (got 0.0001)",
+    }
 
 
 def test_reported_block_accepts_percentages_and_nothing_else():

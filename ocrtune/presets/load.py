@@ -7,6 +7,7 @@ validation error points at the exact place to fix.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from importlib import resources
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Origin:
     file: str
     line: int | None = None
     column: int | None = None
+    # which setting came last: a --set (1, 2, ...) over the preset file (0) over its bases (-1, -2, ...)
+    rank: int = 0
 
     def problem(self, key: str, message: str) -> Problem:
         return Problem(message, self.file, self.line, self.column, key)
@@ -174,7 +177,7 @@ def validate(data: dict[str, Any], origins: dict[KeyPath, Origin], default_file:
 
 def apply_overrides(data: dict[str, Any], origins: dict[KeyPath, Origin], overrides: Iterable[str]) -> None:
     """Apply ``key.path=value`` overrides; values are YAML scalars (``5e-4``, ``true``, ``[1,2]``)."""
-    for item in overrides:
+    for n, item in enumerate(overrides, start=1):
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
@@ -196,7 +199,7 @@ def apply_overrides(data: dict[str, Any], origins: dict[KeyPath, Origin], overri
             node = nxt
         node[parts[-1]] = value
         _drop_origins(origins, parts)
-        origins[parts] = Origin("--set")
+        origins[parts] = Origin("--set", rank=n)
 
 
 def parse_scalar(raw: str, key: str = "") -> Any:
@@ -252,7 +255,7 @@ def _resolve(
     if not isinstance(doc, dict):
         raise InputError("a preset must be a mapping of keys to values", file=shown, line=1, column=1)
     origins: dict[KeyPath, Origin] = {}
-    own = _collect(doc, (), shown, origins)
+    own = _collect(doc, (), shown, origins, rank=-len(stack))
     parent_ref = own.pop("extends", None)
     origins.pop(("extends",), None)
     if parent_ref is None:
@@ -274,18 +277,18 @@ def _resolve(
     return base, base_origins, [path, *chain]
 
 
-def _collect(node: Any, prefix: KeyPath, file: str, origins: dict[KeyPath, Origin]) -> Any:
+def _collect(node: Any, prefix: KeyPath, file: str, origins: dict[KeyPath, Origin], rank: int = 0) -> Any:
     """Plain copy of a ruamel tree, recording each key's position."""
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for k, v in node.items():
             key = str(k)
             line, col = key_position(node, k)
-            origins[(*prefix, key)] = Origin(file, line, col)
-            out[key] = _collect(v, (*prefix, key), file, origins)
+            origins[(*prefix, key)] = Origin(file, line, col, rank)
+            out[key] = _collect(v, (*prefix, key), file, origins, rank)
         return out
     if isinstance(node, CommentedSeq):
-        return [_collect(v, (*prefix, str(i)), file, origins) for i, v in enumerate(node)]
+        return [_collect(v, (*prefix, str(i)), file, origins, rank) for i, v in enumerate(node)]
     return to_plain(node)
 
 
@@ -319,22 +322,42 @@ def _drop_origins(origins: dict[KeyPath, Origin], path: KeyPath) -> None:
 
 def problem_for(err: Any, data: dict[str, Any], origins: dict[KeyPath, Origin], default_file: str | None) -> Problem:
     loc = tuple(str(x) for x in err["loc"])
-    blamed = (err.get("ctx") or {}).get("error")
-    if isinstance(blamed, FieldError):
-        loc = (*loc, *blamed.key.split("."))
-    key = ".".join(loc) if loc else "(preset)"
+    rule = (err.get("ctx") or {}).get("error")
     etype = err["type"]
-    if etype == "extra_forbidden":
-        allowed = field_names(loc[:-1]) or []
-        msg = "unknown key" + did_you_mean(loc[-1], allowed)
+    if isinstance(rule, FieldError):
+        blamed = _set_last(loc, rule, data, origins)
+        loc = (*loc, *blamed.split("."))
+        msg = rule.messages[blamed]
+    elif etype == "extra_forbidden":
+        msg = "unknown key" + did_you_mean(loc[-1], field_names(loc[:-1]) or [])
     elif etype == "missing":
         msg = "required key is missing"
     else:
         msg = _message(err)
+    key = ".".join(loc) if loc else "(preset)"
     origin = _nearest_origin(loc, origins)
     if origin is None:
         return Problem(msg, default_file, None, None, key)
     return origin.problem(key, msg)
+
+
+def _set_last(loc: KeyPath, rule: FieldError, data: dict[str, Any], origins: dict[KeyPath, Origin]) -> str:
+    """The key of a broken cross-key rule that was set last: the change that broke it."""
+
+    def rank(rel: str) -> float:
+        path = (*loc, *rel.split("."))
+        origin = _nearest_origin(path, origins) if _present(data, path) else None
+        return origin.rank if origin is not None else -math.inf  # a default is never the change
+
+    return max(rule.messages, key=rank)  # ties: the rule's first key
+
+
+def _present(data: Any, path: KeyPath) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
 
 
 def _nearest_origin(loc: KeyPath, origins: dict[KeyPath, Origin]) -> Origin | None:

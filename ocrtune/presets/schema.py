@@ -17,11 +17,19 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class FieldError(ValueError):
-    """A cross-field rule that blames one specific key (relative dotted path)."""
+    """A broken rule between keys, told from each key's side (relative dotted path -> message).
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
+    Either key can be the one to fix: the loader blames the one set last (a ``--set`` over a file,
+    a child preset over its base), and the first one when nothing tells them apart.
+    """
+
+    def __init__(self, messages: dict[str, str]) -> None:
+        super().__init__(next(iter(messages.values())))
+        self.messages = dict(messages)
+
+    @property
+    def key(self) -> str:
+        return next(iter(self.messages))
 
 
 class Strict(BaseModel):
@@ -124,12 +132,12 @@ class ModelsConfig(Strict):
 
     @model_validator(mode="after")
     def _eta_below_lr(self) -> ModelsConfig:
-        if self.scheduler.name == "cosine" and self.scheduler.eta_min >= self.optimizer.lr:
-            raise FieldError(
-                "scheduler.eta_min",
-                f"must be below models.optimizer.lr ({self.optimizer.lr:g}) "
-                f"(got {self.scheduler.eta_min:g})",
-            )
+        lr, eta_min = self.optimizer.lr, self.scheduler.eta_min
+        if self.scheduler.name == "cosine" and eta_min >= lr:
+            raise FieldError({
+                "scheduler.eta_min": f"must be below models.optimizer.lr ({lr:g}) (got {eta_min:g})",
+                "optimizer.lr": f"must be above models.scheduler.eta_min ({eta_min:g}) (got {lr:g})",
+            })
         return self
 
 
@@ -171,10 +179,12 @@ class DatasetsConfig(Strict):
 
     @model_validator(mode="after")
     def _thresh_order(self) -> DatasetsConfig:
-        if self.thresh_min >= self.thresh_max:
-            raise FieldError(
-                "thresh_min", f"must be below thresh_max ({self.thresh_max:g}) (got {self.thresh_min:g})"
-            )
+        lo, hi = self.thresh_min, self.thresh_max
+        if lo >= hi:
+            raise FieldError({
+                "thresh_min": f"must be below datasets.thresh_max ({hi:g}) (got {lo:g})",
+                "thresh_max": f"must be above datasets.thresh_min ({lo:g}) (got {hi:g})",
+            })
         return self
 
 
