@@ -67,21 +67,25 @@ def test_check_fails_on_injected_degenerate_word(synth_dir: Path, tmp_path: Path
     name = next(iter(raw["images"]))
     raw["images"][name]["words"]["9999"] = {"points": [[1, 1], [5, 5]]}
     raw["images"][name]["words"]["9998"] = {"points": [[-10, 2], [50, 2], [50, 12], [-10, 12]]}
-    path.write_text(json.dumps(raw), encoding="utf-8")
+    text = json.dumps(raw, indent=1)
+    path.write_text(text, encoding="utf-8")
+    lines_of = text.splitlines()
+    line_9999 = next(i for i, t in enumerate(lines_of, 1) if t.strip().startswith('"9999":'))
+    line_9998 = next(i for i, t in enumerate(lines_of, 1) if t.strip().startswith('"9998":'))
 
     result = runner.invoke(root, ["data", "check", str(ds)])
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"{path} images.{name}.words.9999: degenerate:")
-    assert lines[1].startswith(f"{path} images.{name}.words.9998: clipped:")
+    assert lines[0].startswith(f"{path}:{line_9999}:5 images.{name}.words.9999: degenerate:")
+    assert lines[1].startswith(f"{path}:{line_9998}:5 images.{name}.words.9998: clipped:")
     assert "FAILED" in result.stderr
 
     stats = json.loads(runner.invoke(root, ["data", "stats", str(ds), "--json"]).stdout)
     assert stats["problems"]["by_kind"] == {"clipped": 1, "degenerate": 1}
     assert stats["problems"]["first"][0] | {"message": ""} == {
-        "kind": "degenerate", "file": str(path), "image": name, "word": "9999",
-        "message": "", "dropped": True}
+        "kind": "degenerate", "file": str(path), "line": line_9999, "column": 5, "image": name,
+        "word": "9999", "message": "", "dropped": True}
     assert stats["vertices"]["2"] == 1
     assert stats["words"] == stats["vertices"]["4"]  # the clipped word is kept, the 2-point one not
 

@@ -86,3 +86,26 @@ def test_per_image_is_written_whole(cli, tmp_path):
     assert code == 0, err
     assert json.loads(out.read_text())["x.jpg"]["hmean"] == 1.0
     assert [p.name for p in out.parent.iterdir()] == ["per.json"]  # no temp file left
+
+
+def test_structural_errors_in_the_metric_loader_are_located(cli, tmp_path):
+    gt = tmp_path / "g.json"
+    gt.write_text(GT)
+    bad = tmp_path / "badpt.json"
+    bad.write_text(
+        '{"images": {\n'
+        '  "x.jpg": {"words": {\n'
+        '     "1": {"points": "nope"},\n'
+        '     "2": {"text": "points"}\n'
+        "  }},\n"
+        '  "y.jpg": {"words": []}\n'
+        "}}\n"
+    )
+    code, _, err = cli("evaluate-json", gt, bad)
+    assert code == 2
+    assert err.splitlines() == [
+        f"{bad}:3:12 images.x.jpg.words.1.points: expected a list of [x, y] number pairs",
+        # no "points" key: the word itself is pointed at (a "points" value is not a key)
+        f"{bad}:4:6 images.x.jpg.words.2.points: expected a list of [x, y] number pairs",
+        f"{bad}:6:13 images.y.jpg.words: expected an object of words or null",
+    ]

@@ -17,6 +17,7 @@ from ocrtune.data.formats import (
     dumps_json,
     dumps_submission_csv,
     loads_json,
+    locate_key,
     read_icdar_dir,
     read_icdar_txt,
     read_json,
@@ -140,6 +141,45 @@ def test_json_structure_errors_give_key_path_and_line(tmp_path: Path) -> None:
 def test_json_bad_structure_is_input_error(text: str, fragment: str) -> None:
     with pytest.raises(InputError, match=fragment):
         loads_json(text, "x.json")
+
+
+def test_locate_key_finds_keys_not_values() -> None:
+    text = '{"images": {\n "a.jpg": {"text": "words",\n  "words" : {\n   "1": {}}}}}'
+    assert locate_key(text, ["images", "a.jpg", "words"]) == (3, 3)
+    assert locate_key(text, ["images", "a.jpg", "words", "1"]) == (4, 4)
+    assert locate_key(text, ["images", "a.jpg", "words", "1", "points"]) == (4, 4)  # deepest found
+    assert locate_key(text, ["nothing"]) == (None, None)
+
+
+def test_json_duplicate_ids_and_names_are_located_errors(tmp_path: Path) -> None:
+    path = tmp_path / "dup.json"
+    path.write_text(
+        '{"images": {\n'
+        '  "a.jpg": {"words": {\n'
+        '    "0001": {"points": [[0, 0], [1, 0], [1, 1]]},\n'
+        '    "0001": {"points": [[5, 5], [6, 5], [6, 6]]}\n'
+        "  }},\n"
+        '  "b.jpg": {"words": {}},\n'
+        '  "b.jpg": {"words": {}}\n'
+        "}}\n"
+    )
+    with pytest.raises(InputError) as err:
+        read_json(path)
+    assert [str(p) for p in err.value.problems] == [
+        f"{path}:6:3 images.b.jpg: duplicate image name (a JSON reader keeps only the last)",
+        f"{path}:3:5 images.a.jpg.words.0001: duplicate word id (a JSON reader keeps only the last)",
+    ]
+
+
+@pytest.mark.parametrize(("words", "message"), [
+    ("null", "'words' must be an object, got null"),
+    ("[]", "'words' must be an object, got array"),
+])
+def test_json_words_of_the_wrong_type(words: str, message: str) -> None:
+    text = '{"images": {\n "a.jpg": {"words": ' + words + "}}}"
+    with pytest.raises(InputError) as err:
+        loads_json(text, "x.json")
+    assert [str(p) for p in err.value.problems] == [f"x.json:2:12 images.a.jpg.words: {message}"]
 
 
 def test_json_missing_file_is_input_error(tmp_path: Path) -> None:

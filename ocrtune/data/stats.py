@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocrtune.data.formats import Annotations, DataProblem, read_json, sanitize
+from ocrtune.data.formats import Annotations, DataProblem, loads_json, sanitize
+from ocrtune.data.formats.records import read_text
 from ocrtune.data.images import image_size, load_image
 from ocrtune.data.layout import available_splits, list_images, resolve_split
 from ocrtune.errors import InputError
@@ -84,8 +85,8 @@ class SplitStats:
 
 
 def _problem_dict(p: DataProblem) -> dict[str, Any]:
-    return {"kind": p.kind, "file": p.file, "image": p.image, "word": p.word,
-            "message": p.message, "dropped": p.dropped}
+    return {"kind": p.kind, "file": p.file, "line": p.line, "column": p.column, "image": p.image,
+            "word": p.word, "message": p.message, "dropped": p.dropped}
 
 
 def _sizes(stats: SplitStats, files: dict[str, Path], decode: bool = False) -> dict[str, tuple[int, int]]:
@@ -141,9 +142,12 @@ def scan_split(root: str | Path, split: str, decode: bool = False) -> SplitStats
     stats.n_images = len(files)
     sizes = _sizes(stats, files, decode)
     if annotation is not None:
-        anns = read_json(annotation)
+        text = read_text(annotation, "annotation file")
+        anns = loads_json(text, annotation)
         stats.n_annotated = len(anns)
         _scan_annotations(stats, anns, files, sizes)
+        src = str(annotation)
+        stats.problems = [p.located(text) if p.file == src else p for p in stats.problems]
     return stats
 
 

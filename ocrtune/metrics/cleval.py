@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ocrtune.data.formats.competition_json import locate_key
 from ocrtune.errors import InputError, Problem
 from ocrtune.metrics._cleval_shape import (
     gt_char_counts,
@@ -198,8 +199,10 @@ def evaluate_cleval(gt: Mapping[str, Any], pred: Mapping[str, Any]) -> dict[str,
     return acc.summary()
 
 
-def _bad(path: str, key: str, message: str) -> Problem:
-    return Problem(message, file=path, key=key)
+def _bad(path: str, text: str, keys: list[str], message: str) -> Problem:
+    """A problem at a key path, with the line and column the data readers would give it."""
+    line, column = locate_key(text, keys)
+    return Problem(message, file=path, line=line, column=column, key=".".join(keys))
 
 
 def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
@@ -227,22 +230,22 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     out: dict[str, list[list[list[float]]]] = {}
     problems: list[Problem] = []
     for name, image in data["images"].items():
-        key = f"images.{name}"
+        key = ["images", name]
         if not isinstance(image, dict) or "words" not in image:
-            problems.append(_bad(where, key, 'expected an object with "words"'))
+            problems.append(_bad(where, text, key, 'expected an object with "words"'))
             continue
         words = image["words"]
         if words is None:
             words = {}
         if not isinstance(words, dict):
-            problems.append(_bad(where, f"{key}.words", "expected an object of words or null"))
+            problems.append(_bad(where, text, [*key, "words"], "expected an object of words or null"))
             continue
         polys: list[list[list[float]]] = []
         for wid, word in words.items():
-            wkey = f"{key}.words.{wid}.points"
+            wkey = [*key, "words", wid, "points"]
             pts = word.get("points") if isinstance(word, dict) else None
             if not isinstance(pts, list) or not all(_is_point(p) for p in pts):
-                problems.append(_bad(where, wkey, "expected a list of [x, y] number pairs"))
+                problems.append(_bad(where, text, wkey, "expected a list of [x, y] number pairs"))
                 continue
             polys.append([[float(p[0]), float(p[1])] for p in pts])
         out[name] = polys

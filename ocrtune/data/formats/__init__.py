@@ -9,6 +9,7 @@ from __future__ import annotations
 from ocrtune.data.formats.competition_json import (
     dumps_json,
     loads_json,
+    locate_key,
     read_json,
     to_json_obj,
     write_json,
@@ -48,6 +49,7 @@ __all__ = [
     "dumps_submission_csv",
     "format_number",
     "loads_json",
+    "locate_key",
     "read_icdar_dir",
     "read_icdar_txt",
     "read_json",

@@ -39,20 +39,50 @@ def _is_number(v: Any) -> bool:
         return False
 
 
-def _locate(text: str, keys: Sequence[str]) -> tuple[int | None, int | None]:
-    """Best-effort line/column of a key path: find each quoted key after the previous one."""
-    pos = 0
+def _find_key(text: str, key: str, start: int) -> int:
+    """Offset of ``"key"`` used as an object key (followed by ``:``) at or after ``start``."""
+    for quoted in dict.fromkeys((json.dumps(key, ensure_ascii=False), json.dumps(key))):
+        pos = start
+        while (hit := text.find(quoted, pos)) >= 0:
+            after = hit + len(quoted)
+            while after < len(text) and text[after] in " \t\r\n":
+                after += 1
+            if after < len(text) and text[after] == ":":
+                return hit
+            pos = hit + 1
+    return -1
+
+
+def locate_key(text: str, keys: Sequence[str]) -> tuple[int | None, int | None]:
+    """Best-effort 1-based line/column of a key path in JSON text, for located errors.
+
+    Each key is looked for after the previous one; when a key is not found (a missing key),
+    the deepest key that was found is given, so the line still points at the right object.
+    """
+    pos, found = 0, None
     for key in keys:
-        hit = text.find(json.dumps(key, ensure_ascii=False), pos)
-        if hit < 0:
-            hit = text.find(json.dumps(key), pos)
+        hit = _find_key(text, key, pos)
         if hit < 0:
             break
-        pos = hit
-    else:
-        line = text.count("\n", 0, pos) + 1
-        return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return None, None
+        pos = found = hit
+    if found is None:
+        return None, None
+    line = text.count("\n", 0, found) + 1
+    return line, found - (text.rfind("\n", 0, found) + 1) + 1
+
+
+class _Object(dict):
+    """A JSON object that remembers keys it saw more than once (``json`` keeps the last)."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = _Object(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj.duplicates = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
 
 
 class _Collector:
@@ -64,7 +94,7 @@ class _Collector:
     def add(self, keys: Sequence[str], message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
             return
-        line, col = _locate(self.text, keys)
+        line, col = locate_key(self.text, keys)
         self.problems.append(Problem(message, self.file, line, col, ".".join(keys)))
 
     def raise_if_any(self) -> None:
@@ -73,9 +103,10 @@ class _Collector:
 
 
 def _type_name(v: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(v), "null" if v is None else "number"
-    )
+    for kind, name in ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string")):
+        if isinstance(v, kind):
+            return name
+    return "null" if v is None else "number"
 
 
 def _parse_points(raw: Any, keys: list[str], col: _Collector) -> tuple[np.ndarray, bool] | None:
@@ -118,11 +149,15 @@ def _parse_image(name: str, raw: Any, col: _Collector) -> ImageAnnotation | None
     if not isinstance(raw, dict):
         col.add(keys, f"expected an image object, got {_type_name(raw)}")
         return None
-    words_raw = raw.get("words")
-    if not isinstance(words_raw, dict):
-        msg = "missing key 'words'" if words_raw is None else "'words' must be an object"
-        col.add(keys if words_raw is None else [*keys, "words"], msg)
+    if "words" not in raw:
+        col.add(keys, "missing key 'words'")
         return None
+    words_raw = raw["words"]
+    if not isinstance(words_raw, dict):
+        col.add([*keys, "words"], f"'words' must be an object, got {_type_name(words_raw)}")
+        return None
+    for wid in getattr(words_raw, "duplicates", ()):
+        col.add([*keys, "words", wid], "duplicate word id (a JSON reader keeps only the last)")
     words = [
         w
         for wid, wr in words_raw.items()
@@ -145,7 +180,7 @@ def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
     """Parse competition JSON text; all structural problems are raised together."""
     file = str(source)
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_object_pairs)
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno)
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
@@ -155,6 +190,8 @@ def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
             what = "'images' must be an object" if "images" in data else "missing key 'images'"
         raise InputError(what, file=file, line=1, key="images" if isinstance(data, dict) else None)
     col = _Collector(file, text)
+    for name in getattr(data["images"], "duplicates", ()):
+        col.add(["images", name], "duplicate image name (a JSON reader keeps only the last)")
     parsed = (_parse_image(name, raw, col) for name, raw in data["images"].items())
     images = [im for im in parsed if im is not None]
     col.raise_if_any()

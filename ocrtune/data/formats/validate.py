@@ -7,7 +7,7 @@ with the usable words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import shapely
@@ -15,6 +15,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
+from ocrtune.data.formats.competition_json import locate_key
 from ocrtune.data.formats.records import ImageAnnotation, Word
 from ocrtune.errors import Problem
 
@@ -35,6 +36,8 @@ class DataProblem:
     image: str | None = None
     word: str | None = None
     dropped: bool = False
+    line: int | None = None  # 1-based, in ``file`` (set by ``located``)
+    column: int | None = None
 
     @property
     def key(self) -> str | None:
@@ -42,8 +45,16 @@ class DataProblem:
             return None
         return f"images.{self.image}" + (f".words.{self.word}" if self.word is not None else "")
 
+    def located(self, text: str) -> DataProblem:
+        """Copy with the line/column of its image or word in ``text``, the JSON of ``file``."""
+        if self.image is None:
+            return self
+        keys = ["images", self.image] + (["words", self.word] if self.word is not None else [])
+        line, column = locate_key(text, keys)
+        return replace(self, line=line, column=column)
+
     def to_problem(self) -> Problem:
-        return Problem(f"{self.kind}: {self.message}", self.file, key=self.key)
+        return Problem(f"{self.kind}: {self.message}", self.file, self.line, self.column, self.key)
 
     def __str__(self) -> str:
         return str(self.to_problem())
