@@ -279,6 +279,10 @@ def test_csv_writes_mapping_with_empty_detections(tmp_path: Path) -> None:
         ("filename,polygons\na.jpg,0 0 1 x 1 1\n", 2, "numbers"),
         ("filename,polygons\na.jpg,\na.jpg,\n", 3, "duplicate"),
         ("filename,polygons\na.jpg,1 2,3\n", 2, "expected 2 fields"),
+        ('filename,polygons\nb.jpg,\na.jpg,"1 2 3 4\n', 3, "unterminated quoted field"),
+        ('filename,polygons\na.jpg,"1 2 3 4\nb.jpg,5 6 7 8\n', 2, "unterminated quoted field"),
+        ('filename,polygons\na.jpg,"1 2 3 4"x\n', 2, "malformed CSV"),
+        ('filename,polygons\n"a\nb.jpg",\nc.jpg,1 2 3\n', 4, "odd number"),  # start line
     ],
 )
 def test_csv_bad_input_is_located(tmp_path: Path, text: str, line: int, fragment: str) -> None:

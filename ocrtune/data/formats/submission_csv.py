@@ -10,7 +10,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,27 @@ def read_submission_csv(path: str | Path) -> Annotations:
     text = read_text(path, "CSV")
     # Polygon-mode submissions have rows far over csv's default 128 KiB field limit.
     csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    try:
-        return _parse(csv.reader(io.StringIO(text, newline="")), path)
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", file=path) from None
+    # strict: an unterminated quote or text after a closing quote is an error, not a guess
+    return _parse(csv.reader(io.StringIO(text, newline=""), strict=True), path)
+
+
+def _rows(reader: Any, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line the row starts on, fields)``; a malformed row is an error located there."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            what = "unterminated quoted field" if "end of data" in str(exc) else str(exc)
+            raise InputError(f"malformed CSV: {what}", file=path, line=start) from None
+        yield start, row
 
 
 def _parse(reader: Any, path: Path) -> Annotations:
-    header = next(reader, None)
+    rows = _rows(reader, path)
+    header = next(rows, (1, None))[1]
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise InputError(
             f"header must be 'filename,polygons', got {','.join(header or []) or 'nothing'!r}",
@@ -52,8 +65,7 @@ def _parse(reader: Any, path: Path) -> Annotations:
         )
     images: dict[str, ImageAnnotation] = {}
     problems: list[Problem] = []
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         if not row:
             continue
         if len(row) != 2:
