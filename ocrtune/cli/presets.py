@@ -18,7 +18,10 @@ from ocrtune.presets.write import blend_preset, dump, new_preset
 app = typer.Typer(help="List, show, validate and create presets.", no_args_is_help=True)
 
 DirOption = Annotated[Path, typer.Option("--dir", help="Folder to write the new preset into.")]
-ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite an existing preset file.")]
+ForceOption = Annotated[
+    bool,
+    typer.Option("--force", help="Overwrite an existing preset file, or shadow a preset of the same name."),
+]
 
 
 @app.command("list")
@@ -106,7 +109,7 @@ def validate(
 
 @app.command()
 def new(
-    name: Annotated[str, typer.Argument(help="Name of the new preset (file stem).")],
+    name: Annotated[str, typer.Argument(help="Name of the new preset (file stem; a .yaml suffix is dropped).")],
     from_: Annotated[str, typer.Option("--from", help="Preset to start from.")],
     set_: SetOption = None,
     out_dir: DirOption = Path("presets"),

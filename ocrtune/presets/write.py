@@ -6,18 +6,31 @@ import datetime as _dt
 import io
 import os
 import re
+import secrets
+import shutil
 import tempfile
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
-from ocrtune.errors import InputError, Problem
+from ocrtune.errors import InputError
 from ocrtune.presets.compare import BlendedValue
-from ocrtune.presets.load import LoadedPreset, find_preset, load_preset, parse_scalar, read_yaml
+from ocrtune.presets.load import (
+    SUFFIXES,
+    LoadedPreset,
+    find_preset,
+    load_preset,
+    parse_scalar,
+    preset_dirs,
+    read_yaml,
+    show_path,
+)
 
 
 class _ExactFloatRepresenter(RoundTripRepresenter):
@@ -56,21 +69,6 @@ def dump(doc: Any) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
-    """Write via a temp file + rename, so a failure never leaves half a preset."""
-    if path.exists() and not overwrite:
-        raise InputError("already exists (pass --force to overwrite)", file=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def set_path(doc: CommentedMap, key: str, value: Any, comment: str | None = None) -> None:
     """Set ``a.b.c`` in a round-trip tree, creating sections, keeping everything else."""
     parts = key.split(".")
@@ -96,6 +94,8 @@ def lookup(tree: Any, key: str) -> tuple[bool, Any]:
     return True, node
 
 
+
+
 def new_preset(
     name: str,
     source: str,
@@ -109,30 +109,25 @@ def new_preset(
     The copy says what it derives from (header line and description); scores the source reported
     are dropped once anything changes, since they were measured on the source.
     """
-    _check_name(name)
-    load_preset(source, overrides, dirs)  # validates the result before anything is written
+    name = _clean_name(name, None)
+    path = out_dir / f"{name}.yaml"
+    _check_free(name, path, dirs, overwrite)
+    load_preset(source, overrides, dirs)  # source and --set problems, before the disk is touched
     src, src_path = load_preset(source, (), dirs), find_preset(source, dirs)
     doc = read_yaml(src_path)
     if not isinstance(doc, CommentedMap):
         doc = CommentedMap()
+    ref = doc.get("extends")
+    if isinstance(ref, str):
+        _fix_extends(doc, find_preset(ref, dirs, relative_to=src_path.parent), path, dirs)
     keys = [_set_key(item) for item in overrides]
     changed = [k for k in keys if k != "description"]
     _set_description(doc, f"derived from {source}" + (f" with {', '.join(changed)} changed" if changed else ""))
     if overrides:
         doc["reported"] = None
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        key = key.strip()
-        set_path(doc, key, parse_scalar(raw, key), comment=_was(key, src, source))
-    _fix_extends(doc, src_path, out_dir, dirs)
-    if "reported" in doc and doc["reported"] is None:
-        doc.yaml_add_eol_comment("not yet measured", "reported")
     changes = f" with {len(overrides)} change(s)" if overrides else ""
     header = f"# Created {_dt.date.today().isoformat()} by `ocrtune presets new {name} --from {source}`{changes}.\n"
-    path = out_dir / f"{name}.yaml"
-    text = header + _OUR_HEADER.sub("", dump(doc))  # the source's own opening comment stays below it
-    write_atomic(path, text, overwrite)
-    load_preset(path, (), dirs)  # the file on disk must load exactly like the check above
+    _write_checked(path, header, doc, overrides, lambda key: _was(key, src, source), dirs, overwrite)
     return path
 
 
@@ -148,10 +143,13 @@ def blend_preset(
     overwrite: bool = False,
 ) -> Path:
     """Write a preset that extends ``a`` and sets each blended value, commented with its origin."""
-    _check_name(name)
+    name = _clean_name(name, "--name")
+    path = out_dir / f"{name}.yaml"
+    _check_free(name, path, dirs, overwrite)
     how = "geometric" if log else "linear"
     doc = CommentedMap()
     doc["extends"] = a
+    _fix_extends(doc, find_preset(a, dirs), path, dirs)
     doc["description"] = f"{how} blend of {a} and {b} at weight {weight:g}"
     for bv in blended:
         if bv.how == "from-a":
@@ -160,18 +158,51 @@ def blend_preset(
             note = f"{a} {bv.a!r} -> {b} {bv.b!r} ({bv.how}, w={weight:g})"
         set_path(doc, bv.key, bv.value, comment=note)
     doc["reported"] = None
-    doc.yaml_add_eol_comment("not yet measured", "reported")
-    doc.yaml_set_start_comment(
-        f"Created {_dt.date.today().isoformat()} by `ocrtune presets blend {a} {b} --name {name}"
-        f" --weight {weight:g}{' --log' if log else ''}`."
+    header = (
+        f"# Created {_dt.date.today().isoformat()} by `ocrtune presets blend {a} {b} --name {name}"
+        f" --weight {weight:g}{' --log' if log else ''}`.\n"
     )
-    path = out_dir / f"{name}.yaml"
-    _check_loads(doc, out_dir, name, dirs)
-    write_atomic(path, dump(doc), overwrite)
+    _write_checked(path, header, doc, (), lambda key: "", dirs, overwrite)
     return path
 
 
+# --- internals -------------------------------------------------------------------------
+
+_NAME = re.compile(r"[^\W_][\w.-]*")
 _OUR_HEADER = re.compile(r"\A(?:# Created \S+ by `ocrtune presets (?:new|blend) [^\n]*\n)+")
+
+
+def _clean_name(name: str, option: str | None) -> str:
+    """The file stem for ``name``: a trailing .yaml/.yml is dropped, anything but a plain stem refused."""
+    stem = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s)), name)
+    if not _NAME.fullmatch(stem):
+        raise InputError(
+            f"preset name {name!r} is not a plain file stem: use letters, digits, '.', '-' and '_',"
+            " starting with a letter or digit",
+            key=option,
+        )
+    return stem
+
+
+def _check_free(name: str, path: Path, dirs: Sequence[str | Path], overwrite: bool) -> None:
+    """Refuse to overwrite a file, or to shadow a preset found by the same name, unless forced.
+
+    A second ``run8`` earlier on the search path silently changes what every command means by
+    ``run8`` (``compare baseline run8`` in that folder would compare the copy).
+    """
+    if overwrite:
+        return
+    if path.exists():
+        raise _exists(path)
+    for d in (path.parent, *preset_dirs(dirs)):
+        for s in SUFFIXES:
+            other = d / f"{name}{s}"
+            if other.is_file():
+                raise InputError(
+                    f"a preset of that name already exists: {show_path(other)}; the new one would shadow it"
+                    " (choose another name, or pass --force)",
+                    key=name,
+                )
 
 
 def _set_key(item: str) -> str:
@@ -195,36 +226,142 @@ def _was(key: str, src: LoadedPreset, label: str) -> str:
     return f"was {old!r} in {label} (default)" if found else f"not set in {label}"
 
 
-def _check_loads(doc: CommentedMap, out_dir: Path, name: str, dirs: Sequence[str | Path]) -> None:
-    """Validate a document before writing it, resolving ``extends`` as it will be on disk."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".yaml", dir=out_dir)
+def _write_checked(
+    path: Path,
+    header: str,
+    doc: CommentedMap,
+    overrides: Sequence[str],
+    was: Callable[[str], str],
+    dirs: Sequence[str | Path],
+    overwrite: bool,
+) -> None:
+    """Write ``doc`` plus ``overrides`` to ``path`` only if it loads there; otherwise leave no trace.
+
+    A preset can only be checked at its own name: ``extends`` resolves from its folder, and a
+    cycle back to it exists only once it is there. So the file is put in place, loaded, and
+    taken back (the previous file restored) if that fails.
+    """
+
+    def text() -> str:
+        return header + _OUR_HEADER.sub("", dump(doc))
+
+    with _staged(path, text(), overwrite) as put:
+        _check_at(path, overrides, dirs)  # --set problems stay located at --set
+        for item in overrides:
+            key, _, raw = item.partition("=")
+            key = key.strip()
+            set_path(doc, key, parse_scalar(raw, key), comment=was(key))
+        if "reported" in doc and doc["reported"] is None:
+            doc.yaml_add_eol_comment("not yet measured", "reported")
+        put(text())
+        _check_at(path, (), dirs)
+
+
+def _check_at(path: Path, overrides: Sequence[str], dirs: Sequence[str | Path]) -> None:
+    try:
+        load_preset(path, overrides, dirs)
+    except InputError as e:
+        raise InputError(
+            problems=[p if p.file == "--set" else replace(p, message=f"{p.message} (nothing written)") for p in e.problems]
+        ) from None
+
+
+@contextmanager
+def _staged(path: Path, text: str, overwrite: bool) -> Iterator[Callable[[str], None]]:
+    """Put ``text`` at ``path`` for the body; if the body fails, put back what was there before.
+
+    Yields a function that replaces the staged text. Folders created here are removed again.
+    Without ``overwrite`` an existing file (even one that appeared a moment ago) is never touched.
+    """
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    backup: Path | None = None
+    placed = False
+    try:
+        if overwrite and path.exists():
+            backup = _temp_copy(path)
+            _put(path, text, exclusive=False)
+        else:
+            _put(path, text, exclusive=True)
+        placed = True
+        yield lambda t: _put(path, t, exclusive=False)
+    except BaseException:
+        if backup is not None:
+            os.replace(backup, path)
+            backup = None
+        elif placed:
+            path.unlink(missing_ok=True)
+        for d in made:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+    finally:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+
+
+def _put(path: Path, text: str, exclusive: bool) -> None:
+    """Write via a temp file + rename, so no one ever reads half a preset.
+
+    ``exclusive`` never replaces a file, not even one that appeared a moment ago: the temp file
+    is hard-linked to the name, which fails if the name exists.
+    """
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp's 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dump(doc))
-        load_preset(Path(tmp), (), dirs)
-    except InputError as e:  # name the setting, not the temporary file
-        raise InputError(
-            problems=[Problem(f"{p.message} in the blended preset", "blend", None, None, p.key) for p in e.problems]
-        ) from None
+            f.write(text)
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise _exists(path) from None
+        except OSError:  # no hard links on this file system: exclusive create instead
+            try:
+                with open(path, "x", encoding="utf-8") as f:
+                    f.write(text)
+            except FileExistsError:
+                raise _exists(path) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
-def _fix_extends(doc: CommentedMap, src_path: Path, out_dir: Path, dirs: Sequence[str | Path] = ()) -> None:
-    """Make ``extends`` name, from the new file's folder, the same base it names from the source."""
+def _exists(path: Path) -> InputError:
+    return InputError("already exists (pass --force to overwrite)", file=show_path(path))
+
+
+def _temp_copy(path: Path) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".bak", dir=path.parent)
+    os.close(fd)
+    shutil.copy2(path, tmp)
+    return Path(tmp)
+
+
+def _fix_extends(doc: CommentedMap, wanted: Path, path: Path, dirs: Sequence[str | Path]) -> None:
+    """Make ``extends`` name, from the new file at ``path``, the base ``wanted``.
+
+    A reference that finds another file from there, or finds it only from the current folder,
+    or would find the new file itself, is replaced by the base's absolute path.
+    """
     ref = doc.get("extends")
     if not isinstance(ref, str):
         return
-    wanted = find_preset(ref, dirs, relative_to=src_path.parent).resolve()
-    try:
-        found = find_preset(ref, dirs, relative_to=out_dir).resolve()
-    except InputError:
-        found = None
-    if found != wanted:
+    wanted = wanted.resolve()
+    if _found_from(ref, path.parent, dirs) != wanted or Path(ref).stem == path.stem:
         doc["extends"] = str(wanted)
 
 
-def _check_name(name: str) -> None:
-    if not name or "/" in name or os.sep in name or name.startswith((".", "_")):
-        raise InputError("preset names are plain file stems (no '/', not starting with '.' or '_')", key=name)
+def _found_from(ref: str, folder: Path, dirs: Sequence[str | Path]) -> Path | None:
+    """The file a preset in ``folder`` gets for ``extends: ref``, ignoring the cwd fallback for paths."""
+    as_path = Path(ref)
+    if not as_path.is_absolute() and (as_path.suffix in SUFFIXES or os.sep in ref):
+        tried = [folder / ref, *(folder / (ref + s) for s in SUFFIXES)]
+        return next((c.resolve() for c in tried if c.is_file()), None)
+    try:
+        return find_preset(ref, dirs, relative_to=folder).resolve()
+    except InputError:
+        return None
