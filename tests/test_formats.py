@@ -210,6 +210,20 @@ def test_icdar_reads_bom_and_crlf(tmp_path: Path) -> None:
     assert dumps_icdar_txt(ann) == "1,2,3,2,3,4,1,4,첫 단어\n5,6,7,6,7,8,5,8,###\n"
 
 
+def test_icdar_lines_with_and_without_transcript_round_trip(tmp_path: Path) -> None:
+    text = "1,2,3,2,3,4,1,4\n1,2,3,2,3,4,1,4,\n1,2,3,2,3,4,1,4,word\n1,2,3,2,3,4,1,4,###\n"
+    path = tmp_path / "gt_img_2.txt"
+    path.write_text(text)
+    ann = read_icdar_txt(path)
+    assert [w.text for w in ann.words] == [None, "", "word", "###"]
+    assert dumps_icdar_txt(ann) == text
+    made = ImageAnnotation("x.jpg", [
+        Word("1", [[0, 0], [4, 0], [4, 2], [0, 2]]),  # no transcript: no trailing comma
+        Word("2", [[0, 0], [4, 0], [4, 2], [0, 2]], ignore=True),
+    ])
+    assert dumps_icdar_txt(made) == "0,0,4,0,4,2,0,2\n0,0,4,0,4,2,0,2,###\n"
+
+
 def test_icdar_directory_round_trip(tmp_path: Path) -> None:
     anns = Annotations([
         ImageAnnotation("img_1.jpg", [Word("0001", [[0, 0], [4, 0], [4, 2], [0, 2]], "a,b")]),

@@ -1,13 +1,13 @@
 """ICDAR2015 ground truth: one ``gt_<image>.txt`` per image, ``x1,y1,...,x4,y4,transcript``.
 
-The transcript may itself contain commas (split at most 8 times); ``###`` marks don't-care
-regions; a UTF-8 BOM (common in the official files) is skipped.
+The transcript may itself contain commas (split at most 8 times) and may be left out (no
+trailing comma, read as ``None``); ``###`` marks don't-care regions; a UTF-8 BOM (common in
+the official files) is skipped.
 """
 
 from __future__ import annotations
 
 import math
-
 import re
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def read_icdar_txt(path: str | Path, image_name: str | None = None) -> ImageAnno
         parts = line.split(",", _ICDAR_COORDS)
         if len(parts) < _ICDAR_COORDS:
             problems.append(
-                Problem(f"expected 8 coordinates and a transcript, got {len(parts)} fields",
+                Problem(f"expected 8 coordinates and an optional transcript, got {len(parts)} fields",
                         str(path), lineno)
             )
             continue
@@ -52,7 +52,8 @@ def read_icdar_txt(path: str | Path, image_name: str | None = None) -> ImageAnno
         if not all(math.isfinite(v) for v in values):
             problems.append(Problem("coordinates must be finite numbers", str(path), lineno))
             continue
-        transcript = parts[_ICDAR_COORDS] if len(parts) > _ICDAR_COORDS else ""
+        # "x1,...,y4" has no transcript (None); "x1,...,y4," an empty one: both round-trip
+        transcript = parts[_ICDAR_COORDS] if len(parts) > _ICDAR_COORDS else None
         int_coords = all(re.fullmatch(r"\s*[-+]?\d+\s*", p) for p in parts[:_ICDAR_COORDS])
         words.append(
             Word(f"{len(words) + 1:04d}", np.asarray(values).reshape(4, 2), transcript,
@@ -76,8 +77,9 @@ def dumps_icdar_txt(annotation: ImageAnnotation) -> str:
                 f"ICDAR2015 needs 4 points per word, word has {len(w.points)}",
                 key=f"{annotation.name}.words.{w.id}",
             )
-        text = w.text if w.text is not None else (DONT_CARE if w.ignore else "")
-        lines.append(",".join(format_number(v) for v in w.points.ravel()) + "," + text)
+        text = w.text if w.text is not None else (DONT_CARE if w.ignore else None)
+        coords = ",".join(format_number(v) for v in w.points.ravel())
+        lines.append(coords if text is None else f"{coords},{text}")
     return "".join(line + "\n" for line in lines)
 
 
