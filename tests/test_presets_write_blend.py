@@ -1,4 +1,4 @@
-"""`presets blend` regressions: no self-extending preset, paths that work anywhere, names."""
+"""`presets blend` regressions: no self-extending preset, paths that work anywhere, --set, names."""
 
 from __future__ import annotations
 
@@ -41,6 +41,35 @@ def test_blend_of_a_path_extends_it_from_anywhere(cli, here, monkeypatch):
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert load_preset(here / "presets" / "gb.yaml").preset.seed == 7
+
+
+def test_blend_applies_set_to_the_blended_result(cli, here):
+    code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "z", "--set", "seed=3",
+                       "--set", "models.optimizer.lr=1e-4", "-s", "reported.hmean=90")
+    assert code == 0, err
+    p = load_preset(here / "presets" / "z.yaml").preset
+    assert p.seed == 3 and p.models.optimizer.lr == 1e-4 and p.reported is not None and p.reported.hmean == 90
+    assert p.models.scheduler.T_max == 23  # still blended
+    text = (here / "presets" / "z.yaml").read_text()
+    assert "seed: 3  # was 42 in baseline" in text and "in the blend" in text
+
+
+def test_blend_set_is_checked_against_the_blend_not_the_first_preset(cli, here):
+    # 0.00042 is above baseline's lr (0.0004) but below the blended one (about 0.000457)
+    code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "z", "--set", "models.scheduler.eta_min=0.00042")
+    assert code == 0, err
+    assert load_preset(here / "presets" / "z.yaml").preset.models.scheduler.eta_min == 0.00042
+
+
+@pytest.mark.parametrize("item,line", [
+    ("models.optimizer.lr=0", "--set models.optimizer.lr: must be > 0.0"),
+    ("models.optimizer.lrr=1", "--set models.optimizer.lrr: unknown key (did you mean 'lr'?)"),
+    ("models.scheduler.eta_min=0.01", "--set models.scheduler.eta_min: must be below models.optimizer.lr"),
+])
+def test_blend_bad_set_is_located_and_writes_nothing(cli, here, item, line):
+    code, _, err = cli("presets", "blend", "baseline", "run8", "--name", "z", "--set", item)
+    assert code == 2 and err.strip().startswith(line) and "Traceback" not in err
+    assert not (here / "presets").exists()
 
 
 @pytest.mark.parametrize("given,ok", [("mix.yaml", True), ("a b", False), ("x/y", False), ("_b", False)])

@@ -128,16 +128,20 @@ def blend(
     name: Annotated[str, typer.Option("--name", help="Name of the blended preset.")],
     weight: Annotated[float, typer.Option("--weight", help="0 gives A, 1 gives B.")] = 0.5,
     log: Annotated[bool, typer.Option("--log", help="Interpolate geometrically (for lr-like values).")] = False,
+    set_: SetOption = None,
     out_dir: DirOption = Path("presets"),
     force: ForceOption = False,
     presets_dir: PresetsDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Interpolate the numeric settings of two presets (integers rounded) into a new preset."""
+    """Interpolate the numeric settings of two presets (integers rounded) into a new preset.
+
+    --set values apply to the blended result.
+    """
     dirs = presets_dir or []
     pa, pb = load_preset(a, (), dirs), load_preset(b, (), dirs)
     values = blend_values(settings(pa.preset), settings(pb.preset), weight, log)
-    path = blend_preset(name, a, b, values, weight, log, out_dir, dirs, force)
+    path = blend_preset(name, a, b, values, weight, log, out_dir, dirs, force, set_ or [])
     if as_json:
         print_json({"path": str(path), "values": [v.__dict__ for v in values]})
         return

@@ -141,11 +141,16 @@ def blend_preset(
     out_dir: Path = Path("presets"),
     dirs: Sequence[str | Path] = (),
     overwrite: bool = False,
+    overrides: Sequence[str] = (),
 ) -> Path:
-    """Write a preset that extends ``a`` and sets each blended value, commented with its origin."""
+    """Write a preset that extends ``a`` and sets each blended value, commented with its origin.
+
+    ``--set`` overrides apply to the blended result (checked against it, not against ``a``).
+    """
     name = _clean_name(name, "--name")
     path = out_dir / f"{name}.yaml"
     _check_free(name, path, dirs, overwrite)
+    pa = load_preset(a, (), dirs)
     how = "geometric" if log else "linear"
     doc = CommentedMap()
     doc["extends"] = a
@@ -158,11 +163,17 @@ def blend_preset(
             note = f"{a} {bv.a!r} -> {b} {bv.b!r} ({bv.how}, w={weight:g})"
         set_path(doc, bv.key, bv.value, comment=note)
     doc["reported"] = None
+    values = {bv.key: bv.value for bv in blended}
+    sets = f" with {len(overrides)} --set" if overrides else ""
     header = (
         f"# Created {_dt.date.today().isoformat()} by `ocrtune presets blend {a} {b} --name {name}"
-        f" --weight {weight:g}{' --log' if log else ''}`.\n"
+        f" --weight {weight:g}{' --log' if log else ''}`{sets}.\n"
     )
-    _write_checked(path, header, doc, (), lambda key: "", dirs, overwrite)
+
+    def was(key: str) -> str:
+        return f"was {values[key]!r} in the blend" if key in values else _was(key, pa, a)
+
+    _write_checked(path, header, doc, overrides, was, dirs, overwrite)
     return path
 
 
