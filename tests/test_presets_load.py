@@ -227,3 +227,18 @@ def test_set_boolean_for_a_number_is_rejected():
         "--set models.optimizer.lr: expected a number, not true/false (got true)",
         "--set seed: expected a number, not true/false (got true)",
     ]
+
+
+def test_range_checks_read_as_one_line_each():
+    with pytest.raises(InputError) as e:
+        load_preset("baseline", ["datasets.augment.scale=[1]", "trainer.devices=0", "models.encoder.out_indices=[1, 1, 2]"])
+    assert lines_of(e) == [
+        "--set models.encoder.out_indices: lists stage 1 more than once (got [1, 1, 2])",
+        "--set datasets.augment.scale: expected two numbers [min, max] (got [1])",
+        "--set trainer.devices: must be a device count >= 1, -1 (every GPU) or auto (got 0)",
+    ]
+    # cpu-demo warms up for 1 epoch: a 1-epoch run is all warm-up, blamed on the --set that shortened it
+    with pytest.raises(InputError) as e:
+        load_preset("cpu-demo", ["trainer.max_epochs=1"])
+    assert lines_of(e) == ["--set trainer.max_epochs: must be above models.scheduler.warmup_epochs (1), "
+                           "or the run ends before warm-up reaches the full lr (got 1)"]

@@ -106,3 +106,72 @@ def test_bool_fields_still_take_booleans():
     p = make(models={"encoder": {"pretrained": True}, "decoder": {"asf": True}}, datasets={"augment": {"enabled": False}})
     assert p.models.encoder.pretrained is True and p.models.decoder.asf is True
     assert p.datasets.augment.enabled is False
+
+
+def _error(data):
+    with pytest.raises(ValidationError) as e:
+        Preset.model_validate(data)
+    (err,) = e.value.errors()
+    return ".".join(str(x) for x in err["loc"]), err
+
+
+def test_warmup_must_end_before_the_run():
+    # the cosine starts after the warm-up (see lr_factor), so warm-up >= T_max is fine ...
+    p = make(models={"scheduler": {"warmup_epochs": 5, "T_max": 3}}, trainer={"max_epochs": 10})
+    assert p.models.scheduler.warmup_epochs == 5
+    # ... but a warm-up as long as the run never reaches the full lr
+    loc, err = _error({"models": {"scheduler": {"warmup_epochs": 10}}, "trainer": {"max_epochs": 10}})
+    rule = err["ctx"]["error"]
+    assert loc == "" and rule.key == "models.scheduler.warmup_epochs"
+    assert rule.messages["models.scheduler.warmup_epochs"].startswith("must be below trainer.max_epochs (10)")
+    assert rule.messages["trainer.max_epochs"].startswith("must be above models.scheduler.warmup_epochs (10)")
+    make(models={"scheduler": {"warmup_epochs": 9}}, trainer={"max_epochs": 10})
+
+
+@pytest.mark.parametrize("devices", ["auto", 1, 4, -1, [0], [1, 0], "0,1", "2", "-1"])
+def test_devices_lightning_takes(devices):
+    assert make(trainer={"devices": devices}).trainer.devices == devices
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        (0, "must be a device count >= 1, -1 (every GPU) or auto (got 0)"),
+        (-2, "must be a device count >= 1, -1 (every GPU) or auto (got -2)"),
+        ("0", "must be a device count >= 1, -1 (every GPU) or auto (got '0')"),
+        ([], "must list at least one device index"),
+        ([0, 0], "must list distinct device indices >= 0 (got [0, 0])"),
+        ([-1], "must list distinct device indices >= 0 (got [-1])"),
+        ("gpu", "must be auto, a device count, -1 (every GPU) or device indices (got 'gpu')"),
+    ],
+)
+def test_devices_lightning_rejects(devices, message):
+    loc, err = _error({"trainer": {"devices": devices}})
+    assert loc == "trainer.devices" and err["msg"] == f"Value error, {message}"
+
+
+@pytest.mark.parametrize(
+    "indices, message",
+    [
+        ([2, 2, 3], "lists stage 2 more than once (got [2, 2, 3])"),
+        ([3, 2], "must list stages in increasing order, e.g. [2, 3] (got [3, 2])"),
+        ([], "must list at least one encoder stage"),
+    ],
+)
+def test_out_indices_unique_and_increasing(indices, message):
+    loc, err = _error({"models": {"encoder": {"out_indices": indices}}})
+    assert loc == "models.encoder.out_indices" and err["msg"] == f"Value error, {message}"
+
+
+def test_out_indices_upper_end_is_left_to_the_model():
+    # stage counts differ (ConvNeXt 4, ResNet 5, ViT 12): the encoder build checks the model's own
+    assert make(models={"encoder": {"model_name": "vit_small_patch16_224", "out_indices": [8, 11]}})
+    loc, _ = _error({"models": {"encoder": {"out_indices": [-1]}}})
+    assert loc == "models.encoder.out_indices.0"
+
+
+@pytest.mark.parametrize("scale, shown", [([1], "[1]"), ([0.5, 1, 2], "[0.5, 1, 2]"), (1.2, "1.2"), (None, "null")])
+def test_scale_needs_two_numbers(scale, shown):
+    loc, err = _error({"datasets": {"augment": {"scale": scale}}})
+    assert loc == "datasets.augment.scale"
+    assert err["msg"] == f"Value error, expected two numbers [min, max] (got {shown})"

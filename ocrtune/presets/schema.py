@@ -57,6 +57,8 @@ def _mentions(annotation: Any, types: tuple[type, ...]) -> bool:
 
 
 def _yaml_text(v: Any) -> str:
+    if v is None:
+        return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (list, tuple)):
@@ -73,10 +75,17 @@ class EncoderConfig(Strict):
     @field_validator("out_indices")
     @classmethod
     def _increasing(cls, v: list[int]) -> list[int]:
+        """timm drops repeated stages and returns maps in stage order whatever the list order, so
+        anything but unique increasing indices gives the decoder other maps than it was sized for.
+        The upper end depends on the model (4 stages for ConvNeXt, 5 for ResNet and EfficientNet,
+        12 blocks for ViT): it is checked when the encoder is built."""
         if not v:
             raise ValueError("must list at least one encoder stage")
-        if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("must be strictly increasing stage indices")
+        repeated = sorted({i for i in v if v.count(i) > 1})
+        if repeated:
+            raise ValueError(f"lists stage {', '.join(map(str, repeated))} more than once (got {v})")
+        if v != sorted(v):
+            raise ValueError(f"must list stages in increasing order, e.g. {sorted(v)} (got {v})")
         return v
 
 
@@ -119,7 +128,7 @@ class SchedulerConfig(Strict):
     name: Literal["cosine", "constant"] = "cosine"
     T_max: PositiveInt = 22
     eta_min: Annotated[float, Field(ge=0.0)] = 0.0
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    warmup_epochs: Annotated[int, Field(ge=0)] = 0  # before the cosine, which then runs T_max epochs
 
 
 class ModelsConfig(Strict):
@@ -149,12 +158,19 @@ class AugmentConfig(Strict):
     crop: Probability = 0.5
     color_jitter: Probability = 0.2
 
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _scale_pair(cls, v: Any) -> Any:
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise ValueError(f"expected two numbers [min, max] (got {_yaml_text(v)})")
+        return v
+
     @field_validator("scale")
     @classmethod
     def _scale_range(cls, v: tuple[float, float]) -> tuple[float, float]:
         lo, hi = v
         if not 0 < lo <= hi:
-            raise ValueError("must be [min, max] with 0 < min <= max")
+            raise ValueError(f"must be [min, max] with 0 < min <= max (got [{lo:g}, {hi:g}])")
         return v
 
 
@@ -205,6 +221,28 @@ class TrainerConfig(Strict):
     strategy: str = "auto"
     num_nodes: PositiveInt = 1
 
+    @field_validator("devices")
+    @classmethod
+    def _lightning_devices(cls, v: int | str | list[int]) -> int | str | list[int]:
+        """What ``lightning.Trainer(devices=...)`` takes: auto, a count >= 1, -1 (every GPU), or
+        distinct device indices (a list, or a string such as "0,1")."""
+        if v == "auto":
+            return v
+        parsed: Any = v
+        if isinstance(v, str):
+            try:
+                parsed = [int(x) for x in v.split(",") if x.strip()] if "," in v else int(v)
+            except ValueError:
+                raise ValueError(f"must be auto, a device count, -1 (every GPU) or device indices (got {v!r})") from None
+        if isinstance(parsed, int) and not (parsed >= 1 or parsed == -1):
+            raise ValueError(f"must be a device count >= 1, -1 (every GPU) or auto (got {v!r})")
+        if isinstance(parsed, list):
+            if not parsed:
+                raise ValueError("must list at least one device index")
+            if any(i < 0 for i in parsed) or len(set(parsed)) != len(parsed):
+                raise ValueError(f"must list distinct device indices >= 0 (got {v!r})")
+        return v
+
 
 class ReportedConfig(Strict):
     """Scores a preset is known to reach (percent). Never feeds training."""
@@ -224,6 +262,20 @@ class Preset(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     seed: int = 42
     reported: ReportedConfig | None = None
+
+    @model_validator(mode="after")
+    def _warmup_within_run(self) -> Preset:
+        # the warm-up comes before the cosine (which still runs T_max epochs after it), so the
+        # limit is the run: a warm-up as long as the run never trains at the full lr
+        warmup, epochs = self.models.scheduler.warmup_epochs, self.trainer.max_epochs
+        if warmup >= epochs:
+            raise FieldError({
+                "models.scheduler.warmup_epochs": f"must be below trainer.max_epochs ({epochs}), or the run "
+                f"ends before warm-up reaches the full lr (got {warmup})",
+                "trainer.max_epochs": f"must be above models.scheduler.warmup_epochs ({warmup}), or the run "
+                f"ends before warm-up reaches the full lr (got {epochs})",
+            })
+        return self
 
 
 def field_names(path: tuple[str | int, ...]) -> list[str] | None:
