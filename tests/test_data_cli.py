@@ -186,3 +186,52 @@ def test_synth_force_never_replaces_a_real_dataset(synth_dir: Path, tmp_path: Pa
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "did not synthesise" in result.stderr
     assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
+
+
+def test_empty_split_is_a_problem(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    (ds / "images" / "test").mkdir()
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{ds / 'images' / 'test'}: empty-split: split folder holds no images\n"
+    assert "test: 0 images, 1 problems" in result.stderr
+    stats = json.loads(runner.invoke(root, ["data", "stats", str(ds), "--split", "test", "--json"]).stdout)
+    assert stats["problems"]["by_kind"] == {"empty-split": 1}
+
+
+def test_stats_says_it_does_not_decode_images(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    victim = sorted((ds / "images" / "train").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:600])  # header intact, pixels cut off
+    check = runner.invoke(root, ["data", "check", str(ds), "--split", "train"])
+    assert check.exit_code == 1 and "unreadable" in check.stdout
+    table = runner.invoke(root, ["data", "stats", str(ds)])
+    assert table.exit_code == 0
+    assert "problems (image headers only)" in table.stdout
+    assert "ocrtune data check` also decodes every image" in table.stderr
+    stats = json.loads(runner.invoke(root, ["data", "stats", str(ds), "--json"]).stdout)
+    assert stats["images_decoded"] is False
+
+
+def test_stats_table_is_not_wrapped_at_80_columns_when_piped(synth_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ds = _copy(synth_dir, tmp_path / ("a-rather-long-folder-name-" * 2) / "ds")
+    path = ds / "jsons" / "train.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    name = next(iter(raw["images"]))
+    raw["images"][name]["words"]["9999"] = {"points": [[1, 1], [5, 5]]}
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    code = "from ocrtune.cli.app import main; main()"
+    out = subprocess.run(
+        [sys.executable, "-c", code, "data", "stats", str(ds)],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+    lines = out.splitlines()
+    assert lines[0] == f"train: {ds / 'images' / 'train'}" and len(lines[0]) > 80
+    problem = next(t for t in lines if "9999" in t)
+    assert problem.startswith(f"  {path}:1:") and problem.endswith("at least 3 are needed")
+    assert max(len(t) for t in lines) > 160  # a located problem line is never cut

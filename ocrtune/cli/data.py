@@ -31,7 +31,9 @@ def _fmt(value: Any) -> str:
 
 def _render_split(s: SplitStats, max_listed: int) -> None:
     d = s.to_dict(max_listed)
-    table = Table(title=f"{s.split}: {s.image_dir}", show_header=False, title_justify="left")
+    # paths and problem lines are printed whole (never wrapped, never read as markup)
+    _out.print(f"{s.split}: {s.image_dir}", markup=False, soft_wrap=True)
+    table = Table(show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     wpi, side = d["words_per_image"], d["long_side"]
@@ -42,7 +44,7 @@ def _render_split(s: SplitStats, max_listed: int) -> None:
         ("words/image min | mean | max", " | ".join(_fmt(wpi[k]) for k in ("min", "mean", "max"))),
         ("long side min | max (px)", f"{_fmt(side['min'])} | {_fmt(side['max'])}"),
         ("polygon vertices", ", ".join(f"{k}: {v}" for k, v in d["vertices"].items()) or "-"),
-        ("problems", d["problems"]["total"]),
+        ("problems" if s.decoded else "problems (image headers only)", d["problems"]["total"]),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
@@ -55,10 +57,13 @@ def _render_split(s: SplitStats, max_listed: int) -> None:
             kinds.add_row(kind, str(count))
         _out.print(kinds)
         for p in s.problems[:max_listed]:
-            _out.print(f"  {p}", markup=False)
+            _out.print(f"  {p}", markup=False, soft_wrap=True)
         if len(s.problems) > max_listed:
             more = len(s.problems) - max_listed
             _out.print(f"  ... and {more} more (ocrtune data check lists all)")
+    if not s.decoded:
+        _err.print("image headers only: `ocrtune data check` also decodes every image "
+                   "(truncated or corrupt files)")
 
 
 @app.command()
@@ -68,7 +73,10 @@ def stats(
     as_json: JsonOpt = False,
     show: Annotated[int, typer.Option(help="How many problems to list.")] = 10,
 ) -> None:
-    """Count images, words, sizes and vertex counts of one split, and summarise problems."""
+    """Count images, words, sizes and vertex counts of one split, and summarise problems.
+
+    Image headers only are read, so it stays fast; ``data check`` also decodes every image.
+    """
     result = scan_split(directory, split)
     if as_json:
         typer.echo(json.dumps(result.to_dict(show), indent=2, ensure_ascii=False))
