@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
