@@ -237,8 +237,4 @@ def test_range_checks_read_as_one_line_each():
         "--set datasets.augment.scale: expected two numbers [min, max] (got [1])",
         "--set trainer.devices: must be a device count >= 1, -1 (every GPU) or auto (got 0)",
     ]
-    # cpu-demo warms up for 1 epoch: a 1-epoch run is all warm-up, blamed on the --set that shortened it
-    with pytest.raises(InputError) as e:
-        load_preset("cpu-demo", ["trainer.max_epochs=1"])
-    assert lines_of(e) == ["--set trainer.max_epochs: must be above models.scheduler.warmup_epochs (1), "
-                           "or the run ends before warm-up reaches the full lr (got 1)"]
+    assert load_preset("cpu-demo", ["trainer.max_epochs=1"]).preset.trainer.max_epochs == 1  # a smoke run

@@ -115,17 +115,11 @@ def _error(data):
     return ".".join(str(x) for x in err["loc"]), err
 
 
-def test_warmup_must_end_before_the_run():
-    # the cosine starts after the warm-up (see lr_factor), so warm-up >= T_max is fine ...
-    p = make(models={"scheduler": {"warmup_epochs": 5, "T_max": 3}}, trainer={"max_epochs": 10})
-    assert p.models.scheduler.warmup_epochs == 5
-    # ... but a warm-up as long as the run never reaches the full lr
-    loc, err = _error({"models": {"scheduler": {"warmup_epochs": 10}}, "trainer": {"max_epochs": 10}})
-    rule = err["ctx"]["error"]
-    assert loc == "" and rule.key == "models.scheduler.warmup_epochs"
-    assert rule.messages["models.scheduler.warmup_epochs"].startswith("must be below trainer.max_epochs (10)")
-    assert rule.messages["trainer.max_epochs"].startswith("must be above models.scheduler.warmup_epochs (10)")
-    make(models={"scheduler": {"warmup_epochs": 9}}, trainer={"max_epochs": 10})
+def test_a_warmup_as_long_as_the_run_is_allowed():
+    # the cosine starts after the warm-up (see lr_factor); a 1-epoch smoke run of a preset that
+    # warms up for 1 epoch (cpu-demo) trains at a reduced lr, which is what its user asked for
+    p = make(models={"scheduler": {"warmup_epochs": 5, "T_max": 3}}, trainer={"max_epochs": 5})
+    assert p.models.scheduler.warmup_epochs == 5 and p.trainer.max_epochs == 5
 
 
 @pytest.mark.parametrize("devices", ["auto", 1, 4, -1, [0], [1, 0], "0,1", "2", "-1"])

@@ -263,20 +263,6 @@ class Preset(Strict):
     seed: int = 42
     reported: ReportedConfig | None = None
 
-    @model_validator(mode="after")
-    def _warmup_within_run(self) -> Preset:
-        # the warm-up comes before the cosine (which still runs T_max epochs after it), so the
-        # limit is the run: a warm-up as long as the run never trains at the full lr
-        warmup, epochs = self.models.scheduler.warmup_epochs, self.trainer.max_epochs
-        if warmup >= epochs:
-            raise FieldError({
-                "models.scheduler.warmup_epochs": f"must be below trainer.max_epochs ({epochs}), or the run "
-                f"ends before warm-up reaches the full lr (got {warmup})",
-                "trainer.max_epochs": f"must be above models.scheduler.warmup_epochs ({warmup}), or the run "
-                f"ends before warm-up reaches the full lr (got {epochs})",
-            })
-        return self
-
 
 def field_names(path: tuple[str | int, ...]) -> list[str] | None:
     """Allowed keys of the model reached by ``path`` from ``Preset`` (None if not a model)."""
