@@ -75,3 +75,22 @@ def test_runs_list_survives_a_corrupt_summary(tmp_path, cli):
     assert code == 0
     status = {r["run"].split("-", 3)[-1]: r["status"] for r in json.loads(out)}
     assert status["good"] == "completed" and status["bad"].startswith("unreadable summary")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_the_umask_mode_not_0600(tmp_path, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        run = RunDir(new_run_dir(tmp_path, "r"))
+        run.write_summary({"status": "running"})
+        run.write_metrics([{"epoch": 0, "val_hmean": 0.5}])
+        write_json_atomic(tmp_path / "eval-val.json", {"a": 1})
+        write_json_atomic(tmp_path / "eval-val.json", {"a": 2})  # replacing keeps the umask mode too
+    finally:
+        os.umask(old)
+    for p in (run.summary_path, run.metrics, tmp_path / "eval-val.json"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
+    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]

@@ -17,7 +17,7 @@ import io
 import json
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -52,8 +52,10 @@ METRIC_COLUMNS = (
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file + ``os.replace``; the file gets the umask's usual mode (not mkstemp's 0600),
+    like the checkpoints beside it, so whoever may read the run can read all of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -61,8 +63,19 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """A new hidden file beside ``path``, created 0o666 so the umask applies."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
