@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -99,12 +100,26 @@ def open_backend(kind: str, target: str) -> BaseStorage:
             rdb.engine.dispose()  # reconnect with the pragmas
             return rdb
     try:
-        return RDBStorage(_with_driver(target), engine_kwargs={"pool_pre_ping": True})
+        return _open_rdb(_with_driver(target))
     except ImportError:
         raise InputError(f"no database driver for {show_storage(kind, target)}: pip install psycopg2-binary "
                          "(PostgreSQL) or pymysql (MySQL)", key="--storage") from None
     except Exception as e:  # connection refused, bad credentials, unknown database
         raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first_line(e)}") from None
+
+
+def _open_rdb(url: str, attempts: int = 6) -> RDBStorage:
+    """Optuna creates its tables and version row non-atomically: processes that open a fresh
+    database together (a coordinator and its workers) collide on it, and all but one fail. The
+    loser's retry finds the tables made; a real error (a missing grant) fails every try."""
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def close_backend(storage: BaseStorage) -> None:
