@@ -10,8 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
-# Tests run two workers on two cores: one thread each keeps torch from oversubscribing.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests run two workers on two cores: one thread each keeps torch from oversubscribing, and
+# makes the tiny trainings' numbers the same wherever they run (thread count changes the sums).
+os.environ["OMP_NUM_THREADS"] = "1"
 # Wide, fixed terminal for rendered tables (rich reads this once, at import).
 os.environ["COLUMNS"] = "200"
 

@@ -96,9 +96,9 @@ def test_killed_coordinator_resumes_without_losing_or_repeating_a_trial(tmp_path
     assert s["state"] == "finished" and [b["index"] for b in s["batches"]] == [0, 1, 2]
     assert_each_slot_once(s)
     by_number = {t["number"]: t for t in s["trials"]}
-    for t in running_before:  # the attempts cut off by the kill: lost (re-queued) or adopted
+    for t in running_before:  # the attempts cut off by the kill: lost (re-queued) or their written result adopted
         after = by_number[t.number]
-        assert after["status"] == "lost" or after["state"] == "complete", after
+        assert after["status"] in ("lost", "completed", "diverged"), after  # diverged: the curve's NaN cliff
     starts = Counter(c["params"][LR] for c in calls(tmp_path) if c["event"] == "start")
     assert all(starts[v] == 1 for v in finished_before)  # a finished trial never runs again
     assert set(starts) == {t["params"][LR] for t in s["trials"]}
@@ -106,7 +106,7 @@ def test_killed_coordinator_resumes_without_losing_or_repeating_a_trial(tmp_path
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
-    env = env_for(tmp_path, 0.3)
+    env = env_for(tmp_path, 2.0)  # trials long enough that Ctrl-C lands mid-trial on a busy machine
     args = (*ARGS[:-3], "--stages", "2", "--name", "c", "--json")
     proc = subprocess.Popen(sweep_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -123,7 +123,8 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     assert len(stopped) == 2 and not [t for t in ts if t.state == "running"]
     assert not any(pid_alive(int(t.attrs["child_pid"])) for t in stopped)
 
-    done = subprocess.run(sweep_cmd(tmp_path, *args), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(sweep_cmd(tmp_path, *args), cwd=REPO, env=env_for(tmp_path, 0.0), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     assert s["state"] == "finished"

@@ -44,6 +44,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 class Store:
     """A sweep's study. Thread-safe; every process opens its own."""
 
+    clock: Callable[[], float] = staticmethod(time.monotonic)  # how silence is timed (tests set their own)
+
     def __init__(self, name: str, kind: str, target: str, storage: BaseStorage, study: optuna.Study) -> None:
         self.name, self.kind, self.target = name, kind, target
         self._storage, self.study = storage, study
@@ -263,7 +265,7 @@ class Store:
     def reap_stale(self, grace_s: float, adopt: Adopt | None = None) -> list[StoredTrial]:
         """Mark RUNNING trials whose process died (this host) or went silent (``grace_s``) as
         lost, or finish them with their written result (``adopt``). Returns those changed."""
-        here, mine, now = host_id(), me(), time.monotonic()
+        here, mine, now = host_id(), me(), self.clock()
         changed = []
         for t in self.trials(("running",)):
             a = t.attrs
