@@ -24,7 +24,7 @@ import torch
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
-from ocrtune.train.rundir import RunDir, find_run, new_run_dir, write_text_atomic
+from ocrtune.train.rundir import RunDir, best_row, find_run, new_run_dir, write_text_atomic
 
 log = logging.getLogger("ocrtune.train")
 
@@ -131,6 +131,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         rows = [r for r in run.read_metrics() if r.get("epoch") is not None]
         summary = run.read_summary()
         source = summary.get("preset", source)
+        _check_more_epochs(run, summary, rows, opts.max_epochs or preset.trainer.max_epochs)
     data_root = resolve_data_root(preset, opts.data).resolve()
     # config.yaml is the fully resolved preset: the data it trained on included, so resume and
     # evaluate find the same data without --data.
@@ -194,7 +195,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         }
     )
     recorder = RunRecorder(run, summary, rows, enabled=not child)
-    recorder.update_summary()
+    recorder.begin()
     start = time.perf_counter()
     status, error, hint = "completed", None, None
     interactive = sys.stderr.isatty()  # a live bar on a terminal; one line per epoch in logs
@@ -204,7 +205,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             **trainer_args,
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val or None,
-            callbacks=[recorder, *_checkpoints(run), *_progress(opts.progress, interactive)],
+            callbacks=[recorder, *_checkpoints(run, rows), *_progress(opts.progress, interactive)],
             logger=_logger(opts.logger, run.path),
             enable_progress_bar=opts.progress and interactive,
             enable_model_summary=opts.progress and interactive,
@@ -267,27 +268,39 @@ def _finish(
     )
 
 
-def _checkpoints(run: RunDir) -> list[Any]:
-    """best.ckpt by val H-mean (never val loss), and last.ckpt rewritten every epoch for resume."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def _check_more_epochs(run: RunDir, summary: dict[str, Any], rows: list[dict[str, Any]], target: int) -> None:
+    """Resuming must train at least one more epoch; checked before anything in the run changes.
 
-    common = dict(dirpath=run.checkpoints, auto_insert_metric_name=False, enable_version_counter=False, save_top_k=1)
-    return [
-        ModelCheckpoint(filename="best", monitor="val/hmean", mode="max", **common),
-        ModelCheckpoint(filename="last", monitor=None, **common),
-    ]
+    Lightning would otherwise return at once (same count) or fail after the run's config and
+    summary were rewritten with the smaller count.
+    """
+    done = summary.get("epochs_completed")
+    if not isinstance(done, int) or isinstance(done, bool):
+        done = max((int(r["epoch"]) + 1 for r in rows), default=0)
+    if target <= done:
+        noun = "epoch" if done == 1 else "epochs"
+        raise InputError(
+            f"already trained {done} {noun}; pass --epochs N with N > {done} to train further", file=str(run.path)
+        )
+
+
+def _checkpoints(run: RunDir, rows: list[dict[str, Any]]) -> list[Any]:
+    """best.ckpt by val H-mean (never val loss), and last.ckpt rewritten every epoch for resume.
+
+    ``rows`` are the epochs already recorded (resume): best.ckpt is kept until one beats them.
+    """
+    from ocrtune.train.recorder import BestCheckpoint, LastCheckpoint
+
+    best = best_row(rows)
+    return [BestCheckpoint(run, best["val_hmean"] if best else None), LastCheckpoint(run)]
 
 
 def _progress(enabled: bool, interactive: bool) -> list[Any]:
     if not enabled:
         return []
-    if not interactive:
-        from ocrtune.train.recorder import EpochLines
+    from ocrtune.train.recorder import EpochBar, EpochLines
 
-        return [EpochLines()]
-    from lightning.pytorch.callbacks import RichProgressBar
-
-    return [RichProgressBar(leave=True)]
+    return [EpochBar(leave=True)] if interactive else [EpochLines()]
 
 
 def _check_trainer(args: dict[str, Any]) -> None:

@@ -1,16 +1,23 @@
-"""Lightning callback that keeps ``metrics.csv`` and ``summary.json`` current after every epoch."""
+"""Lightning callbacks of a run: ``metrics.csv`` and ``summary.json`` kept current after every
+epoch, best/last checkpoints that survive a moved run directory, and progress for people.
+
+Epochs are counted from 1 wherever people read them (bars, log lines); the files keep
+Lightning's index from 0 (``metrics.csv`` ``epoch``, ``best_epoch``, a checkpoint's ``epoch``).
+"""
 
 from __future__ import annotations
 
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
-from ocrtune.train.rundir import RunDir, best_row
+from ocrtune.train.rundir import BEST, LAST, RunDir, best_row
 
 
 def peak_memory_mb(device: torch.device | None) -> float:
@@ -33,6 +40,17 @@ class RunRecorder(L.Callback):
         self.enabled = enabled  # False in DDP ranks > 0: rank 0 writes the run files
         self._epoch_start = time.perf_counter()
         self._epoch_lr: float | None = None
+
+    def begin(self) -> None:
+        """Write ``metrics.csv`` (its header at least) and a summary with every outcome key before
+        the first epoch, so a run that ends in its first epoch has both (null: never reached)."""
+        self.summary.setdefault("epochs_completed", len(self.rows))
+        self.summary.setdefault("epoch_base", 0)
+        self.summary.setdefault("best_epoch", None)
+        self.summary.setdefault("best", None)
+        if self.enabled:
+            self.run.write_metrics(self.rows)
+        self.update_summary()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
@@ -103,3 +121,77 @@ class EpochLines(L.Callback):
                 parts.append(f"{label} {float(m[key]):.4f}")
         parts.append(f"{time.perf_counter() - self._start:.1f}s")
         print("  ".join(parts), file=sys.stderr, flush=True)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``best.ckpt`` by val H-mean, replaced only by a strictly better epoch.
+
+    On resume the best score comes from the run's own records, with paths in the run's current
+    place. Lightning keeps absolute paths in ``last.ckpt`` and drops the best score of a run
+    that was moved or copied (with a warning), after which the first resumed epoch replaced
+    ``best.ckpt`` whatever its H-mean while ``summary.json`` still named the old best epoch.
+    """
+
+    def __init__(self, run: RunDir, recorded_best: float | None = None) -> None:
+        super().__init__(dirpath=run.checkpoints, filename=Path(BEST).stem, monitor="val/hmean", mode="max",
+                         **_COMMON)
+        if recorded_best is not None:
+            self._restore(torch.tensor(recorded_best, dtype=torch.float32))
+
+    def _restore(self, score: torch.Tensor) -> None:
+        path = str(Path(str(self.dirpath)) / BEST)
+        if not Path(path).is_file():  # nothing to protect: the next epoch writes best.ckpt
+            return
+        self.best_model_score = self.kth_value = score
+        self.best_model_path = self.kth_best_model_path = path
+        self.best_k_models = {path: score}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # The saved score is the exact value Lightning compares against; it is used when it is the
+        # score the run's metrics.csv records (or when those record none), never a stale path.
+        saved = state_dict.get("best_model_score")
+        if not isinstance(saved, torch.Tensor):
+            return
+        mine = self.best_model_score
+        if mine is None or abs(float(saved) - float(mine)) < 1e-6:
+            self._restore(saved.detach().float().cpu())
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return _state_key(kwargs)  # the key plain ModelCheckpoint used: older runs resume too
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every epoch, for ``--resume``; its stored paths are never reloaded (they may
+    name the run's old place)."""
+
+    def __init__(self, run: RunDir) -> None:
+        super().__init__(dirpath=run.checkpoints, filename=Path(LAST).stem, monitor=None, **_COMMON)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_model_path = str(Path(str(self.dirpath)) / LAST)
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return _state_key(kwargs)
+
+
+_COMMON: dict[str, Any] = dict(auto_insert_metric_name=False, enable_version_counter=False, save_top_k=1)
+
+
+def _state_key(kwargs: dict[str, Any]) -> str:
+    return f"ModelCheckpoint{kwargs!r}"
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's live bar on a terminal, counting epochs from 1 ("Epoch 1/3", as the log lines and
+    tables do) and without the logger's version number (``v_num``), which means nothing here."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        text = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs >= 0:
+            text += f"/{self.trainer.max_epochs}"
+        return f"{text:{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
