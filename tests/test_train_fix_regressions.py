@@ -116,6 +116,51 @@ def test_a_run_that_diverges_in_its_first_epoch_has_metrics_and_every_summary_ke
     assert summary["epoch_base"] == 0
 
 
+def test_evaluate_a_checkpoint_outside_a_run_saves_its_scores(one_epoch, tiny_data, tmp_path, cli):  # noqa: F811
+    lone = tmp_path / "lone.ckpt"
+    shutil.copy(one_epoch.best_ckpt, lone)
+    code, out, err = cli("evaluate", lone, "--data", tiny_data)
+    assert code == 0, err
+    saved = tmp_path / "lone.eval-val.json"
+    assert f"saved {saved}" in err
+    scores = json.loads(saved.read_text())
+    assert scores["split"] == "val" and scores["checkpoint"] == str(lone)
+    code, out, err = cli("evaluate", lone, "--data", tiny_data, "--out", tmp_path / "sub" / "s.json", "--json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "sub" / "s.json").read_text())["cleval"] == json.loads(out)["cleval"]
+    code, _, err = cli("evaluate", lone, "--data", tiny_data, "--out", lone)
+    assert code == 2 and err == f"{lone} --out: is the checkpoint being evaluated\n"
+    code, _, err = cli("evaluate", lone, "--data", tiny_data, "--out", tmp_path)
+    assert code == 2 and "--out: is a directory" in err
+    # a run directory keeps its eval-<split>.json
+    code, _, err = cli("evaluate", one_epoch.path, "--data", tiny_data)
+    assert code == 0 and f"saved {one_epoch.path / 'eval-val.json'}" in err
+    assert (one_epoch.path / "eval-val.json").is_file()
+
+
+def test_input_errors_of_evaluate_and_predict_are_one_line(one_epoch, tiny_data, tmp_path, cli):  # noqa: F811
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    code, _, err = cli("predict", one_epoch.path, "--images", empty, "--out", tmp_path / "s.csv")
+    assert code == 2 and err == f"{empty}: no images found\n"
+    code, _, err = cli("evaluate", one_epoch.path, "--data", tiny_data, "--split", "test")
+    assert code == 2 and err.startswith(f"{tiny_data}") and len(err.splitlines()) == 1, err
+    assert not (one_epoch.path / "eval-test.json").exists()
+
+
+def test_predict_says_once_that_an_unreadable_image_is_listed_empty(one_epoch, tiny_data, tmp_path, cli):  # noqa: F811
+    images = tmp_path / "imgs"
+    shutil.copytree(tiny_data / "images" / "val", images)
+    (images / "broken.jpg").write_text("not an image")
+    code, _, err = cli("predict", one_epoch.path, "--images", images, "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    lines = err.splitlines()
+    about = [ln for ln in lines if "broken.jpg" in ln]
+    assert len(about) == 1 and about[0].endswith("; listed in the CSV with no detections"), err
+    assert "cannot read image" in about[0] and "skipped" not in err
+    assert "broken.jpg," in (tmp_path / "s.csv").read_text()
+
+
 def test_the_live_bar_counts_epochs_from_1_without_v_num():
     from ocrtune.train.recorder import EpochBar
 

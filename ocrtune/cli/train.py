@@ -111,11 +111,34 @@ def _render_result(result: Any) -> None:
         err_console.print(f"hint: {result.hint}")
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
-    )
+class _Bar:
+    """A transient progress bar that opens on the first report, which comes once the inputs are
+    checked: an input error before it is one line with nothing printed ahead of it. Only on a
+    terminal: in pipes and logs a bar is not drawn anyway, and stopping it printed a blank line."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not err_console.is_terminal:
+            return
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=err_console, transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def evaluate(
@@ -124,21 +147,25 @@ def evaluate(
     data: DataOption = None,
     set_: SetOption = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1)] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Save the scores (JSON) here. Default: eval-<split>.json in the run, or "
+        "<checkpoint>.eval-<split>.json beside a checkpoint outside a run.")] = None,
     runs_dir: RunsDirOption = Path("runs"),
     as_json: JsonOption = False,
 ) -> None:
-    """Score a checkpoint on a split: CLEval H/P/R (image mean and global) and IoU H-mean."""
+    """Score a checkpoint on a split: CLEval H/P/R (image mean and global) and IoU H-mean; prints and saves them."""
     from ocrtune.train.fit import resolve_data_root
+    from ocrtune.train.infer import eval_output, load_checkpoint
     from ocrtune.train.infer import evaluate as run_eval
-    from ocrtune.train.infer import load_checkpoint
 
     loaded = load_checkpoint(ref, set_ or [], runs_dir)
     root = resolve_data_root(loaded.preset, data)
-    with _progress() as bar:
-        task = bar.add_task(f"evaluating {split}", total=None)
-        result = run_eval(loaded, root, split, batch_size, progress=lambda d, t: bar.update(task, completed=d, total=t))
+    target = eval_output(loaded, split, out)
+    with _Bar(f"evaluating {split}") as bar:
+        result = run_eval(loaded, root, split, batch_size, progress=bar, out=target)
     if as_json:
         print_json(result)
+        info(f"saved {target}")
         return
     c, i = result["cleval"], result["iou"]
     rows = [
@@ -147,8 +174,7 @@ def evaluate(
         ["IoU 0.5", i["image_mean"]["hmean"], i["image_mean"]["precision"], i["image_mean"]["recall"]],
     ]
     console.print(table(f"{split}: {result['images']} images, {result['checkpoint']}", ["metric", "H-mean", "precision", "recall"], rows))
-    if loaded.run is not None:
-        info(f"saved {loaded.run.path / f'eval-{split}.json'}")
+    info(f"saved {target}")
 
 
 def predict(
@@ -168,10 +194,9 @@ def predict(
     if not images.is_dir():
         raise InputError("image folder not found", file=str(images))
     loaded = load_checkpoint(ref, set_ or [], runs_dir)
-    with _progress() as bar:
-        task = bar.add_task("predicting", total=None)
-        result = run_predict(loaded, images, out, json_out, save_maps, batch_size,
-                             progress=lambda d, t: bar.update(task, completed=d, total=t))
-    info(f"wrote {result['csv']}: {result['images']} images, {result['detections']} detections")
+    with _Bar("predicting") as bar:
+        result = run_predict(loaded, images, out, json_out, save_maps, batch_size, progress=bar)
     for name in result["unreadable"]:
-        info(f"warning: {name} could not be read; listed with no detections")
+        reason = result["unreadable_reasons"].get(name) or f"{name}: could not be read"
+        info(f"warning: {reason}; listed in the CSV with no detections")
+    info(f"wrote {result['csv']}: {result['images']} images, {result['detections']} detections")

@@ -7,6 +7,9 @@ ensembled later without running the model again.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +85,8 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
     dev = next(module.parameters()).device
     amp = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     done, total = 0, len(loader.dataset)
+    if progress:  # the inputs are checked by now: the caller may open its display
+        progress(0, total)
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
         for batch in loader:
             if batch is None:
@@ -94,6 +99,38 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
                 progress(done, total)
 
 
+def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path:
+    """Where ``evaluate`` saves its scores: ``out``, else ``eval-<split>.json`` in the run, else
+    ``<checkpoint stem>.eval-<split>.json`` beside a checkpoint that is not in a run.
+
+    Checked before any scoring, so a bad place fails at once rather than after the work.
+    """
+    if out is not None:
+        path = Path(out)
+        if path.is_dir():
+            raise InputError("is a directory; give a file name for the scores", file=str(path), key="--out")
+        if path.exists() and path.resolve() == loaded.checkpoint.resolve():
+            raise InputError("is the checkpoint being evaluated", file=str(path), key="--out")
+        _check_writable(path, "--out")
+        return path
+    if loaded.run is not None:
+        path = loaded.run.path / f"eval-{split}.json"
+    else:
+        path = loaded.checkpoint.with_name(f"{loaded.checkpoint.stem}.eval-{split}.json")
+    _check_writable(path, None)
+    return path
+
+
+def _check_writable(path: Path, key: str | None) -> None:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        hint = "" if key else "; pass --out FILE"
+        raise InputError(f"cannot write the scores here (folder {folder} is not writable){hint}", file=str(path),
+                         key=key)
+
+
 def evaluate(
     loaded: Loaded,
     data_root: Path,
@@ -101,12 +138,15 @@ def evaluate(
     batch_size: int | None = None,
     num_workers: int = 0,
     progress: Progress | None = None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
-    """CLEval (image mean and global) and IoU H-mean on a labelled split."""
+    """CLEval (image mean and global) and IoU H-mean on a labelled split, saved as JSON at
+    ``eval_output(loaded, split, out)``."""
     from ocrtune.train.datamodule import split_loader
     from ocrtune.train.module import DetectionScores
 
     preset = loaded.preset
+    target = eval_output(loaded, split, out)
     loader, items, problems = split_loader(
         data_root, split, preset.datasets, batch_size or preset.dataloader.batch_size, num_workers
     )
@@ -126,8 +166,7 @@ def evaluate(
         "per_image": {k: {m: v[m] for m in ("recall", "precision", "hmean")} for k, v in c["per_image"].items()},
         "data_problems": problems,
     }
-    if loaded.run is not None:
-        write_json_atomic(loaded.run.path / f"eval-{split}.json", result)
+    write_json_atomic(target, result)
     return result
 
 
@@ -145,7 +184,11 @@ def predict(
     num_workers: int = 0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Submission CSV for every image (those without detections too), optional JSON and maps."""
+    """Submission CSV for every image (those without detections too), optional JSON and maps.
+
+    An image that cannot be decoded is listed with no detections; ``unreadable_reasons`` says
+    why, so the caller can say it once (the dataset's own "skipped" warning is held back here).
+    """
     from torch.utils.data import DataLoader
 
     from ocrtune.data.formats import write_json, write_submission_csv
@@ -161,17 +204,18 @@ def predict(
     n_det = 0
     if maps_dir is not None:
         maps_dir.mkdir(parents=True, exist_ok=True)
-    for batch, maps in _prob_maps(loaded.module, loader, progress):
-        for name, m, s, (h, w) in zip(batch["name"], maps, batch["scale"], batch["orig_size"]):
-            dets = post(m, scale=s, original_size=(h, w))
-            words = [Word(f"{k + 1:04d}", d.polygon) for k, d in enumerate(dets)]
-            records[name] = ImageAnnotation(name, words, width=w, height=h)
-            n_det += len(words)
-            if maps_dir is not None:
-                _save_map(maps_dir, name, m, s, (h, w))
-    skipped = [it.path.name for it in items if it.path.name not in records]
-    for name in skipped:  # unreadable images are still listed, with no detections
-        records[name] = ImageAnnotation(name, [])
+    with _quiet_skips():
+        for batch, maps in _prob_maps(loaded.module, loader, progress):
+            for name, m, s, (h, w) in zip(batch["name"], maps, batch["scale"], batch["orig_size"]):
+                dets = post(m, scale=s, original_size=(h, w))
+                words = [Word(f"{k + 1:04d}", d.polygon) for k, d in enumerate(dets)]
+                records[name] = ImageAnnotation(name, words, width=w, height=h)
+                n_det += len(words)
+                if maps_dir is not None:
+                    _save_map(maps_dir, name, m, s, (h, w))
+    skipped = [it for it in items if it.path.name not in records]
+    for it in skipped:  # unreadable images are still listed, with no detections
+        records[it.path.name] = ImageAnnotation(it.path.name, [])
     ordered = Annotations([records[it.path.name] for it in items])
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     write_submission_csv(ordered, out_csv, decimals=2)
@@ -180,11 +224,38 @@ def predict(
     return {
         "images": len(ordered),
         "detections": n_det,
-        "unreadable": skipped,
+        "unreadable": [it.path.name for it in skipped],
+        "unreadable_reasons": {it.path.name: _why_unreadable(it.path) for it in skipped},
         "csv": str(out_csv),
         "json": str(json_out) if json_out else None,
         "maps": str(maps_dir) if maps_dir else None,
     }
+
+
+@contextlib.contextmanager
+def _quiet_skips() -> Iterator[None]:
+    """Hold back the dataset's "<image>: cannot read image ...; skipped" warnings (forked loader
+    workers inherit the filter): predict does not skip such an image, it lists it empty."""
+    logger = logging.getLogger("ocrtune.data")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not str(record.msg).endswith("; skipped")
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
+def _why_unreadable(path: Path) -> str:
+    from ocrtune.data.images import load_image
+
+    try:
+        load_image(path)
+    except InputError as e:
+        return str(e)
+    return f"{path}: could not be read"
 
 
 def _save_map(maps_dir: Path, name: str, prob: np.ndarray, scale: tuple[float, float], orig: tuple[int, int]) -> None:
