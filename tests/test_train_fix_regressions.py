@@ -161,6 +161,31 @@ def test_predict_says_once_that_an_unreadable_image_is_listed_empty(one_epoch, t
     assert "broken.jpg," in (tmp_path / "s.csv").read_text()
 
 
+def test_epochs_are_shown_from_1_everywhere(one_epoch, tmp_path, cli):
+    run = RunDir(tmp_path / "shown")
+    shutil.copytree(one_epoch.path, run.path)
+    code, out, err = cli("train", "--resume", run.path, "--epochs", "2", "--runs-dir", tmp_path)
+    assert code == 0, err
+    assert [ln.split()[1] for ln in err.splitlines() if ln.startswith("epoch ")] == ["2/2"]
+    table = [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│")]
+    assert table == ["1", "2"]  # the files say 0 and 1
+    assert "best epoch 1:" in out
+    assert json.loads(run.summary_path.read_text())["best_epoch"] == 0
+    code, out, _ = cli("runs", "show", run.path)
+    assert code == 0
+    fields = {ln.split("│")[1].strip(): ln.split("│")[2].strip() for ln in out.splitlines()
+              if ln.startswith("│") and len(ln.split("│")) == 4}
+    assert fields["best epoch"] == "1"
+    best = json.loads(run.summary_path.read_text())["best"]
+    for k in ("hmean", "precision", "recall"):
+        assert fields[f"best {k}"] == f"{best[k]:.4g}"
+    metrics_epochs = [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│") and len(ln.split("│")) > 4]
+    assert metrics_epochs == ["1", "2"]
+    code, out, _ = cli("runs", "list", "--runs-dir", tmp_path)
+    row = [ln for ln in out.splitlines() if "shown" in ln][0]
+    assert [c.strip() for c in row.split("│")][3:5] == ["2", "1"]  # epochs, best epoch
+
+
 def test_the_live_bar_counts_epochs_from_1_without_v_num():
     from ocrtune.train.recorder import EpochBar
 

@@ -1,9 +1,13 @@
-"""`ocrtune runs list|show`: what has been trained, with status and best scores."""
+"""`ocrtune runs list|show`: what has been trained, with status and best scores.
+
+Tables count epochs from 1, as training prints them; ``--json`` gives the run's files as they
+are (``epoch`` and ``best_epoch`` from 0, as ``summary.json`` says with ``epoch_base``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,7 +50,7 @@ def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -
         console.print(f"no runs in {runs_dir}", markup=False)
         return
     cols = ["run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
-    rows = [[r["run"], r["status"], r["epochs"], r["best_epoch"], r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
+    rows = [[r["run"], r["status"], r["epochs"], _epoch(r["best_epoch"]), r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
     console.print(table(None, cols, rows))
 
 
@@ -62,7 +66,28 @@ def show(
     if as_json:
         print_json({"run": str(run.path), "summary": summary, "metrics": rows})
         return
-    console.print(table(str(run.path), ["field", "value"], [[k, v] for k, v in summary.items() if k != "best"]))
+    console.print(table(str(run.path), ["field", "value"], _summary_rows(summary)))
     if rows:
         cols = ["epoch", "train_loss", "val_hmean", "val_precision", "val_recall", "lr", "grad_norm", "epoch_time_s", "peak_mem_mb"]
-        console.print(table("metrics", cols, [[r.get(c) for c in cols] for r in rows]))
+        console.print(table("metrics", cols, [[_epoch(r.get("epoch")), *(r.get(c) for c in cols[1:])] for r in rows]))
+
+
+def _epoch(index: Any) -> Any:
+    """Epoch as people count it (from 1); the run's files keep Lightning's index from 0."""
+    return index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
+
+
+def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """The summary's fields, with the best epoch counted from 1 and its val scores beside it."""
+    out: list[list[Any]] = []
+    for k, v in summary.items():
+        if k == "epoch_base":
+            continue
+        if k == "best_epoch":
+            out.append(["best epoch", _epoch(v)])
+        elif k == "best":
+            best = v if isinstance(v, dict) else {}
+            out += [[f"best {name}", best.get(name)] for name in ("hmean", "precision", "recall", "iou_hmean")]
+        else:
+            out.append([k, v])
+    return out
