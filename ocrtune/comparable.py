@@ -26,7 +26,7 @@ def run_outcome(run: RunDir) -> dict[str, Any]:
     out: dict[str, Any] = {
         "run.status": s.get("status"),
         "run.epochs": s.get("epochs_completed"),
-        "run.best_epoch": s.get("best_epoch"),
+        "run.best_epoch": None if s.get("best_epoch") is None else s["best_epoch"] + 1,  # shown from 1
     }
     for k in ("hmean", "precision", "recall", "iou_hmean"):
         out[f"run.best.{k}"] = best.get(k)

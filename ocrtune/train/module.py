@@ -98,7 +98,7 @@ class DBNetModule(L.LightningModule):
         losses = self.loss(out, batch)
         if not torch.isfinite(losses["loss"]):
             raise Diverged(
-                f"training loss became {losses['loss'].item()} at epoch {self.current_epoch}, "
+                f"training loss became {losses['loss'].item()} at epoch {self.current_epoch + 1}, "
                 f"step {self.global_step} (lr {self._lr():.3g})"
             )
         n = batch["image"].shape[0]
