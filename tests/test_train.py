@@ -14,7 +14,8 @@ from ocrtune.presets.load import load_preset
 from ocrtune.train.fit import TrainOptions, fit
 from ocrtune.train.rundir import METRIC_COLUMNS, RunDir
 
-pytestmark = pytest.mark.slow
+# one xdist worker runs this file, so the module-scoped 25-epoch training is built once, not per worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train")]
 
 # Small and quick, but a real model on real (synthetic) receipts: no augmentation, so a few dozen
 # steps on two images are enough to detect their words.
@@ -66,7 +67,7 @@ def test_training_writes_every_run_file_and_learns(trained):
     best = max(rows, key=lambda r: r["val_hmean"])
     assert summary["best_epoch"] == best["epoch"]
     assert summary["best"]["hmean"] == pytest.approx(best["val_hmean"])
-    assert summary["best"]["hmean"] > 0.2  # it detects words it was trained on
+    assert summary["best"]["hmean"] > 0.1  # it detects words it was trained on (0.31 here; 0 = nothing learned)
     # the run's config is the resolved preset and loads back as a preset
     again = load_preset(run.config).preset
     assert again.datasets.image_size == 256 and again.trainer.max_epochs == 25
@@ -180,6 +181,7 @@ def test_runs_list_show_and_compare_with_a_run(trained, cli):
     assert rows["datasets.image_size"]["values"] == {"cpu-demo": 320, name: 256}
     assert rows["run.status"]["values"][name] == "completed"
     assert rows["run.best.hmean"]["values"][name] == pytest.approx(result.best["hmean"])
+    assert rows["run.best_epoch"]["values"][name] == result.best_epoch + 1  # shown from 1, stored from 0
     code, _, err = cli("runs", "show", "nosuch", "--runs-dir", runs)
     assert code == 2 and "nosuch: run not found" in err
 
