@@ -14,6 +14,7 @@ from ocrtune.sweep.coordinator import parse_min_improvement, parse_range
 from ocrtune.sweep.planner import PlannerConfig
 from ocrtune.sweep.strategies import Hierarchical, Result
 from tests.sweep_objectives import curve
+from tests.test_sweep_launcher import fake_nvidia_smi
 
 LR = "models.optimizer.lr"
 OBJ = "tests.sweep_objectives:"
@@ -175,6 +176,7 @@ def test_pruning_stops_weak_trials_but_never_before_min_epochs(cli, tmp_path):
 def test_gpu_slots_pin_one_trial_per_gpu(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "0.15")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake_nvidia_smi(tmp_path, monkeypatch, 0, 1)
     code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--strategy", "grid", "--range", "1e-4,2e-3",
                          "--points", "6", "--gpus", "0,1", "--epochs", "1")
     assert code == 0, err

@@ -13,8 +13,19 @@ from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.launcher import Child, Slot, gpu_ids, host_id, make_slots, me, pid_alive, process_start
 
 
-def test_slots(monkeypatch):
+def fake_nvidia_smi(tmp_path, monkeypatch, *indices: int) -> None:
+    """An ``nvidia-smi`` on PATH that lists GPUs ``indices`` (the query ``gpu_ids`` makes)."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text("#!/bin/sh\n" + "".join(f"echo {i}\n" for i in indices))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_slots(monkeypatch, tmp_path):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    fake_nvidia_smi(tmp_path, monkeypatch, 0, 1, 2)
     assert make_slots(None, None) == [Slot("cpu0")]
     assert make_slots(None, 2, cpus=8) == [Slot("cpu0", threads=4), Slot("cpu1", threads=4)]
     assert make_slots(None, 0) == []
@@ -33,7 +44,8 @@ def test_slots(monkeypatch):
 def test_slot_env_pins_gpu_and_shares_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     env = Slot("gpu3", gpu="3").env({"PATH": "/bin"})
-    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "3"}
+    assert env == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "3", "OCRTUNE_SLOT_GPU": "3"}
+    assert "OCRTUNE_SLOT_GPU" not in Slot("cpu0").env({"OCRTUNE_SLOT_GPU": "3"})  # not inherited by CPU slots
     assert Slot("cpu0", threads=2).env({})["OMP_NUM_THREADS"] == "2"
     assert Slot("cpu0", threads=2).env({"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice wins
 

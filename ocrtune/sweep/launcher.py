@@ -3,8 +3,9 @@
 Each trial runs ``python -m ocrtune.sweep.trial SPEC`` in its own process and session:
 
 - a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``, indices among the
-  GPUs this process sees), and gives it a share of the CPU cores (``OMP_NUM_THREADS``, so
-  several trials do not fight over them);
+  GPUs this process sees, checked against the GPUs present) and tells the trial it is a GPU
+  slot (``$OCRTUNE_SLOT_GPU``, so training fails rather than quietly using the CPU), and gives
+  it a share of the CPU cores (``OMP_NUM_THREADS``, so several trials do not fight over them);
 - its own session keeps a terminal Ctrl-C away from it: the worker decides (terminate, mark the
   trial interrupted, re-queue) instead of every child dying at once mid-write;
 - the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
@@ -32,6 +33,7 @@ from typing import Iterator, Sequence
 from ocrtune.errors import InputError, OcrtuneError
 
 TERM_GRACE_S = 10.0
+SLOT_GPU_ENV = "OCRTUNE_SLOT_GPU"  # set in a GPU slot's trials: train on the GPU or fail
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ class Slot:
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
+        env.pop(SLOT_GPU_ENV, None)
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
+            env[SLOT_GPU_ENV] = self.gpu
         if self.threads is not None and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(self.threads)
         return env
@@ -70,21 +74,27 @@ def gpu_ids(spec: str) -> list[str]:
     """``--gpus`` as values for the children's ``CUDA_VISIBLE_DEVICES``: ``all`` (every GPU
     this process sees) or a comma list of indices *among those*. Under a scheduler that set
     ``CUDA_VISIBLE_DEVICES=2,3``, ``--gpus 0,1`` means GPUs 2 and 3, as it would for any CUDA
-    program, never GPUs outside the allocation."""
+    program, never GPUs outside the allocation. Without ``CUDA_VISIBLE_DEVICES`` the indices
+    must be GPUs that ``nvidia-smi`` lists: a trial pinned to a missing GPU would see none."""
     spec = spec.strip()
     visible = visible_gpus()
     if visible is not None and not visible:
         raise OcrtuneError(f"--gpus {spec}: CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r} leaves no "
                            "GPU visible; unset it or drop --gpus to run on CPU")
     if spec.lower() == "all":
-        return visible if visible is not None else _nvidia_smi_ids()
+        return visible if visible is not None else _nvidia_smi_ids(spec)
     ids = [g.strip() for g in spec.split(",") if g.strip()]
     if not ids or not all(g.isdigit() for g in ids):
         raise InputError(f"expected all or GPU indices like 0,1,2 (got {spec!r})", key="--gpus")
     if len(set(ids)) != len(ids):
         raise InputError(f"a GPU is listed twice (got {spec!r})", key="--gpus")
     if visible is None:
-        return ids
+        present = _nvidia_smi_ids(spec)
+        missing = [g for g in ids if str(int(g)) not in present]
+        if missing:
+            raise InputError(f"GPU {missing[0]} is not present: nvidia-smi lists {_listing(present)} (got {spec!r})",
+                             key="--gpus")
+        return [str(int(g)) for g in ids]
     over = [g for g in ids if int(g) >= len(visible)]
     if over:
         raise InputError(f"GPU {over[0]} is not visible: CUDA_VISIBLE_DEVICES={','.join(visible)} gives indices "
@@ -92,19 +102,26 @@ def gpu_ids(spec: str) -> list[str]:
     return [visible[int(g)] for g in ids]
 
 
-def _nvidia_smi_ids() -> list[str]:
+def _nvidia_smi_ids(spec: str = "all") -> list[str]:
+    """Indices of the GPUs on this machine. No GPU is bad input for ``--gpus`` (exit 2); an
+    ``nvidia-smi`` that fails is the machine's problem (exit 1)."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        raise OcrtuneError("--gpus all: no NVIDIA GPU found (nvidia-smi is not on PATH); drop --gpus to run on CPU")
+        raise InputError(f"no NVIDIA GPU found for {spec!r} (nvidia-smi is not on PATH); drop --gpus to run on CPU",
+                         key="--gpus")
     try:
         out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError) as e:
-        raise OcrtuneError(f"--gpus all: nvidia-smi failed ({e})") from None
+        raise OcrtuneError(f"--gpus {spec}: nvidia-smi failed ({e})") from None
     ids = [line.strip() for line in out.splitlines() if line.strip()]
     if not ids:
-        raise OcrtuneError("--gpus all: nvidia-smi lists no GPU")
+        raise InputError(f"nvidia-smi lists no GPU (got {spec!r}); drop --gpus to run on CPU", key="--gpus")
     return ids
+
+
+def _listing(ids: Sequence[str]) -> str:
+    return f"GPU {ids[0]}" if len(ids) == 1 else f"GPUs {', '.join(ids)}"
 
 
 def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) -> list[Slot]:

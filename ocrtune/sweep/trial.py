@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ocrtune.errors import InputError
+from ocrtune.sweep.launcher import SLOT_GPU_ENV
 from ocrtune.sweep.records import COLUMN, PROGRESS, score_of
 from ocrtune.train.rundir import write_json_atomic
 
@@ -123,6 +124,7 @@ def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
         progress=False,
         val_loss=spec["metric"] == "val_loss",
         max_epochs=int(spec["epochs"]),
+        accelerator="gpu" if os.environ.get(SLOT_GPU_ENV) else "auto",  # a GPU slot never trains on the CPU
     )
     res = fit(loaded, opts)
     # Only a completed run has a score: one that diverged after a good epoch must not rank.
