@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from ocrtune.errors import InputError
+from ocrtune.presets.schema import Preset
+from ocrtune.sweep.coordinator import SweepConfig
 from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids
+from ocrtune.sweep.space import load_space
+from ocrtune.sweep.store import Store
+from ocrtune.sweep.trial import reserved_keys
 from tests.test_sweep_launcher import fake_nvidia_smi
 
 LR = "models.optimizer.lr"
@@ -30,6 +35,83 @@ def one_line(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+# --- 1. data is checked before the study is created --------------------------------------------
+
+
+def test_a_missing_data_folder_is_one_line_before_the_study_exists(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--data", "nowhere", "--name", "x2", "--points", "2",
+                         "--stages", "1", "--epochs", "1")
+    assert code == 2 and one_line(err) == f"{(tmp_path / 'nowhere').resolve()}: dataset directory not found"
+    t_code, _, t_err = cli("train", "--preset", "cpu-demo", "--data", "nowhere", "--runs-dir", tmp_path / "train-runs")
+    assert t_code == 2 and one_line(t_err) == one_line(err)  # the same line `train` gives
+    assert not (tmp_path / "runs").exists()  # no study, so the right --data is not "different settings"
+    (tmp_path / "empty").mkdir()
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--data", "empty", "--name", "x2")
+    assert code == 2 and "split 'train' not found" in one_line(err) and not (tmp_path / "runs").exists()
+
+
+def test_every_swept_split_is_checked_and_workers_check_their_data(cli, tmp_path):
+    from ocrtune.data.synthetic import synthesize
+
+    data = tmp_path / "data"
+    synthesize(data, n=2, seed=0, size=128)
+    space = tmp_path / "space.yaml"
+    space.write_text("models.optimizer.lr: {values: [1.0e-3]}\ndatasets.val: {values: [val, holdout]}\n")
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--data", data, "--space", space, "--name", "sv")
+    assert code == 2 and "split 'holdout' not found" in one_line(err) and not (tmp_path / "runs").exists()
+
+    base = Preset.model_validate({"models": {"scheduler": {"eta_min": 0}}}).model_dump(mode="json")
+    cfg = SweepConfig(name="wk", preset="cpu-demo", base=base, data=str(data),
+                      dims=[{"key": LR, "kind": "log_uniform", "leaf": "float", "low": 1e-4, "high": 1e-2}])
+    store = Store.open("wk", runs_dir=tmp_path / "runs", create=True)
+    store.set_config(cfg.to_dict())
+    store.close()
+    code, _, err = cli("sweep", "worker", "--name", "wk", "--runs-dir", tmp_path / "runs", "--data", tmp_path / "nope",
+                       "--wait", "0", "--max-idle", "0")
+    assert code == 2 and one_line(err) == f"{(tmp_path / 'nope').resolve()}: dataset directory not found"
+
+
+# --- 2. keys the trials set themselves ---------------------------------------------------------
+
+
+def test_keys_a_training_trial_overrides_are_refused_where_they_are_written(cli, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("models.optimizer.lr: {values: [1.0e-3]}\ntrainer:\n  max_epochs: {values: [1, 4]}\n")
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--space", space)
+    assert code == 2 and one_line(err) == f"{space}:3:3 trainer.max_epochs: set for every trial by --epochs"
+    space.write_text("datasets.root: {values: [a, b]}\n")
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--space", space, "--data", tmp_path)
+    assert code == 2 and one_line(err).startswith(f"{space}:1:1 datasets.root: set for every trial by --data")
+    space.write_text("parameters:\n  reported:\n    hmean: {values: [1, 2]}\n")
+    code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--space", space)
+    assert code == 2 and one_line(err).startswith(f"{space}:3:5 reported.hmean: a record of scores")
+    for strategy in ("grid", "hierarchical"):
+        code, _, err = sweep(cli, tmp_path, "--preset", "cpu-demo", "--strategy", strategy,
+                             "--param", "trainer.max_epochs", "--range", "1,4")
+        assert code == 2 and one_line(err) == "--param trainer.max_epochs: set for every trial by --epochs"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_objective_may_sweep_any_schema_key(cli, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"{LR}: {{values: [1.0e-3]}}\ntrainer.max_epochs: {{values: [1, 4]}}\n")
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "quadratic", "--space", space)
+    assert code == 0, err
+    assert sorted(t["params"]["trainer.max_epochs"] for t in s["trials"]) == [1, 4]
+
+
+def test_reserved_keys_cover_what_run_training_overrides(tmp_path):
+    assert set(reserved_keys(data_given=False)) == {"trainer.max_epochs", "datasets.test", "reported", "description"}
+    assert reserved_keys(data_given=True)["datasets.root"].startswith("set for every trial by --data")
+    p = tmp_path / "s.yaml"
+    p.write_text("datasets.root: {value: /data}\n")
+    assert load_space(p).keys == ("datasets.root",)  # only refused where something overrides it
+    with pytest.raises(InputError) as e:
+        load_space(p, reserved=reserved_keys(data_given=True))
+    assert ":1:1 datasets.root: set for every trial by --data" in e.value.lines[0]
 
 
 # --- 3. --gpus against the GPUs present; GPU slots never train on the CPU ----------------------
@@ -69,3 +151,17 @@ def test_a_gpu_slot_fails_rather_than_training_on_the_cpu(tmp_path, monkeypatch)
     with pytest.raises(InputError, match="accelerator=gpu"):
         run_training(spec, spec_path)
     assert not (tmp_path / "trial" / "runs").exists()  # failed before any run directory, no CPU run
+
+
+# --- 5. useless hierarchical settings ----------------------------------------------------------
+
+
+def test_one_point_a_stage_and_min_epochs_without_meaning_are_refused(cli, tmp_path):
+    base = ("--objective", OBJ + "curve_only", "--range", "2e-5,1e-2")
+    code, _, err = sweep(cli, tmp_path, *base, "--points", "1")
+    assert code == 2 and one_line(err).startswith("--points: must be >= 2 for the hierarchical strategy")
+    code, _, err = sweep(cli, tmp_path, *base, "--prune", "median", "--min-epochs", "0")
+    assert code == 2 and one_line(err).startswith("--min-epochs: must be >= 1 (got 0)")
+    code, _, err = sweep(cli, tmp_path, *base, "--min-epochs", "2")
+    assert code == 2 and one_line(err) == "--min-epochs: only applies with --prune median or asha (got 2 without --prune)"
+    assert not (tmp_path / "runs").exists()

@@ -38,7 +38,7 @@ def sweep(
     param: Annotated[str, typer.Option("--param", help="Numeric preset key to tune when there is no --space.")] = "models.optimizer.lr",
     range_: Annotated[str, typer.Option("--range", help="LOW,HIGH of --param.")] = "1e-5,1e-2",
     linear: Annotated[bool, typer.Option("--linear", help="Space points linearly (default: log scale).")] = False,
-    points: Annotated[int, typer.Option("--points", help="Trials per stage (grid: points per range).")] = 5,
+    points: Annotated[int, typer.Option("--points", help="Trials per stage, at least 2 (grid: points per range).")] = 5,
     top: Annotated[int, typer.Option("--top", help="Best intervals refined per stage.")] = 2,
     stages: Annotated[int, typer.Option("--stages", help="Most stages (hierarchical).")] = 5,
     min_improvement: Annotated[str, typer.Option(
@@ -53,7 +53,8 @@ def sweep(
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space YAML (W&B-style) for grid/random/tpe.")] = None,
     trials: Annotated[Optional[int], typer.Option("--trials", help="Trials for random/tpe (default points x stages); grid: at most.")] = None,
     prune: Annotated[Optional[str], typer.Option("--prune", help="Stop weak trials early: median or asha.")] = None,
-    min_epochs: Annotated[int, typer.Option("--min-epochs", help="Never prune before this many epochs.")] = 1,
+    min_epochs: Annotated[Optional[int], typer.Option(
+        "--min-epochs", help="With --prune: never prune before this many epochs (default 1).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Sweep name (default <preset>-<param> or <preset>-<strategy>); re-run to resume.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Dataset root (default: the preset's, else synthetic receipts).")] = None,
     set_: SetOption = None,
@@ -144,6 +145,7 @@ def worker(
     as_json: JsonOption = False,
 ) -> None:
     """Pull queued trials of sweep NAME and run them here until the sweep finishes."""
+    from ocrtune.sweep.coordinator import check_worker_data
     from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
     from ocrtune.sweep.store import Store, check_name
     from ocrtune.sweep.worker import WorkerPool, WorkerSettings
@@ -156,6 +158,11 @@ def worker(
                               max_idle_s=max_idle)
     store = Store.open_when_ready(name, storage, runs_dir=runs_dir, wait_s=wait, poll_s=max(settings.poll_s, 0.05))
     config = store.config() or {}
+    try:
+        check_worker_data(config, settings.data)  # this machine's data, before any trial takes it
+    except BaseException:
+        store.close()
+        raise
     pool = WorkerPool(store, config, slots, settings, on_event=_worker_event, reap=True)
     info(f"worker for sweep {name} on {store.url}: {len(slots)} slot(s)")
     try:

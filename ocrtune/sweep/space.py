@@ -135,19 +135,22 @@ class Space:
         raise KeyError(key)
 
 
-def load_space(path: str | Path, base: Preset | None = None) -> Space:
+def load_space(path: str | Path, base: Preset | None = None, reserved: Mapping[str, str] | None = None) -> Space:
     """Read a space YAML file; every problem comes back as one located ``InputError``."""
     p = Path(path)
     if not p.is_file():
         raise InputError("sweep space file not found", file=show_path(p))
-    return parse_space(read_yaml(p), base=base, file=show_path(p))
+    return parse_space(read_yaml(p), base=base, file=show_path(p), reserved=reserved)
 
 
-def parse_space(doc: Any, base: Preset | None = None, file: str | None = None) -> Space:
+def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
+                reserved: Mapping[str, str] | None = None) -> Space:
     """Parse and validate a space mapping (ruamel maps keep positions for the messages).
 
     ``base`` is the preset the sweep trains (default: schema defaults); range ends are
-    validated inside it, so cross-key rules such as ``eta_min < lr`` apply too.
+    validated inside it, so cross-key rules such as ``eta_min < lr`` apply too. ``reserved``
+    maps keys (or sections) that the trials set themselves or never read to the reason: a
+    schema key is not enough, since sweeping such a key trains the same model for every value.
     """
     probs: list[Problem] = []
     if not isinstance(doc, Mapping) or not doc:
@@ -155,6 +158,11 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None) -
     params, method, metric, goal, ignored = _wandb_header(doc, file, probs)
     found: dict[str, tuple[Mapping[str, Any], Problem]] = {}
     _walk(params, (), file, found, probs)
+    for key, (_, where) in list(found.items()):
+        why = reserved_reason(key, reserved)
+        if why is not None:
+            probs.append(_with(where, why))
+            del found[key]
     dims = [d for d in (_dim(key, spec, where, file, probs) for key, (spec, where) in found.items()) if d]
     for d in dims:
         _check_in_preset(d, found[d.key][0], found[d.key][1], base, dims, file, probs)
@@ -164,14 +172,26 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None) -
     return Space(tuple(dims), file, method, metric, goal, tuple(ignored))
 
 
-def param_dim(key: str, low: float, high: float, log: bool = True, base: Preset | None = None) -> Dim:
+def param_dim(key: str, low: float, high: float, log: bool = True, base: Preset | None = None,
+              reserved: Mapping[str, str] | None = None) -> Dim:
     """Validate ``--param`` with ``--range`` for the hierarchical strategy: a float leaf
-    whose range ends both pass the preset's validation."""
+    whose range ends both pass the preset's validation (and not one of ``reserved``)."""
+    why = reserved_reason(key, reserved)
+    if why is not None:
+        raise InputError(why, file="--param", key=key)
     if leaf_kind(key) == "int":
         raise InputError("the hierarchical strategy needs a float key; sweep integer keys with "
                          "--strategy grid and a space file", file="--param", key=key)
     spec = {"distribution": "log_uniform" if log else "uniform", "min": low, "max": high}
     return parse_space({key: spec}, base=base, file="--param").dims[0]
+
+
+def reserved_reason(key: str, reserved: Mapping[str, str] | None) -> str | None:
+    """Why ``key`` cannot be swept if it is, or lies in a section that is, one of ``reserved``."""
+    for k, why in (reserved or {}).items():
+        if key == k or key.startswith(k + "."):
+            return why
+    return None
 
 
 def leaf_kind(key: str) -> Leaf | None:

@@ -6,8 +6,11 @@ while it runs, and reads ``result.json`` when it exits. This process never touch
 store, so a crash here (segfault, OOM killer) can only lose this trial, never the study.
 
 Training mode applies the params to the base preset exactly like ``--set`` and calls ``fit``,
-the same code ``ocrtune train`` runs, into ``TRIAL_DIR/runs/<date>-<name>/``. Objective mode
-imports ``module:function`` and calls it with the params dict; see ``call_objective``.
+the same code ``ocrtune train`` runs, into ``TRIAL_DIR/runs/<date>-<name>/``. A few preset keys
+never reach it from the params (``reserved_keys``): the coordinator refuses to sweep them. In a
+GPU slot (``$OCRTUNE_SLOT_GPU``) it trains on the GPU or fails; it never falls back to the CPU.
+Objective mode imports ``module:function`` and calls it with the params dict; see
+``call_objective``.
 
 SIGTERM (the worker pruning or stopping the trial, or the parent dying) becomes Ctrl-C, so
 ``fit`` records the run as interrupted before the process exits.
@@ -38,6 +41,20 @@ SPEC = "spec.json"
 RESULT = "result.json"
 LOG = "trial.log"
 Report = Callable[..., None]
+
+
+def reserved_keys(data_given: bool) -> dict[str, str]:
+    """Preset keys (or sections) a training trial sets itself or never reads, with the reason:
+    sweeping one would train the same model for every value. ``run_training`` is why."""
+    keys = {
+        "trainer.max_epochs": "set for every trial by --epochs",
+        "datasets.test": "names the test split, which training never reads",
+        "reported": "a record of scores the preset reached; it never reaches training",
+        "description": "a note for people; it never reaches training",
+    }
+    if data_given:
+        keys["datasets.root"] = "set for every trial by --data (drop --data to sweep it)"
+    return keys
 
 
 def load_objective(ref: str) -> Callable[..., Any]:
@@ -117,6 +134,7 @@ def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
     loaded = build_preset(spec, spec_path)  # a bad value fails here, before torch is imported
     from ocrtune.train.fit import TrainOptions, fit
 
+    # What overrides the preset here (max_epochs, data) is in ``reserved_keys``.
     opts = TrainOptions(
         data=Path(spec["data"]) if spec.get("data") else None,
         name=spec["name"],
