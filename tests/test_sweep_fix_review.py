@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +13,10 @@ import pytest
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
 from ocrtune.sweep.coordinator import SweepConfig
-from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids
+from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids, process_start
 from ocrtune.sweep.space import load_space
 from ocrtune.sweep.store import Store
+from ocrtune.sweep.strategies import Batch
 from ocrtune.sweep.trial import reserved_keys
 from tests.test_sweep_launcher import fake_nvidia_smi
 
@@ -151,6 +154,52 @@ def test_a_gpu_slot_fails_rather_than_training_on_the_cpu(tmp_path, monkeypatch)
     with pytest.raises(InputError, match="accelerator=gpu"):
         run_training(spec, spec_path)
     assert not (tmp_path / "trial" / "runs").exists()  # failed before any run directory, no CPU run
+
+
+# --- 4. a read-only status shows dead trials as lost -------------------------------------------
+
+
+def _sweep_store(tmp_path: Path, name: str, objective: str | None = None) -> tuple[Store, SweepConfig]:
+    base = Preset.model_validate({"models": {"scheduler": {"eta_min": 0}}}).model_dump(mode="json")
+    cfg = SweepConfig(name=name, preset="cpu-demo", base=base, objective=objective, strategy="grid", epochs=2,
+                      dims=[{"key": LR, "kind": "choice", "leaf": "float", "values": [1e-4, 1e-3, 1e-2]}])
+    store = Store.open(name, runs_dir=tmp_path / "runs", create=True)
+    store.set_config(cfg.to_dict())
+    return store, cfg
+
+
+def test_status_shows_trials_of_a_killed_coordinator_as_lost_without_writing(cli, tmp_path):
+    store, _ = _sweep_store(tmp_path, "k")
+    plan = store.add_plan(Batch(({LR: 1e-4}, {LR: 1e-3}, {LR: 1e-2}), 0, False, "3 of 3 grid trials"))
+    for slot in range(3):
+        store.enqueue(plan, slot)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = process_start(gone.pid)
+    gone.wait()  # a coordinator killed with -9: its pid is gone
+    dead = store.claim({"pid": gone.pid, "pid_start": start, "slot": "cpu0"})
+    alive = store.claim({"slot": "cpu1"})  # this process: alive
+    remote = store.claim({"host": "elsewhere/1/2", "pid": 7, "slot": "gpu0"})
+    store.set_attrs(remote.trial_id, heartbeat=time.time() - 600)
+    store.close()
+
+    code, out, err = cli("sweep", "status", "k", "--runs-dir", tmp_path / "runs", "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    rows = {t["number"]: t for t in s["trials"]}
+    assert rows[dead.number]["status"] == "lost" and rows[dead.number]["duration_s"] is None
+    assert f"worker process {gone.pid} on this host is gone" in rows[dead.number]["error"]
+    assert rows[remote.number]["status"] == "lost" and "no heartbeat from elsewhere pid 7" in rows[remote.number]["error"]
+    assert rows[alive.number]["status"] == "running"
+    assert s["counts"] == {"lost": 2, "running": 1}
+    code, out, _ = cli("sweep", "status", "k", "--runs-dir", tmp_path / "runs")
+    row = next(line for line in out.splitlines() if line.startswith(f"│ {dead.number} "))
+    assert "lost" in row and row.rstrip("│ ").endswith("-")  # no growing time
+
+    store = Store.open("k", runs_dir=tmp_path / "runs")
+    try:  # status wrote nothing: the next coordinator run decides
+        assert [(t.state, t.status) for t in store.trials()] == [("running", "running")] * 3
+    finally:
+        store.close()
 
 
 # --- 5. useless hierarchical settings ----------------------------------------------------------

@@ -123,7 +123,7 @@ def status(
         stored = store.config()
         if stored is None:
             raise InputError("this study was not created by ocrtune sweep (no settings stored)", key=name)
-        summary = summarize(store, SweepConfig.from_dict(stored))
+        summary = summarize(store, SweepConfig.from_dict(stored), observe=True)
     finally:
         store.close()
     if as_json:

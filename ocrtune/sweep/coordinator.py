@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.schema import Preset
 from ocrtune.sweep.guards import FAILED, Patient
-from ocrtune.sweep.launcher import Slot
+from ocrtune.sweep.launcher import Slot, host_id, pid_alive
 from ocrtune.sweep.planner import PlannerConfig
-from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE
+from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE, finite
 from ocrtune.sweep.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
 from ocrtune.sweep.store import TPE, Plan, Store, StoredTrial, check_name, make_pruner
 from ocrtune.sweep.strategies import Grid, Hierarchical, Random, Strategy
@@ -365,10 +366,16 @@ def fill_missing(store: Store, plans: Sequence[Plan], trials: Sequence[StoredTri
 
 
 def summarize(store: Store, cfg: SweepConfig, slots: int = 0, trials: Sequence[StoredTrial] | None = None,
-              plans: Sequence[Plan] | None = None, grace_s: float = 60.0) -> dict[str, Any]:
-    """The sweep's state for the live view, ``sweep status`` and ``--json``."""
+              plans: Sequence[Plan] | None = None, grace_s: float = 60.0, observe: bool = False) -> dict[str, Any]:
+    """The sweep's state for the live view, ``sweep status`` and ``--json``.
+
+    ``observe`` (``sweep status``, which changes nothing): RUNNING trials whose worker is gone
+    are shown as the next run will record them, ``lost`` (see ``presumed_lost``).
+    """
     trials = list(store.trials() if trials is None else trials)
     plans = list(store.plans() if plans is None else plans)
+    if observe:
+        trials = [presumed_lost(t, grace_s) or t for t in trials]
     strategy = build_strategy(cfg)
     history = planning_history(trials)
     choice = strategy.best(history)
@@ -425,6 +432,31 @@ def eta_s(cfg: SweepConfig, trials: Sequence[StoredTrial], plans: Sequence[Plan]
     return left * mean / workers
 
 
+def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
+    """A RUNNING trial as the next coordinator will record it if its worker is gone, else None.
+
+    The rule is the store's reaping rule, read once instead of watched: a worker on this host
+    whose process (pid and start time) no longer exists, or one elsewhere whose heartbeat is
+    older than ``grace_s`` by this machine's clock (the coordinator measures that on its own
+    clock while it watches). Nothing is written: the next run marks it lost and re-queues it.
+    """
+    a = t.attrs
+    if t.state != "running":
+        return None
+    beat = finite(a.get("heartbeat"))
+    if a.get("host") == host_id():
+        if not isinstance(a.get("pid"), int) or a["pid"] == os.getpid() or pid_alive(a["pid"], a.get("pid_start")):
+            return None
+        why = f"worker process {a['pid']} on this host is gone"
+    elif beat is not None and time.time() - beat > grace_s:
+        why = f"no heartbeat from {str(a.get('host', '?')).split('/')[0]} pid {a.get('pid', '?')} for {time.time() - beat:.0f}s"
+    else:
+        return None
+    note = f"{why}; not running (the next run of the sweep marks it lost and queues it again)"
+    # When it died is unknown (the heartbeat is refreshed every 10 s): no duration, not a growing one.
+    return replace(t, state="fail", status="lost", attrs={**a, "error": note, "presumed_lost": True})
+
+
 def _batch_row(p: Plan, trials: Sequence[StoredTrial]) -> dict[str, Any]:
     mine = [t for t in trials if t.plan == p.seq]
     return {"seq": p.seq, "index": p.index, "kind": p.kind, "reason": p.reason, "planned": len(p.params),
@@ -438,7 +470,7 @@ def _trial_row(t: StoredTrial) -> dict[str, Any]:
             "run_dir", "error", "hint", "progress", "worker", "slot", "attempt")
     return {"number": t.number, "plan": t.plan, "slot_index": t.slot, "batch": t.batch, "kind": t.kind,
             "params": t.params, "score": t.score, "status": t.status, "state": t.state,
-            "duration_s": t.duration_s, **{k: a.get(k) for k in keys}}
+            "duration_s": None if a.get("presumed_lost") else t.duration_s, **{k: a.get(k) for k in keys}}
 
 
 def _dim_dict(d: Dim) -> dict[str, Any]:
