@@ -22,6 +22,7 @@ from tests.test_sweep_launcher import fake_nvidia_smi
 
 LR = "models.optimizer.lr"
 OBJ = "tests.sweep_objectives:"
+TIMED = "tests.test_sweep_fix_objectives:timed"
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +215,19 @@ def test_one_point_a_stage_and_min_epochs_without_meaning_are_refused(cli, tmp_p
     code, _, err = sweep(cli, tmp_path, *base, "--min-epochs", "2")
     assert code == 2 and one_line(err) == "--min-epochs: only applies with --prune median or asha (got 2 without --prune)"
     assert not (tmp_path / "runs").exists()
+
+
+# --- 6. objective epochs have a time ------------------------------------------------------------
+
+
+def test_objective_trials_record_time_per_epoch(cli, tmp_path):
+    code, s, err = sweep(cli, tmp_path, "--objective", TIMED, "--strategy", "grid", "--points", "2",
+                         "--range", "1e-4,1e-3", "--epochs", "3", "--name", "t")
+    assert code == 0, err
+    for t in s["trials"]:
+        assert t["epochs"] == 3
+        # epochs 1 and 3 measured (0.2 s each and a little more), epoch 2 as the objective gave it
+        assert (7.0 + 0.4) / 3 <= t["time_per_epoch_s"] < (7.0 + 1.5) / 3
+    code, out, _ = cli("sweep", "status", "t", "--runs-dir", tmp_path / "runs")
+    rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
+    assert rows and all(float(r[7]) > 2 for r in rows)  # the s/epoch column

@@ -96,9 +96,14 @@ def run_objective(spec: Mapping[str, Any], trial_dir: Path) -> dict[str, Any]:
     fn = load_objective(spec["objective"])
     col = COLUMN[spec["metric"]]
     path = trial_dir / PROGRESS
+    last = [time.perf_counter()]
 
     def report(epoch: int, value: float, **columns: Any) -> None:
-        row = {"epoch": int(epoch) - 1, col: _plain(value), **{k: _plain(v) for k, v in columns.items()}}
+        # An epoch's time is the time since the previous report (or the start), unless given.
+        now = time.perf_counter()
+        row = {"epoch": int(epoch) - 1, col: _plain(value), "epoch_time_s": round(now - last[0], 6),
+               **{k: _plain(v) for k, v in columns.items()}}
+        last[0] = now
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
