@@ -12,7 +12,7 @@ import pytest
 
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.coordinator import SweepConfig
+from ocrtune.sweep.coordinator import SweepConfig, summarize
 from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids, process_start
 from ocrtune.sweep.space import load_space
 from ocrtune.sweep.store import Store
@@ -231,3 +231,62 @@ def test_objective_trials_record_time_per_epoch(cli, tmp_path):
     code, out, _ = cli("sweep", "status", "t", "--runs-dir", tmp_path / "runs")
     rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
     assert rows and all(float(r[7]) > 2 for r in rows)  # the s/epoch column
+
+
+# --- 7. every trial scored 0 --------------------------------------------------------------------
+
+
+def test_a_sweep_where_every_trial_scored_zero_says_so(cli, tmp_path):
+    from ocrtune.cli.sweep import render
+
+    store, cfg = _sweep_store(tmp_path, "z")
+    plan = store.add_plan(Batch(({LR: 1e-4}, {LR: 1e-3}), 0, False, "2 of 3 grid trials"))
+    for slot in range(2):
+        store.enqueue(plan, slot)
+        store.finish(store.claim().trial_id, "completed", 0.0, {"epochs": 2})
+    summary = summarize(store, cfg)
+    assert summary["best"]["trial"] is not None
+    assert summary["warning"].startswith("no trial scored above 0 (2 scored)") and "check the data and --epochs" in \
+        summary["warning"]
+    live = render(summary, final=False)
+    assert any("warning: no trial scored above 0" in str(getattr(p, "plain", "")) for p in live.renderables)
+    cfg_obj = SweepConfig.from_dict({**cfg.to_dict(), "objective": OBJ + "curve_only"})
+    assert summarize(store, cfg_obj)["warning"] is None  # an objective's 0 is just a value
+    store.close()
+    code, out, err = cli("sweep", "status", "z", "--runs-dir", tmp_path / "runs", "--json")
+    assert code == 0 and json.loads(out)["warning"] == summary["warning"]
+    code, out, err = cli("sweep", "status", "z", "--runs-dir", tmp_path / "runs")
+    assert "warning: no trial scored above 0" in out
+
+    store = Store.open("z", runs_dir=tmp_path / "runs")
+    store.enqueue(plan, 0, attempt=2)
+    store.finish(store.claim().trial_id, "completed", 0.25, {"epochs": 2})
+    assert summarize(store, cfg)["warning"] is None
+    store.close()
+
+
+# --- 8. stages counted from 1 for people ------------------------------------------------------
+
+
+def test_stages_are_counted_from_one_in_output_but_stored_from_zero(cli, tmp_path):
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "2e-5,1e-2", "--points", "3",
+                         "--stages", "4", "--min-improvement", "0.9", "--name", "st")
+    assert code == 0, err
+    assert s["reason"].startswith("stage 2 improved the best score by")  # the second stage did not improve enough
+    assert [(b["index"], b["stage"]) for b in s["batches"]] == [(0, 1), (1, 2)]
+    assert {(t["batch"], t["stage"]) for t in s["trials"]} == {(0, 1), (1, 2)}
+    code, out, _ = cli("sweep", "status", "st", "--runs-dir", tmp_path / "runs")
+    stages = [line.split("│")[2].strip() for line in out.splitlines() if line.startswith("│")]
+    assert stages == ["1"] * 3 + ["2"] * 3 and "stopped" not in out and "finished: stage 2 improved" in out
+    store = Store.open("st", runs_dir=tmp_path / "runs")
+    try:
+        assert store.finished()["reason"].startswith("stage 1 improved")  # stored as the planner wrote it
+    finally:
+        store.close()
+
+
+def test_stage_numbers_in_reasons():
+    from ocrtune.sweep.coordinator import for_people
+
+    assert for_people("stage 0 improved x; stage 11 y") == "stage 1 improved x; stage 12 y"
+    assert for_people("reached 5 stages") == "reached 5 stages" and for_people(None) is None

@@ -190,6 +190,8 @@ def _finish(summary: Mapping[str, Any], as_json: bool) -> None:
     if summary["best"] is None:
         info("no trial produced a score (all diverged or failed); see the errors above")
         raise typer.Exit(1)
+    if as_json and summary.get("warning"):
+        info(f"warning: {summary['warning']}")
 
 
 def _worker_event(kind: str, data: Mapping[str, Any]) -> None:
@@ -238,7 +240,7 @@ def render(s: Mapping[str, Any], final: bool) -> Group:
     for r in rows:
         prog = r.get("progress") or {}
         epochs = r.get("epochs") if r.get("epochs") is not None else prog.get("epoch")
-        stage = f"{r['batch']}" + ("r" if r["kind"] == "replicate" else "")
+        stage = f"{r['stage']}" + ("r" if r["kind"] == "replicate" else "")  # counted from 1, as the docs do
         status = Text(r["status"], style=_STYLE.get(r["status"], ""))
         mark = "*" if r["number"] == best_trial else ""
         t.add_row(f"{r['number']}{mark}", stage, *(fmt(r["params"].get(k)) for k in keys), fmt(r["score"]), status,
@@ -257,6 +259,8 @@ def render(s: Mapping[str, Any], final: bool) -> Group:
                                   + (f" +- {fmt(b['spread'])} over {b['n']} runs" if b["n"] > 1 else "")
                                   + (f" (trial {b['trial']}, {b['run_dir']})" if b.get("run_dir") else f" (trial {b['trial']})")
                                   if b else "none yet"), style="bold"))
+    if s.get("warning"):
+        parts.append(Text(f"warning: {s['warning']}", style="bold yellow"))
     if final:
         parts.append(Text(f"{s['state']}: {s['reason'] or ''}"))
     elif s.get("eta_s") is not None:

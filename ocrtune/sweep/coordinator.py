@@ -396,8 +396,9 @@ def summarize(store: Store, cfg: SweepConfig, slots: int = 0, trials: Sequence[S
         "direction": cfg.direction, "param": cfg.param if cfg.strategy == "hierarchical" else None,
         "keys": [d["key"] for d in cfg.dims], "epochs": cfg.epochs, "preset": cfg.preset,
         "state": "finished" if finished else ("running" if coord else "stopped"),
-        "reason": (finished or {}).get("reason") or (plans[-1].reason if plans else None),
+        "reason": for_people((finished or {}).get("reason") or (plans[-1].reason if plans else None)),
         "best": best,
+        "warning": _warning(cfg, trials),
         "batches": [_batch_row(p, trials) for p in plans],
         "trials": [_trial_row(t) for t in trials],
         "counts": counts,
@@ -457,9 +458,30 @@ def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
     return replace(t, state="fail", status="lost", attrs={**a, "error": note, "presumed_lost": True})
 
 
+def for_people(reason: str | None) -> str | None:
+    """A stored reason with its stage numbers counted from 1, as output and docs count them
+    (the planner writes stored, 0-based stage indices into its reasons)."""
+    if reason is None:
+        return None
+    return re.sub(r"\bstage (\d+)\b", lambda m: f"stage {int(m.group(1)) + 1}", reason)
+
+
+def _warning(cfg: SweepConfig, trials: Sequence[StoredTrial]) -> str | None:
+    """Training sweeps whose trials all scored an H-mean of 0: a best value is still named,
+    but it is a tie of runs that found nothing, not a finding."""
+    if cfg.objective is not None or cfg.metric != "hmean":
+        return None
+    scores = [t.score for t in trials if t.is_result and t.score is not None]
+    if not scores or max(scores) > 0:
+        return None
+    return (f"no trial scored above 0 ({len(scores)} scored): the best value means nothing; check the data "
+            f"and --epochs ({cfg.epochs} may be too few to find any text)")
+
+
 def _batch_row(p: Plan, trials: Sequence[StoredTrial]) -> dict[str, Any]:
     mine = [t for t in trials if t.plan == p.seq]
-    return {"seq": p.seq, "index": p.index, "kind": p.kind, "reason": p.reason, "planned": len(p.params),
+    return {"seq": p.seq, "index": p.index, "stage": p.index + 1, "kind": p.kind, "reason": for_people(p.reason),
+            "planned": len(p.params),
             "done": len({t.slot for t in mine if t.is_result}), "running": sum(t.state == "running" for t in mine),
             "queued": sum(t.state == "waiting" for t in mine)}
 
@@ -468,7 +490,7 @@ def _trial_row(t: StoredTrial) -> dict[str, Any]:
     a = t.attrs
     keys = ("epochs", "loss_reduction_rate", "stability", "loss_spread", "time_per_epoch_s", "peak_mem_mb",
             "run_dir", "error", "hint", "progress", "worker", "slot", "attempt")
-    return {"number": t.number, "plan": t.plan, "slot_index": t.slot, "batch": t.batch, "kind": t.kind,
+    return {"number": t.number, "plan": t.plan, "slot_index": t.slot, "batch": t.batch, "stage": t.batch + 1, "kind": t.kind,
             "params": t.params, "score": t.score, "status": t.status, "state": t.state,
             "duration_s": None if a.get("presumed_lost") else t.duration_s, **{k: a.get(k) for k in keys}}
 
