@@ -187,7 +187,7 @@ def test_early_stop_relative_names_the_stage_and_threshold():
     hist += [Trial(v, 0.905, 1) for v in p1.values]  # +0.56 %: below 1 %
     p2 = plan_stage(hist, cfg)
     assert p2.done and p2.stage == 2 and p2.values == ()
-    assert "stage 1" in p2.reason and "min-improvement" in p2.reason and "0.556%" in p2.reason
+    assert "stage 2 improved" in p2.reason and "min-improvement" in p2.reason and "0.556%" in p2.reason  # counted from 1
     hist[-1] = Trial(hist[-1].value, 0.95, 1)  # +5.6 %: continue
     assert not plan_stage(hist, cfg).done
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.schema import Preset
 from ocrtune.sweep.guards import FAILED, Patient
-from ocrtune.sweep.launcher import Slot, host_id, pid_alive
+from ocrtune.sweep.launcher import Slot, gone_here, host_id
 from ocrtune.sweep.planner import PlannerConfig
 from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE, finite
 from ocrtune.sweep.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
@@ -396,7 +396,7 @@ def summarize(store: Store, cfg: SweepConfig, slots: int = 0, trials: Sequence[S
         "direction": cfg.direction, "param": cfg.param if cfg.strategy == "hierarchical" else None,
         "keys": [d["key"] for d in cfg.dims], "epochs": cfg.epochs, "preset": cfg.preset,
         "state": "finished" if finished else ("running" if coord else "stopped"),
-        "reason": for_people((finished or {}).get("reason") or (plans[-1].reason if plans else None)),
+        "reason": (finished or {}).get("reason") or (plans[-1].reason if plans else None),
         "best": best,
         "warning": _warning(cfg, trials),
         "batches": [_batch_row(p, trials) for p in plans],
@@ -446,7 +446,7 @@ def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
         return None
     beat = finite(a.get("heartbeat"))
     if a.get("host") == host_id():
-        if not isinstance(a.get("pid"), int) or a["pid"] == os.getpid() or pid_alive(a["pid"], a.get("pid_start")):
+        if a.get("pid") == os.getpid() or not gone_here(a):
             return None
         why = f"worker process {a['pid']} on this host is gone"
     elif beat is not None and time.time() - beat > grace_s:
@@ -456,14 +456,6 @@ def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
     note = f"{why}; not running (the next run of the sweep marks it lost and queues it again)"
     # When it died is unknown (the heartbeat is refreshed every 10 s): no duration, not a growing one.
     return replace(t, state="fail", status="lost", attrs={**a, "error": note, "presumed_lost": True})
-
-
-def for_people(reason: str | None) -> str | None:
-    """A stored reason with its stage numbers counted from 1, as output and docs count them
-    (the planner writes stored, 0-based stage indices into its reasons)."""
-    if reason is None:
-        return None
-    return re.sub(r"\bstage (\d+)\b", lambda m: f"stage {int(m.group(1)) + 1}", reason)
 
 
 def _warning(cfg: SweepConfig, trials: Sequence[StoredTrial]) -> str | None:
@@ -480,7 +472,7 @@ def _warning(cfg: SweepConfig, trials: Sequence[StoredTrial]) -> str | None:
 
 def _batch_row(p: Plan, trials: Sequence[StoredTrial]) -> dict[str, Any]:
     mine = [t for t in trials if t.plan == p.seq]
-    return {"seq": p.seq, "index": p.index, "stage": p.index + 1, "kind": p.kind, "reason": for_people(p.reason),
+    return {"seq": p.seq, "index": p.index, "stage": p.index + 1, "kind": p.kind, "reason": p.reason,
             "planned": len(p.params),
             "done": len({t.slot for t in mine if t.is_result}), "running": sum(t.state == "running" for t in mine),
             "queued": sum(t.state == "waiting" for t in mine)}

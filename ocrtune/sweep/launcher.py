@@ -28,7 +28,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 
@@ -183,6 +183,13 @@ def pid_alive(pid: int, start: float | None = None) -> bool:
     if stat[stat.rfind(")") + 2:].split()[:1] == ["Z"]:
         return False
     return start is None or process_start(pid) == start
+
+
+def gone_here(attrs: Mapping[str, Any]) -> bool:
+    """A worker recorded (``me()``) on this host whose process no longer exists: the one rule
+    by which the store reaps its trials and ``sweep status`` shows them lost."""
+    pid = attrs.get("pid")
+    return attrs.get("host") == host_id() and isinstance(pid, int) and not pid_alive(pid, attrs.get("pid_start"))
 
 
 def me() -> dict[str, object]:

@@ -297,7 +297,8 @@ def _smoothed(points: list[tuple[float, float, int]], cfg: PlannerConfig) -> lis
 
 
 def _early_stop(done: Sequence[Trial], stage: int, cfg: PlannerConfig) -> str:
-    """Reason to stop if the last stage did not improve the best score enough, else ''."""
+    """Reason to stop if the last stage did not improve the best score enough, else ''
+    (a text for people: stages counted from 1)."""
     last = stage - 1
     if last < 1:
         return ""
@@ -309,11 +310,11 @@ def _early_stop(done: Sequence[Trial], stage: int, cfg: PlannerConfig) -> str:
     rel_need = cfg.min_improvement * abs(before)
     if cfg.min_improvement > 0 and gain < rel_need:
         return (
-            f"stage {last} improved the best score by {_pct(gain, before)} "
+            f"stage {last + 1} improved the best score by {_pct(gain, before)} "
             f"< --min-improvement {cfg.min_improvement:.3g} ({cfg.min_improvement * 100:.3g}%)"
         )
     if cfg.min_improvement_abs is not None and cfg.min_improvement_abs > 0 and gain < cfg.min_improvement_abs:
-        return f"stage {last} improved the best score by {gain:.4g} < --min-improvement {cfg.min_improvement_abs:g} (absolute)"
+        return f"stage {last + 1} improved the best score by {gain:.4g} < --min-improvement {cfg.min_improvement_abs:g} (absolute)"
     return ""
 
 

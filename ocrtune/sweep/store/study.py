@@ -14,7 +14,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.launcher import host_id, me, pid_alive
+from ocrtune.sweep.launcher import gone_here, host_id, me, pid_alive
 from ocrtune.sweep.planner import Direction
 from ocrtune.sweep.records import finite
 from ocrtune.sweep.store.backends import (
@@ -277,8 +277,7 @@ class Store:
             if seen is None or seen[0] != beat:
                 self._beats[t.trial_id] = (beat, now)
             silent = seen is not None and seen[0] == beat and now - seen[1] > grace_s
-            dead = ours or (a.get("host") == here and isinstance(a.get("pid"), int)
-                            and not pid_alive(a["pid"], a.get("pid_start")))
+            dead = ours or gone_here(a)
             if not (dead or silent):
                 continue
             why = ("its slot in this process failed" if ours else f"worker process {a.get('pid')} on this host is gone" if dead
