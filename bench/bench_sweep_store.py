@@ -24,8 +24,9 @@ import uuid
 from pathlib import Path
 
 from ocrtune.presets.load import load_preset
-from ocrtune.sweep.coordinator import Coordinator, prepare
+from ocrtune.sweep.coordinator import Coordinator
 from ocrtune.sweep.launcher import make_slots, trial_command
+from ocrtune.sweep.prepare import prepare
 from ocrtune.sweep.store import Store
 from ocrtune.sweep.worker import WorkerSettings
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.coordinator import parse_min_improvement, parse_range
+from ocrtune.sweep.config import parse_min_improvement, parse_range
 from ocrtune.sweep.planner import PlannerConfig
 from ocrtune.sweep.strategies import Hierarchical, Result
 from tests.sweep_objectives import curve

@@ -12,11 +12,12 @@ import pytest
 
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.coordinator import SweepConfig, summarize
+from ocrtune.sweep.config import SweepConfig
 from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids, process_start
 from ocrtune.sweep.space import load_space
 from ocrtune.sweep.store import Store
 from ocrtune.sweep.strategies import Batch
+from ocrtune.sweep.summary import summarize
 from ocrtune.sweep.trial import reserved_keys
 from tests.test_sweep_launcher import fake_nvidia_smi
 

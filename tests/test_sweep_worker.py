@@ -133,7 +133,8 @@ def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch):
 
 
 def test_the_coordinator_rides_out_store_errors_too(tmp_path):
-    from ocrtune.sweep.coordinator import Coordinator, prepare
+    from ocrtune.sweep.coordinator import Coordinator
+    from ocrtune.sweep.prepare import prepare
 
     cfg = prepare(load_preset("cpu-demo").preset, "cpu-demo", strategy="grid", range_text="1e-4,1e-3", points=3,
                   objective="tests.sweep_objectives:curve_only", name=f"c-{uuid.uuid4().hex[:8]}")

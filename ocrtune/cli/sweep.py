@@ -77,8 +77,9 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from ocrtune.presets.load import load_preset
-    from ocrtune.sweep.coordinator import Coordinator, prepare
+    from ocrtune.sweep.coordinator import Coordinator
     from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
+    from ocrtune.sweep.prepare import prepare
     from ocrtune.sweep.store import Store
     from ocrtune.sweep.worker import WorkerSettings
 
@@ -115,8 +116,9 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show a sweep's stages, trials, best value and state (running, stopped or finished)."""
-    from ocrtune.sweep.coordinator import SweepConfig, summarize
+    from ocrtune.sweep.config import SweepConfig
     from ocrtune.sweep.store import Store, check_name
+    from ocrtune.sweep.summary import summarize
 
     store = Store.open(check_name(name, key="NAME"), storage, runs_dir=runs_dir)
     try:
@@ -145,8 +147,8 @@ def worker(
     as_json: JsonOption = False,
 ) -> None:
     """Pull queued trials of sweep NAME and run them here until the sweep finishes."""
-    from ocrtune.sweep.coordinator import check_worker_data
     from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
+    from ocrtune.sweep.prepare import check_worker_data
     from ocrtune.sweep.store import Store, check_name
     from ocrtune.sweep.worker import WorkerPool, WorkerSettings
 
