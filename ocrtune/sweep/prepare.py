@@ -126,18 +126,15 @@ _DATA_KEYS = ("datasets.root", "datasets.train", "datasets.val")
 
 
 def check_data(preset: Preset, data: str | None, space: Space | None = None) -> None:
-    """The data check ``fit`` makes before it creates a run directory (the same root
-    resolution, the same split reading), made once for the whole sweep, for every data set a
-    trial can get: each combination of the swept ``datasets.root`` / ``train`` / ``val``."""
-    from ocrtune.train.datamodule import DetectionDataModule
-    from ocrtune.train.fit import resolve_data_root
+    """The data check ``fit`` makes before it creates a run directory (``load_data``, the same
+    function), made once for the whole sweep, for every data set a trial can get: each
+    combination of the swept ``datasets.root`` / ``train`` / ``val``."""
+    from ocrtune.train.fit import load_data
 
     swept = [d for d in (space.dims if space is not None else ()) if d.key in _DATA_KEYS]
     for combo in itertools.product(*(d.values for d in swept)):
         ds = preset.datasets.model_copy(update={d.key.split(".")[1]: v for d, v in zip(swept, combo)})
-        p = preset.model_copy(update={"datasets": ds})
-        root = resolve_data_root(p, Path(data) if data else None).resolve()
-        DetectionDataModule(root, ds, p.dataloader.batch_size, 0).prepare()
+        load_data(preset.model_copy(update={"datasets": ds}), Path(data) if data else None)
 
 
 def _dim_dict(d: Dim) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -25,6 +25,9 @@ from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
 from ocrtune.train.rundir import RunDir, best_row, find_run, new_run_dir, write_text_atomic
+
+if TYPE_CHECKING:
+    from ocrtune.train.datamodule import DetectionDataModule
 
 log = logging.getLogger("ocrtune.train")
 
@@ -77,6 +80,22 @@ def resolve_data_root(preset: Preset, data: Path | None) -> Path:
     return default_dataset()
 
 
+def load_data(preset: Preset, data: Path | None, *, num_workers: int = 0, val_targets: bool = False,
+              pin_memory: bool = False) -> DetectionDataModule:
+    """The data a run trains on, read before anything is written: the root resolved
+    (``resolve_data_root``, made absolute) and the train/val annotations read, so bad data fails
+    here. ``fit`` and the sweep's data checks both call this, so they cannot disagree on what
+    counts as usable data. The module's ``datasets.root`` is the resolved root."""
+    from ocrtune.train.datamodule import DetectionDataModule
+
+    root = resolve_data_root(preset, data).resolve()
+    datasets = preset.datasets.model_copy(update={"root": str(root)})
+    dm = DetectionDataModule(root, datasets, preset.dataloader.batch_size, num_workers, val_targets=val_targets,
+                             pin_memory=pin_memory)
+    dm.prepare()
+    return dm
+
+
 def precision_for(preset: Preset, accelerator: str) -> str:
     p = preset.trainer.precision
     if p != "auto":
@@ -108,7 +127,6 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     """
     import lightning as L
 
-    from ocrtune.train.datamodule import DetectionDataModule
     from ocrtune.train.module import DBNetModule, Diverged
     from ocrtune.train.recorder import RunRecorder
 
@@ -132,7 +150,9 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         summary = run.read_summary()
         source = summary.get("preset", source)
         _check_more_epochs(run, summary, rows, opts.max_epochs or preset.trainer.max_epochs)
-    data_root = resolve_data_root(preset, opts.data).resolve()
+    dm = load_data(preset, opts.data, num_workers=preset.dataloader.num_workers, val_targets=opts.val_loss,
+                   pin_memory=torch.cuda.is_available())  # bad data fails here, before a run directory exists
+    data_root = dm.root
     # config.yaml is the fully resolved preset: the data it trained on included, so resume and
     # evaluate find the same data without --data.
     preset = preset.model_copy(update={"datasets": preset.datasets.model_copy(update={"root": str(data_root)})})
@@ -144,15 +164,6 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     accelerator = opts.accelerator
     precision = precision_for(preset, accelerator)
-    dm = DetectionDataModule(
-        data_root,
-        preset.datasets,
-        preset.dataloader.batch_size,
-        preset.dataloader.num_workers,
-        val_targets=opts.val_loss,
-        pin_memory=torch.cuda.is_available(),
-    )
-    dm.prepare()  # bad data fails here, before a run directory exists
     for line in dm.problems[:20]:
         log.warning(line)
     L.seed_everything(preset.seed, workers=True, verbose=False)
@@ -352,4 +363,4 @@ def _last_lines(e: BaseException, n: int = 8) -> str:
     return "\n".join(lines[-n:])
 
 
-__all__: Sequence[str] = ["fit", "TrainOptions", "RunResult", "resolve_data_root", "precision_for"]
+__all__: Sequence[str] = ["fit", "TrainOptions", "RunResult", "resolve_data_root", "load_data", "precision_for"]
