@@ -36,6 +36,8 @@ def _app_raising(exc: BaseException) -> typer.Typer:
         (NotADirectoryError(errno.ENOTDIR, "Not a directory", "afile/images"), 2, "afile/images: Not a directory"),
         (OSError(errno.ENOSPC, "No space left on device", "runs/x/last.ckpt"), 1,
          "runs/x/last.ckpt: No space left on device"),
+        (PermissionError(errno.EACCES, "Permission denied", "a.tmp", None, "a.yaml"), 2, "a.tmp, a.yaml: Permission denied"),
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 0, ""),  # `ocrtune ... | head`: nothing to say
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(exc, code, line):

@@ -58,6 +58,18 @@ def test_a_missing_data_folder_is_one_line_before_the_study_exists(cli, tmp_path
     assert code == 2 and "split 'train' not found" in one_line(err) and not (tmp_path / "runs").exists()
 
 
+def test_a_coordinate_only_sweep_leaves_the_data_to_its_workers(tmp_path):
+    from ocrtune.presets.load import load_preset
+    from ocrtune.sweep.prepare import prepare
+
+    preset = load_preset("cpu-demo").preset
+    where = str(tmp_path / "only-on-workers")
+    cfg = prepare(preset, "cpu-demo", data=where, slots=0, epochs=1, points=2, stages=1)  # --parallel 0
+    assert cfg.data == where
+    with pytest.raises(InputError, match="dataset directory not found"):
+        prepare(preset, "cpu-demo", data=where, slots=1, epochs=1, points=2, stages=1)
+
+
 def test_every_swept_split_is_checked_and_workers_check_their_data(cli, tmp_path):
     from ocrtune.data.synthetic import synthesize
 
@@ -126,10 +138,10 @@ def test_gpu_indices_must_exist_without_cuda_visible_devices(cli, tmp_path, monk
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no nvidia-smi: a machine without GPUs
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--gpus", "0")
-    assert code == 2 and one_line(err).startswith("--gpus: no NVIDIA GPU found") and not (tmp_path / "runs").exists()
+    assert code == 2 and one_line(err).startswith("--gpus: no GPU found") and not (tmp_path / "runs").exists()
     fake_nvidia_smi(tmp_path, monkeypatch, 0, 1)
     code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--gpus", "5")
-    assert code == 2 and one_line(err) == "--gpus: GPU 5 is not present: nvidia-smi lists GPUs 0, 1 (got '5')"
+    assert code == 2 and one_line(err) == "--gpus: GPU 5 is not present: this machine has GPUs 0, 1 (got '5')"
     assert gpu_ids("1,0") == ["1", "0"]
     assert not (tmp_path / "runs").exists()
 

@@ -58,8 +58,20 @@ def test_gpus_all(monkeypatch):
         gpu_ids("all")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(OcrtuneError, match="no NVIDIA GPU found"):
+    with pytest.raises(OcrtuneError, match="no GPU found"):
         gpu_ids("all")
+
+
+def test_without_nvidia_smi_torch_counts_the_gpus(monkeypatch):
+    """Containers without nvidia-smi (and ROCm machines) still have GPUs torch can see."""
+    import torch
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert gpu_ids("all") == ["0", "1"] and gpu_ids("1") == ["1"]
+    with pytest.raises(InputError, match="GPU 2 is not present: this machine has GPUs 0, 1"):
+        gpu_ids("2")
 
 
 def test_gpu_indices_are_within_the_visible_gpus(monkeypatch):

@@ -30,10 +30,24 @@ class _ErrorBoundary(TyperGroup):
         except OcrtuneError as e:
             error(f"error: {e}")
             raise typer.Exit(EXIT_FAILED) from None
+        except BrokenPipeError:  # `ocrtune ... | head`: the reader has what it wanted
+            _quiet_stdout()
+            raise typer.Exit(0) from None
         except OSError as e:  # a path the user named that cannot be read or written, a full disk
-            where = f"{e.filename}: " if e.filename else ""
-            error(f"{where}{e.strerror or e}")
+            where = ", ".join(str(f) for f in (e.filename, e.filename2) if f)
+            error(f"{where}: {e.strerror or e}" if where else str(e.strerror or e))
             raise typer.Exit(EXIT_BAD_INPUT if isinstance(e, _PATH_ERRORS) else EXIT_FAILED) from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    import os
+    import sys
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test runner's buffer)
+        pass
 
 
 app = typer.Typer(

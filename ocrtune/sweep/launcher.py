@@ -75,7 +75,7 @@ def gpu_ids(spec: str) -> list[str]:
     this process sees) or a comma list of indices *among those*. Under a scheduler that set
     ``CUDA_VISIBLE_DEVICES=2,3``, ``--gpus 0,1`` means GPUs 2 and 3, as it would for any CUDA
     program, never GPUs outside the allocation. Without ``CUDA_VISIBLE_DEVICES`` the indices
-    must be GPUs that ``nvidia-smi`` lists: a trial pinned to a missing GPU would see none."""
+    must be GPUs this machine has: a trial pinned to a missing GPU would see none."""
     spec = spec.strip()
     visible = visible_gpus()
     if visible is not None and not visible:
@@ -92,7 +92,7 @@ def gpu_ids(spec: str) -> list[str]:
         present = _nvidia_smi_ids(spec)
         missing = [g for g in ids if str(int(g)) not in present]
         if missing:
-            raise InputError(f"GPU {missing[0]} is not present: nvidia-smi lists {_listing(present)} (got {spec!r})",
+            raise InputError(f"GPU {missing[0]} is not present: this machine has {_listing(present)} (got {spec!r})",
                              key="--gpus")
         return [str(int(g)) for g in ids]
     over = [g for g in ids if int(g) >= len(visible)]
@@ -104,11 +104,17 @@ def gpu_ids(spec: str) -> list[str]:
 
 def _nvidia_smi_ids(spec: str = "all") -> list[str]:
     """Indices of the GPUs on this machine. No GPU is bad input for ``--gpus`` (exit 2); an
-    ``nvidia-smi`` that fails is the machine's problem (exit 1)."""
+    ``nvidia-smi`` that fails is the machine's problem (exit 1). Containers without
+    ``nvidia-smi`` (and ROCm machines) are asked through torch instead."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        raise InputError(f"no NVIDIA GPU found for {spec!r} (nvidia-smi is not on PATH); drop --gpus to run on CPU",
-                         key="--gpus")
+        import torch
+
+        count = torch.cuda.device_count()
+        if not count:
+            raise InputError(f"no GPU found for {spec!r} (nvidia-smi is not on PATH and torch sees no CUDA device); "
+                             "drop --gpus to run on CPU", key="--gpus")
+        return [str(i) for i in range(count)]
     try:
         out = subprocess.run([exe, "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
                              text=True, timeout=30, check=True).stdout

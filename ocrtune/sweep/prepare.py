@@ -93,7 +93,7 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
         space_file=str(space_path) if space_path else None, trial_timeout=trial_timeout,
     )
     build_strategy(cfg)  # planner settings are checked here (--points, --range ...)
-    if objective is None:
+    if objective is None and slots > 0:  # a coordinate-only sweep's data may exist only on its workers
         check_data(preset, cfg.data, space)  # last: it reads the annotations
     return cfg
 
