@@ -239,8 +239,8 @@ def test_objective_trials_record_time_per_epoch(cli, tmp_path):
     assert code == 0, err
     for t in s["trials"]:
         assert t["epochs"] == 3
-        # epochs 1 and 3 measured (0.2 s each and a little more), epoch 2 as the objective gave it
-        assert (7.0 + 0.4) / 3 <= t["time_per_epoch_s"] < (7.0 + 1.5) / 3
+        # epochs 1 and 3 measured (0.2 s each, more on a busy machine), epoch 2 as the objective gave it
+        assert (7.0 + 0.4) / 3 <= t["time_per_epoch_s"] < (7.0 + 30) / 3
     code, out, _ = cli("sweep", "status", "t", "--runs-dir", tmp_path / "runs")
     rows = [line.split("│") for line in out.splitlines() if line.startswith("│")]
     assert rows and all(float(r[7]) > 2 for r in rows)  # the s/epoch column
