@@ -6,7 +6,6 @@ import datetime as _dt
 import io
 import os
 import re
-import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from ocrtune.presets.load import (
     read_yaml,
     show_path,
 )
+from ocrtune.train.rundir import _open_temp, write_text_atomic
 
 
 class _ExactFloatRepresenter(RoundTripRepresenter):
@@ -314,19 +314,21 @@ def _staged(path: Path, text: str, overwrite: bool) -> Iterator[Callable[[str], 
 
 
 def _put(path: Path, text: str, exclusive: bool) -> None:
-    """Write via a temp file + rename, so no one ever reads half a preset.
+    """Write via a temp file + rename (the run directory's atomic writer), so no one ever reads
+    half a preset.
 
     ``exclusive`` never replaces a file, not even one that appeared a moment ago: the temp file
     is hard-linked to the name, which fails if the name exists.
     """
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp's 0600
+    if not exclusive:
+        write_text_atomic(path, text)
+        return
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        if not exclusive:
-            os.replace(tmp, path)
-            return
+            f.flush()
+            os.fsync(f.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:
