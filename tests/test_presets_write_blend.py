@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,29 @@ def test_blend_names(cli, here, given, ok):
     else:
         assert code == 2 and err.strip().startswith("--name:") and len(err.strip().splitlines()) == 1
         assert not (here / "presets").exists()
+
+
+def test_blend_reports_the_values_it_wrote_after_set(cli, here):
+    (here / "p").mkdir()
+    (here / "p" / "a.yaml").write_text("extends: cpu-demo\ntrainer:\n  max_epochs: 8\n")
+    (here / "p" / "b.yaml").write_text("extends: cpu-demo\ntrainer:\n  max_epochs: 10\n")
+    args = ("presets", "blend", "p/a.yaml", "p/b.yaml", "--set", "trainer.max_epochs=2", "--set", "seed=4")
+    code, out, err = cli(*args, "--name", "j", "--json")
+    assert code == 0, err
+    rows = {v["key"]: v for v in json.loads(out)["values"]}
+    assert rows["trainer.max_epochs"] == {"key": "trainer.max_epochs", "a": 8, "b": 10, "value": 2, "how": "--set"}
+    assert rows["seed"] == {"key": "seed", "a": 7, "b": 7, "value": 4, "how": "--set"}  # not blended, but written
+    p = load_preset(here / "presets" / "j.yaml").preset
+    assert p.trainer.max_epochs == 2 and p.seed == 4
+    code, out, err = cli(*args, "--name", "t")
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if "trainer.max_epochs" in ln)
+    assert [cell.strip() for cell in line.split("│")[1:-1]] == ["trainer.max_epochs", "8", "10", "2", "--set"]
+
+
+def test_blend_without_set_reports_the_blend(cli, here):
+    code, out, err = cli("presets", "blend", "baseline", "run8", "--name", "plain", "--json")
+    assert code == 0, err
+    rows = {v["key"]: v for v in json.loads(out)["values"]}
+    assert rows["models.scheduler.T_max"] == {"key": "models.scheduler.T_max", "a": 22, "b": 24, "value": 23, "how": "linear"}
+    assert all(v["how"] == "linear" for v in rows.values())

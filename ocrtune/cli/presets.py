@@ -136,15 +136,15 @@ def blend(
 ) -> None:
     """Interpolate the numeric settings of two presets (integers rounded) into a new preset.
 
-    --set values apply to the blended result.
+    --set values apply to the blended result; the table shows the values written.
     """
     dirs = presets_dir or []
     pa, pb = load_preset(a, (), dirs), load_preset(b, (), dirs)
     values = blend_values(settings(pa.preset), settings(pb.preset), weight, log)
-    path = blend_preset(name, a, b, values, weight, log, out_dir, dirs, force, set_ or [])
+    done = blend_preset(name, a, b, values, weight, log, out_dir, dirs, force, set_ or [])
     if as_json:
-        print_json({"path": str(path), "values": [v.__dict__ for v in values]})
+        print_json({"path": str(done.path), "values": [v.__dict__ for v in done.values]})
         return
-    rows = [[v.key, v.a, v.b, v.value, v.how] for v in values]
+    rows = [[v.key, v.a, v.b, v.value, v.how] for v in done.values]
     console.print(table(f"{name} = blend({a}, {b}, w={weight:g})", ["key", a, b, name, "how"], rows))
-    info(f"wrote {path}")
+    info(f"wrote {done.path}")

@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -142,15 +142,16 @@ def blend_preset(
     dirs: Sequence[str | Path] = (),
     overwrite: bool = False,
     overrides: Sequence[str] = (),
-) -> Path:
+) -> Blend:
     """Write a preset that extends ``a`` and sets each blended value, commented with its origin.
 
-    ``--set`` overrides apply to the blended result (checked against it, not against ``a``).
+    ``--set`` overrides apply to the blended result (checked against it, not against ``a``); the
+    returned values are those of the written preset, so a report never shows a value it overrode.
     """
     name = _clean_name(name, "--name")
     path = out_dir / f"{name}.yaml"
     _check_free(name, path, dirs, overwrite)
-    pa = load_preset(a, (), dirs)
+    pa, pb = load_preset(a, (), dirs), load_preset(b, (), dirs)
     how = "geometric" if log else "linear"
     doc = CommentedMap()
     doc["extends"] = a
@@ -173,8 +174,39 @@ def blend_preset(
     def was(key: str) -> str:
         return f"was {values[key]!r} in the blend" if key in values else _was(key, pa, a)
 
-    _write_checked(path, header, doc, overrides, was, dirs, overwrite)
-    return path
+    written = _write_checked(path, header, doc, overrides, was, dirs, overwrite)
+    return Blend(path, _as_written(blended, overrides, pa, pb, written))
+
+
+@dataclass(frozen=True)
+class Blend:
+    """A written blend: its file and, per blended or ``--set`` key, the value it holds."""
+
+    path: Path
+    values: list[BlendedValue]
+
+
+def _as_written(
+    blended: Sequence[BlendedValue],
+    overrides: Sequence[str],
+    pa: LoadedPreset,
+    pb: LoadedPreset,
+    written: LoadedPreset,
+) -> list[BlendedValue]:
+    """The blended values as the file has them; a ``--set`` key is marked ``how="--set"``
+    (one the blend left alone is added, with what ``a`` and ``b`` have)."""
+    final, da, db = (p.preset.model_dump(mode="json") for p in (written, pa, pb))
+    keys = list(dict.fromkeys(_set_key(item) for item in overrides))
+    out = []
+    for bv in blended:
+        how = "--set" if bv.key in keys else bv.how
+        out.append(replace(bv, value=lookup(final, bv.key)[1], how=how))  # type: ignore[arg-type]
+    done = {bv.key for bv in blended}
+    for key in keys:
+        if key not in done:
+            va, vb, value = (lookup(tree, key)[1] for tree in (da, db, final))
+            out.append(BlendedValue(key, va, vb, value, "--set"))  # type: ignore[arg-type]
+    return out
 
 
 # --- internals -------------------------------------------------------------------------
@@ -245,7 +277,7 @@ def _write_checked(
     was: Callable[[str], str],
     dirs: Sequence[str | Path],
     overwrite: bool,
-) -> None:
+) -> LoadedPreset:
     """Write ``doc`` plus ``overrides`` to ``path`` only if it loads there; otherwise leave no trace.
 
     A preset can only be checked at its own name: ``extends`` resolves from its folder, and a
@@ -265,12 +297,12 @@ def _write_checked(
         if "reported" in doc and doc["reported"] is None:
             doc.yaml_add_eol_comment("not yet measured", "reported")
         put(text())
-        _check_at(path, (), dirs)
+        return _check_at(path, (), dirs)
 
 
-def _check_at(path: Path, overrides: Sequence[str], dirs: Sequence[str | Path]) -> None:
+def _check_at(path: Path, overrides: Sequence[str], dirs: Sequence[str | Path]) -> LoadedPreset:
     try:
-        load_preset(path, overrides, dirs)
+        return load_preset(path, overrides, dirs)
     except InputError as e:
         raise InputError(
             problems=[p if p.file == "--set" else replace(p, message=f"{p.message} (nothing written)") for p in e.problems]
