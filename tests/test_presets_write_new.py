@@ -134,3 +134,39 @@ def test_new_file_is_readable_like_the_others(cli, here):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_new_from_a_blend_drops_the_blend_notes_and_keeps_the_users_comments(cli, here):
+    (here / "p").mkdir()
+    (here / "p" / "a.yaml").write_text("extends: cpu-demo\ntrainer:\n  max_epochs: 8\n")
+    (here / "p" / "b.yaml").write_text("extends: cpu-demo\ntrainer:\n  max_epochs: 10\nmodels:\n  optimizer:\n    lr: 0.004\n")
+    code, _, err = cli("presets", "blend", "p/a.yaml", "p/b.yaml", "--name", "x", "--set", "trainer.max_epochs=2",
+                       "--set", "seed=4")
+    assert code == 0, err
+    blend = here / "presets" / "x.yaml"
+    text = blend.read_text()
+    assert "# was 9 in the blend" in text and "# was 7 in p/a.yaml" in text and "(linear, w=0.5)" in text
+    # the user annotates the blend by hand
+    text = text.replace("seed: 4  # was 7 in p/a.yaml\n", "seed: 4  # was 7 in p/a.yaml\n# my own note on seeds\n")
+    blend.write_text(text.replace("description:", "# why this blend exists\ndescription:"))
+    code, _, err = cli("presets", "new", "y", "--from", "x", "--set", "models.scheduler.T_max=5")
+    assert code == 0, err
+    out = (here / "presets" / "y.yaml").read_text()
+    assert "in the blend" not in out and "in p/a.yaml" not in out and "->" not in out
+    assert "  max_epochs: 2\n" in out and "seed: 4\n# my own note on seeds\n" in out
+    assert "# why this blend exists\n" in out and "T_max: 5  # was 16 in x" in out
+    p = load_preset(here / "presets" / "y.yaml").preset
+    assert p.trainer.max_epochs == 2 and p.seed == 4 and p.models.optimizer.lr == pytest.approx(0.003)
+    # one more step: y's own notes are y's derivation, not z's
+    code, _, err = cli("presets", "new", "z", "--from", "y")
+    assert code == 0, err
+    out = (here / "presets" / "z.yaml").read_text()
+    assert "T_max: 5\n" in out and "was 16" not in out and "# my own note on seeds" in out
+
+
+def test_new_keeps_note_like_comments_in_a_file_ocrtune_did_not_write(cli, here):
+    (here / "mine.yaml").write_text("extends: run8\nseed: 3  # was 42 in the blend\ntrainer:\n  max_epochs: 9  # not yet measured\n")
+    code, _, err = cli("presets", "new", "c1", "--from", here / "mine.yaml")
+    assert code == 0, err
+    out = (here / "presets" / "c1.yaml").read_text()
+    assert "seed: 3  # was 42 in the blend" in out and "max_epochs: 9  # not yet measured" in out

@@ -117,6 +117,7 @@ def new_preset(
     doc = read_yaml(src_path)
     if not isinstance(doc, CommentedMap):
         doc = CommentedMap()
+    _drop_derivation_notes(doc, src_path)
     ref = doc.get("extends")
     if isinstance(ref, str):
         _fix_extends(doc, find_preset(ref, dirs, relative_to=src_path.parent), path, dirs)
@@ -213,6 +214,62 @@ def _as_written(
 
 _NAME = re.compile(r"[^\W_][\w.-]*")
 _OUR_HEADER = re.compile(r"\A(?:# Created \S+ by `ocrtune presets (?:new|blend) [^\n]*\n)+")
+
+
+# The command in the header line presets new/blend write, and the notes they put beside values
+# (see new_preset, blend_preset, _was); a note's ``label`` must be a preset that command names.
+_OUR_COMMAND = re.compile(r"\A# Created \S+ by `ocrtune presets (?:new|blend) ([^`\n]*)`")
+_OUR_NOTES = (
+    re.compile(r"was .+ in (?P<label>.+?)(?: \(default\))?"),
+    re.compile(r"not set in (?P<label>.+)"),
+    re.compile(r"kept from (?P<label>.+?); .+ has .+"),
+    re.compile(r".+ -> .+ \((?:linear|log), w=[^)\s]+\)"),
+    re.compile(r"not yet measured"),
+)
+
+
+def _drop_derivation_notes(doc: CommentedMap, src_path: Path) -> None:
+    """Remove the notes presets new/blend wrote beside the source's values (``was 9 in the blend``).
+
+    They explain how the source was made and are wrong for a preset derived from it. Only a file
+    that starts with our header has them; the user's own comments, and any comment lines after
+    a note, are kept.
+    """
+    found = _OUR_COMMAND.match(src_path.read_text(encoding="utf-8"))
+    if found is None:
+        return
+    named = f" {found.group(1)} "
+
+    def ours(text: str) -> bool:
+        for pattern in _OUR_NOTES:
+            m = pattern.fullmatch(text)
+            if m is not None:
+                label = m.groupdict().get("label")
+                if label is None or label == "the blend" or f" {label} " in named:
+                    return True
+        return False
+
+    def walk(node: Any) -> None:
+        if isinstance(node, CommentedMap):
+            for key, slots in list(node.ca.items.items()):
+                token = slots[2] if len(slots) > 2 else None
+                value = getattr(token, "value", None)
+                if isinstance(value, str):
+                    first, nl, rest = value.partition("\n")
+                    if first.lstrip().startswith("#") and ours(first.strip()[1:].strip()):
+                        if rest:
+                            token.value = nl + rest  # the comment lines below stay
+                        else:
+                            slots[2] = None
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            return
+        for child in children:
+            walk(child)
+
+    walk(doc)
 
 
 def _clean_name(name: str, option: str | None) -> str:
