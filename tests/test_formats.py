@@ -12,6 +12,7 @@ import pytest
 from ocrtune.data.formats import (
     Annotations,
     ImageAnnotation,
+    KeyIndex,
     Word,
     dumps_icdar_txt,
     dumps_json,
@@ -149,6 +150,69 @@ def test_locate_key_finds_keys_not_values() -> None:
     assert locate_key(text, ["images", "a.jpg", "words", "1"]) == (4, 4)
     assert locate_key(text, ["images", "a.jpg", "words", "1", "points"]) == (4, 4)  # deepest found
     assert locate_key(text, ["nothing"]) == (None, None)
+
+
+def _key_paths(obj: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            paths.append((*prefix, key))
+            paths.extend(_key_paths(value, (*prefix, key)))
+    return paths
+
+
+@pytest.mark.parametrize("indent", [None, 1, 2, "\t"])
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_key_index_locates_like_locate_key(indent: int | str | None, ascii_only: bool) -> None:
+    # names that repeat at other depths, non-ASCII, quotes and a value equal to a key
+    data = {"images": {
+        "a.jpg": {"words": {"1": {"points": [[0, 0]], "text": "words"}, "2": {"points": []}},
+                  "img_w": 3},
+        "영수증 \"b\".jpg": {"words": {"2": {"text": "1", "points": [[1, 2]]}, "words": {}}},
+        "1": {"words": {}},
+    }, "info": {"images": 1}}
+    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only)
+    index = KeyIndex(text)
+    paths = _key_paths(data) + [("images", "a.jpg", "words", "9"), ("nothing",), ("images", "zz")]
+    for keys in paths:
+        assert index.locate(keys) == locate_key(text, keys), keys
+    assert index.locate(["images", "a.jpg", "words", "1"])[0] is not None
+
+
+def test_located_reads_the_text_once_for_many_problems(tmp_path: Path) -> None:
+    """Locating every problem of a file costs one index of it, not one search per problem."""
+    from ocrtune.data.stats import scan_split
+
+    from PIL import Image
+
+    ds = tmp_path / "ds"
+    (ds / "images" / "train").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (40, 30)).save(ds / "images" / "train" / name)
+    words = {f"{i:04d}": {"points": [[1, 1], [1, 1], [1, 1], [1, 1]]} for i in range(300)}
+    text = json.dumps({"images": {"a.jpg": {"words": words}, "b.jpg": {"words": words}}}, indent=1)
+    (ds / "jsons").mkdir()
+    (ds / "jsons" / "train.json").write_text(text, encoding="utf-8")
+    built: list[int] = []
+    real_init = KeyIndex.__init__
+
+    def counting_init(self: KeyIndex, text: str) -> None:
+        built.append(len(text))
+        real_init(self, text)
+
+    def no_search(text: str, keys: object) -> None:
+        raise AssertionError(f"searched the whole text for {keys}")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KeyIndex, "__init__", counting_init)
+        mp.setattr("ocrtune.data.formats.validate.locate_key", no_search)
+        stats = scan_split(ds, "train")
+    degenerate = [p for p in stats.problems if p.kind == "degenerate"]
+    assert len(degenerate) == 600 and built == [len(text)]
+    lines = text.splitlines()
+    for p in degenerate:
+        assert lines[p.line - 1][p.column - 1:].startswith(f'"{p.word}":'), p
+    assert degenerate[300].image == "b.jpg" and degenerate[300].line > degenerate[299].line
 
 
 def test_json_duplicate_ids_and_names_are_located_errors(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocrtune.data.formats import Annotations, DataProblem, loads_json, sanitize
+from ocrtune.data.formats import Annotations, DataProblem, KeyIndex, loads_json, sanitize
 from ocrtune.data.formats.records import read_text
 from ocrtune.data.images import image_size, load_image
 from ocrtune.data.layout import available_splits, list_images, resolve_split
@@ -152,7 +152,9 @@ def scan_split(root: str | Path, split: str, decode: bool = False) -> SplitStats
         stats.n_annotated = len(anns)
         _scan_annotations(stats, anns, files, sizes)
         src = str(annotation)
-        stats.problems = [p.located(text) if p.file == src else p for p in stats.problems]
+        if any(p.file == src for p in stats.problems):
+            index = KeyIndex(text)  # one pass over the text locates them all
+            stats.problems = [p.located(index) if p.file == src else p for p in stats.problems]
     return stats
 
 

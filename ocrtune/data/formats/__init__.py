@@ -7,6 +7,7 @@ format lives in its own module underneath; none of them imports torch.
 from __future__ import annotations
 
 from ocrtune.data.formats.competition_json import (
+    KeyIndex,
     dumps_json,
     loads_json,
     locate_key,
@@ -43,6 +44,7 @@ __all__ = [
     "Annotations",
     "DataProblem",
     "ImageAnnotation",
+    "KeyIndex",
     "Word",
     "dumps_icdar_txt",
     "dumps_json",

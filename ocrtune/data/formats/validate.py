@@ -15,7 +15,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.geometry.polygon import orient
 
-from ocrtune.data.formats.competition_json import locate_key
+from ocrtune.data.formats.competition_json import KeyIndex, locate_key
 from ocrtune.data.formats.records import ImageAnnotation, Word
 from ocrtune.errors import Problem
 
@@ -45,12 +45,13 @@ class DataProblem:
             return None
         return f"images.{self.image}" + (f".words.{self.word}" if self.word is not None else "")
 
-    def located(self, text: str) -> DataProblem:
-        """Copy with the line/column of its image or word in ``text``, the JSON of ``file``."""
+    def located(self, where: str | KeyIndex) -> DataProblem:
+        """Copy with the line/column of its image or word in the JSON of ``file``: its text, or
+        a ``KeyIndex`` of it when many problems are located (one pass over the text in all)."""
         if self.image is None:
             return self
         keys = ["images", self.image] + (["words", self.word] if self.word is not None else [])
-        line, column = locate_key(text, keys)
+        line, column = locate_key(where, keys) if isinstance(where, str) else where.locate(keys)
         return replace(self, line=line, column=column)
 
     def to_problem(self) -> Problem:
