@@ -80,7 +80,9 @@ def test_blend_endpoints(x, y, log):
     a, b = {"v": x}, {"v": y}
     w0 = {v.key: v.value for v in blend_values(a, b, 0.0, log)}
     w1 = {v.key: v.value for v in blend_values(a, b, 1.0, log)}
-    if x != y:
+    if math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0):  # the same setting: nothing to blend
+        assert w0 == w1 == {}
+    else:
         assert w0["v"] == pytest.approx(x) and w1["v"] == pytest.approx(y)
         mid = blend_values(a, b, 0.5, log)[0].value
         assert min(x, y) - 1e-12 <= mid <= max(x, y) + 1e-12
