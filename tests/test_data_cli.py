@@ -188,15 +188,36 @@ def test_synth_force_never_replaces_a_real_dataset(synth_dir: Path, tmp_path: Pa
     assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
 
 
-def test_empty_split_is_a_problem(synth_dir: Path, tmp_path: Path) -> None:
+def test_empty_placeholder_split_passes_check(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    (ds / "images" / "test").mkdir()  # a folder waiting for test images, nothing annotated
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "OK (train: 4 images, 0 problems, val: 1 images, 0 problems, test: 0 images, 0 problems)" in result.stderr
+
+
+def test_empty_split_is_a_problem_when_asked_for(synth_dir: Path, tmp_path: Path) -> None:
     ds = _copy(synth_dir, tmp_path / "ds")
     (ds / "images" / "test").mkdir()
-    result = runner.invoke(root, ["data", "check", str(ds)])
+    result = runner.invoke(root, ["data", "check", str(ds), "--split", "test"])
     assert result.exit_code == 1
     assert result.stdout == f"{ds / 'images' / 'test'}: empty-split: split folder holds no images\n"
-    assert "test: 0 images, 1 problems" in result.stderr
+    assert "FAILED (test: 0 images, 1 problems)" in result.stderr
     stats = json.loads(runner.invoke(root, ["data", "stats", str(ds), "--split", "test", "--json"]).stdout)
     assert stats["problems"]["by_kind"] == {"empty-split": 1}
+
+
+def test_empty_split_is_a_problem_when_annotated(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "ds")
+    for image in (ds / "images" / "val").iterdir():
+        image.unlink()  # jsons/val.json still lists the image
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{ds / 'images' / 'val'}: empty-split: split folder holds no images"
+    assert len(lines) == 2 and "missing-image" in lines[1]
+    assert "val: 0 images, 2 problems" in result.stderr
 
 
 def test_stats_says_it_does_not_decode_images(synth_dir: Path, tmp_path: Path) -> None:

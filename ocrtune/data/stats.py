@@ -133,18 +133,18 @@ def _scan_annotations(
                 "unannotated", f"image has no entry in {stats.annotation}", str(files[name]), name))
 
 
-def scan_split(root: str | Path, split: str, decode: bool = False) -> SplitStats:
+def scan_split(root: str | Path, split: str, decode: bool = False, *, asked: bool = True) -> SplitStats:
     """Scan one split; raises ``InputError`` only for a missing split or a malformed JSON.
 
     ``decode`` reads every pixel (catches truncated files that training would skip); otherwise
-    only headers are read.
+    only headers are read. An image folder with nothing in it is a problem when the split was
+    ``asked`` for or its annotations list images; an empty placeholder found while scanning
+    every split is not.
     """
     image_dir, annotation = resolve_split(root, split)
     stats = SplitStats(split, image_dir, annotation, decoded=decode)
     files = {p.name: p for p in list_images(image_dir)}
     stats.n_images = len(files)
-    if not files:  # a split folder with nothing in it: training or scoring on it would fail
-        stats.problems.append(DataProblem("empty-split", "split folder holds no images", str(image_dir)))
     sizes = _sizes(stats, files, decode)
     if annotation is not None:
         text = read_text(annotation, "annotation file")
@@ -155,6 +155,8 @@ def scan_split(root: str | Path, split: str, decode: bool = False) -> SplitStats
         if any(p.file == src for p in stats.problems):
             index = KeyIndex(text)  # one pass over the text locates them all
             stats.problems = [p.located(index) if p.file == src else p for p in stats.problems]
+    if not files and (asked or stats.n_annotated):  # training or scoring on it would fail
+        stats.problems.insert(0, DataProblem("empty-split", "split folder holds no images", str(image_dir)))
     return stats
 
 
@@ -163,4 +165,4 @@ def scan_dataset(root: str | Path, splits: list[str] | None = None, decode: bool
     wanted = splits if splits else available_splits(root)
     if not wanted:
         resolve_split(root, "train")  # raises the "what was looked for" message
-    return [scan_split(root, s, decode) for s in wanted]
+    return [scan_split(root, s, decode, asked=bool(splits)) for s in wanted]
