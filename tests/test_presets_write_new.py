@@ -170,3 +170,16 @@ def test_new_keeps_note_like_comments_in_a_file_ocrtune_did_not_write(cli, here)
     assert code == 0, err
     out = (here / "presets" / "c1.yaml").read_text()
     assert "seed: 3  # was 42 in the blend" in out and "max_epochs: 9  # not yet measured" in out
+
+
+def test_new_set_keeps_the_comment_lines_below_a_changed_value(cli, here):
+    (here / "u.yaml").write_text(
+        "extends: run8\nseed: 3  # mine\n# about the trainer\ntrainer:\n  max_epochs: 9\n  # inner note\n"
+        "reported:\n# after reported\ndescription: d\n"
+    )
+    code, _, err = cli("presets", "new", "u2", "--from", here / "u.yaml", "--set", "seed=4", "--set", "trainer.max_epochs=5")
+    assert code == 0, err
+    out = (here / "presets" / "u2.yaml").read_text()
+    assert "seed: 4  # was 3 in " in out and "\n# about the trainer\ntrainer:\n" in out
+    assert "max_epochs: 5  # was 9 in " in out and "\n  # inner note\n" in out
+    assert "# not yet measured\n# after reported\n" in out

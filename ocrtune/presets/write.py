@@ -81,7 +81,21 @@ def set_path(doc: CommentedMap, key: str, value: Any, comment: str | None = None
         node = nxt
     node[parts[-1]] = value
     if comment:
-        node.yaml_add_eol_comment(comment, parts[-1])
+        add_note(node, parts[-1], comment)
+
+
+def add_note(node: CommentedMap, key: str, comment: str) -> None:
+    """Put ``comment`` at the end of ``key``'s line, replacing only that line's comment.
+
+    ruamel keeps the comment lines that follow a value in the same token as the value's own
+    comment; replacing the token would drop them (a user's note about the next section).
+    """
+    slots = node.ca.items.get(key)
+    old = getattr(slots[2], "value", None) if slots and len(slots) > 2 else None
+    node.yaml_add_eol_comment(comment, key)
+    below = old.partition("\n")[2] if isinstance(old, str) else ""
+    if below:
+        node.ca.items[key][2].value += "\n" + below
 
 
 def lookup(tree: Any, key: str) -> tuple[bool, Any]:
@@ -352,7 +366,7 @@ def _write_checked(
             key = key.strip()
             set_path(doc, key, parse_scalar(raw, key), comment=was(key))
         if "reported" in doc and doc["reported"] is None:
-            doc.yaml_add_eol_comment("not yet measured", "reported")
+            add_note(doc, "reported", "not yet measured")
         put(text())
         return _check_at(path, (), dirs)
 
