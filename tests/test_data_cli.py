@@ -256,3 +256,14 @@ def test_stats_table_is_not_wrapped_at_80_columns_when_piped(synth_dir: Path, tm
     problem = next(t for t in lines if "9999" in t)
     assert problem.startswith(f"  {path}:1:") and problem.endswith("at least 3 are needed")
     assert max(len(t) for t in lines) > 160  # a located problem line is never cut
+
+
+def test_synth_errors_and_progress_print_nothing_extra_when_piped(synth_dir: Path, tmp_path: Path) -> None:
+    """The bar opens on a terminal only, once the inputs are checked: piped stderr holds the
+    one error line and nothing before it, and a successful run leaves stderr empty."""
+    result = runner.invoke(root, ["data", "synth", str(synth_dir), "--n", "6"])
+    assert result.exit_code == 2
+    assert result.stderr == f"{synth_dir}: folder already holds a dataset (overwrite it with --force)\n"
+    result = runner.invoke(root, ["data", "synth", str(tmp_path / "new"), "--n", "2", "--size", "96"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""

@@ -9,6 +9,7 @@ import sys
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -81,3 +82,34 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     lines = ["| " + " | ".join(esc(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(esc(str(x)) for x in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+class ProgressBar:
+    """A transient progress bar fed ``bar(done, total)``, opened on the first report, which
+    comes once the inputs are checked: an input error before it is one line with nothing
+    printed ahead of it. Only on a terminal: in pipes and logs a bar is not drawn anyway, and
+    stopping it printed a blank line."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar: Progress | None = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not err_console.is_terminal:
+            return
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=err_console, transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()

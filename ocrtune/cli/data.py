@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
+from ocrtune.cli._output import ProgressBar
 from ocrtune.cli._output import console as _out
 from ocrtune.cli._output import err_console as _err
 from ocrtune.data.stats import SplitStats, scan_dataset, scan_split
@@ -118,10 +119,10 @@ def synth(
     ] = False,
 ) -> None:
     """Render synthetic receipts with exact word polygons in the competition layout."""
-    with Progress(console=_err, transient=True) as progress:
-        task = progress.add_task("rendering receipts", total=n)
+    done = itertools.count(1)
+    with ProgressBar("rendering receipts") as bar:
         result = synthesize(
-            out, n, seed, size, val_fraction, overwrite=force, on_image=lambda _i: progress.advance(task)
+            out, n, seed, size, val_fraction, overwrite=force, on_image=lambda _i: bar(next(done), n)
         )
     typer.echo(
         f"wrote {result.n_train} train + {result.n_val} val images "

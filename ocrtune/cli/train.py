@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
-from ocrtune.cli._output import console, err_console, fmt, info, print_json, table
+from ocrtune.cli._output import ProgressBar, console, err_console, fmt, info, print_json, table
 from ocrtune.errors import InputError
 
 DataOption = Annotated[
@@ -116,36 +115,6 @@ def _render_result(result: Any) -> None:
         err_console.print(f"hint: {result.hint}")
 
 
-class _Bar:
-    """A transient progress bar that opens on the first report, which comes once the inputs are
-    checked: an input error before it is one line with nothing printed ahead of it. Only on a
-    terminal: in pipes and logs a bar is not drawn anyway, and stopping it printed a blank line."""
-
-    def __init__(self, description: str) -> None:
-        self.description = description
-        self.bar: Progress | None = None
-        self.task: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if not err_console.is_terminal:
-            return
-        if self.bar is None:
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=err_console, transient=True,
-            )
-            self.bar.start()
-            self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def evaluate(
     ref: Annotated[str, typer.Argument(help="Run directory (or name under --runs-dir) or a .ckpt file.")],
     split: Annotated[str, typer.Option("--split", help="Split to score (needs annotations).")] = "val",
@@ -166,7 +135,7 @@ def evaluate(
     loaded = load_checkpoint(ref, set_ or [], runs_dir)
     root = resolve_data_root(loaded.preset, data)
     target = eval_output(loaded, split, out)
-    with _Bar(f"evaluating {split}") as bar:
+    with ProgressBar(f"evaluating {split}") as bar:
         result = run_eval(loaded, root, split, batch_size, progress=bar, out=target)
     if as_json:
         print_json(result)
@@ -199,7 +168,7 @@ def predict(
     if not images.is_dir():
         raise InputError("image folder not found", file=str(images))
     loaded = load_checkpoint(ref, set_ or [], runs_dir)
-    with _Bar("predicting") as bar:
+    with ProgressBar("predicting") as bar:
         result = run_predict(loaded, images, out, json_out, save_maps, batch_size, progress=bar)
     for name in result["unreadable"]:
         reason = result["unreadable_reasons"].get(name) or f"{name}: could not be read"
