@@ -181,11 +181,29 @@ def test_synth_into_a_plain_file_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_synth_force_never_replaces_a_real_dataset(synth_dir: Path, tmp_path: Path) -> None:
     ds = _copy(synth_dir, tmp_path / "real")
     (ds / "ocrtune-synth.json").unlink()  # as if the images came from elsewhere
+    scan = sorted((ds / "images" / "train").iterdir())[0]
+    scan.rename(scan.with_name("scan-0001.jpg"))
     before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
+    for force in (["--force"], []):
+        result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96", *force])
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"{ds}: folder holds a dataset that ocrtune did not synthesise (no ocrtune-synth.json), "
+            "which synth never replaces, even with --force: choose another folder, or delete this "
+            "one yourself\n")
+        assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
+
+
+def test_synth_force_replaces_a_set_made_before_the_marker(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "old")
+    (ds / "ocrtune-synth.json").unlink()  # sets synthesised before the marker existed
+    result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96"])
+    assert result.exit_code == 2 and "(overwrite it with --force)" in result.stderr
     result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96", "--force"])
-    assert result.exit_code == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "did not synthesise" in result.stderr
-    assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 train + 1 val images" in result.stdout
+    assert (ds / "ocrtune-synth.json").is_file()
+    assert [p.name for p in (ds / "images" / "train").iterdir()] == ["receipt_00000.jpg"]
 
 
 def test_empty_placeholder_split_passes_check(synth_dir: Path, tmp_path: Path) -> None:

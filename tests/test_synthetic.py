@@ -203,6 +203,42 @@ def test_overwrite_replaces_only_synthetic_sets(tmp_path: Path) -> None:
         synthesize(sroie_style, n=2, size=96, overwrite=True)
 
 
+def _pre_marker_set(root: Path) -> Path:
+    """A set as synth wrote it before ``ocrtune-synth.json``: an empty val split too."""
+    synthesize(root, n=2, size=96, val_fraction=0.0)
+    (root / "ocrtune-synth.json").unlink()
+    (root / "images" / "val").mkdir()
+    (root / "jsons" / "val.json").write_text('{"images": {}}')
+    return root
+
+
+def test_overwrite_replaces_a_set_made_before_the_marker(tmp_path: Path) -> None:
+    old = _pre_marker_set(tmp_path / "old")
+    with pytest.raises(InputError, match="already holds a dataset"):
+        synthesize(old, n=3, size=96)
+    result = synthesize(old, n=3, size=96, val_fraction=0.0, overwrite=True)
+    assert result.n_train == 3 and (old / "ocrtune-synth.json").is_file()
+    assert sorted(p.name for p in old.iterdir()) == ["images", "jsons", "ocrtune-synth.json"]
+    assert not (old / "images" / "val").exists() and not (old / "jsons" / "val.json").exists()
+
+
+@pytest.mark.parametrize("change", [
+    "notes.txt", "images/train/scan.jpg", "images/train/receipt_00000.png", "images/test/",
+    "jsons/test.json", "images/train/receipt_00000.jpg.bak", "annotations/",
+])
+def test_overwrite_refuses_a_marker_less_set_with_anything_else(tmp_path: Path, change: str) -> None:
+    near = _pre_marker_set(tmp_path / "near")
+    extra = near / change
+    if change.endswith("/"):
+        extra.mkdir()
+    else:
+        extra.write_bytes(b"precious")
+    before = sorted(p.relative_to(near) for p in near.rglob("*"))
+    with pytest.raises(InputError, match="delete this one yourself"):
+        synthesize(near, n=2, size=96, overwrite=True)
+    assert sorted(p.relative_to(near) for p in near.rglob("*")) == before
+
+
 def test_synthesize_into_a_file_is_a_located_error(tmp_path: Path) -> None:
     target = tmp_path / "afile"
     target.write_text("keep")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -218,6 +219,8 @@ def _split_counts(n: int, val_fraction: float) -> tuple[int, int]:
 #: Written by ``synthesize`` into every dataset it makes: ``overwrite`` replaces only those.
 MARKER = "ocrtune-synth.json"
 _SPLITS = ("train", "val")
+_RECEIPT = re.compile(r"receipt_\d{5}\.jpg")  # the image names ``render_receipt`` gives
+_STAGING = ".synth-"  # prefix of the hidden folder a run renders into, inside ``out``
 
 
 def _ours(root: Path) -> list[Path]:
@@ -229,6 +232,30 @@ def _ours(root: Path) -> list[Path]:
     ]
 
 
+def _made_by_synth(out: Path) -> bool:
+    """``out`` carries ``MARKER``, or predates it and holds exactly what synth wrote then:
+    ``images/{train,val}/receipt_NNNNN.jpg`` and the matching ``jsons/{train,val}.json``,
+    nothing else (a folder of anyone's data differs in some name)."""
+    if (out / MARKER).is_file():
+        return True
+    try:
+        names = sorted(p.name for p in out.iterdir() if not p.name.startswith(_STAGING))
+        if names != ["images", "jsons"]:
+            return False
+        splits = {p.name for p in (out / "images").iterdir()}
+        if not splits or not splits <= set(_SPLITS):
+            return False
+        if {p.name for p in (out / "jsons").iterdir()} != {f"{s}.json" for s in splits}:
+            return False
+        return all(
+            (out / "jsons" / f"{s}.json").is_file()
+            and all(p.is_file() and _RECEIPT.fullmatch(p.name) for p in (out / "images" / s).iterdir())
+            for s in splits
+        )
+    except OSError:  # not a folder where one belongs, or unreadable: not ours
+        return False
+
+
 def _check_destination(out: Path, overwrite: bool) -> None:
     """Refuse a file, a foreign dataset, or (without ``overwrite``) one of our own."""
     if out.exists() and not out.is_dir():
@@ -236,14 +263,14 @@ def _check_destination(out: Path, overwrite: bool) -> None:
     foreign = [out / "annotations" / f"{s}.json" for s in _SPLITS]
     if not any(p.exists() for p in [*_ours(out), *foreign]):
         return
-    if not overwrite:
-        raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
-    if not (out / MARKER).is_file():
+    if not _made_by_synth(out):
         raise InputError(
-            f"folder holds a dataset that ocrtune did not synthesise (no {MARKER}); "
-            "--force replaces only synthetic sets, choose another folder",
+            f"folder holds a dataset that ocrtune did not synthesise (no {MARKER}), which "
+            "synth never replaces, even with --force: choose another folder, or delete this one yourself",
             file=out,
         )
+    if not overwrite:
+        raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
 
 
 def _render(
@@ -307,8 +334,9 @@ def synthesize(
 
     Everything is rendered into a hidden temporary folder and moved into place at the end, so
     a failure (or Ctrl-C) leaves ``out`` as it was. An existing dataset in ``out`` is an error
-    unless ``overwrite``, and even then only one this function wrote (it carries ``MARKER``)
-    is replaced: its train/val folders and JSONs, nothing else. An empty split is not written.
+    unless ``overwrite``, and even then only one this function wrote (it carries ``MARKER``, or
+    is exactly what it wrote before the marker existed) is replaced: its train/val folders and
+    JSONs, nothing else. An empty split is not written.
     """
     if n < 1:
         raise InputError(f"must be at least 1, got {n}", key="--n")
@@ -325,7 +353,7 @@ def synthesize(
     try:
         out.mkdir(parents=True, exist_ok=True)
         # staged inside ``out`` (hidden): the same file system, so the final moves are renames
-        staged = Path(tempfile.mkdtemp(prefix=".synth-", dir=out))
+        staged = Path(tempfile.mkdtemp(prefix=_STAGING, dir=out))
     except OSError as exc:
         raise InputError(f"cannot create the dataset folder: {exc.strerror or exc}", file=out) from None
     done = False
