@@ -197,3 +197,20 @@ def test_the_live_bar_counts_epochs_from_1_without_v_num():
     assert bar._get_train_description(2).strip() == "Epoch 3/3"
     metrics = bar.get_metrics(bar._trainer, None)
     assert "v_num" not in metrics and metrics["train/loss"] == 1.5
+
+
+def test_evaluate_in_a_read_only_folder_prints_the_scores_and_says_they_were_not_saved(
+        one_epoch, tiny_data, tmp_path, cli, monkeypatch):  # noqa: F811
+    import ocrtune.train.infer as infer
+
+    lone = tmp_path / "shared-model" / "model.ckpt"
+    lone.parent.mkdir()
+    shutil.copy(one_epoch.best_ckpt, lone)
+    real_access = os.access
+    monkeypatch.setattr(infer.os, "access", lambda p, mode: False if Path(p) == lone.parent else real_access(p, mode))
+    code, out, err = cli("evaluate", lone, "--data", tiny_data, "--json")
+    assert code == 0, err
+    assert json.loads(out)["saved"] is None and "scores not saved" in err and "--out FILE" in err
+    assert list(lone.parent.iterdir()) == [lone]
+    code, _, err = cli("evaluate", lone, "--data", tiny_data, "--out", lone.parent / "s.json")  # asked for: refused
+    assert code == 2 and "--out: cannot write the scores here" in err

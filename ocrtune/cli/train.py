@@ -129,17 +129,18 @@ def evaluate(
 ) -> None:
     """Score a checkpoint on a split: CLEval H/P/R (image mean and global) and IoU H-mean; prints and saves them."""
     from ocrtune.train.fit import resolve_data_root
-    from ocrtune.train.infer import eval_output, load_checkpoint
     from ocrtune.train.infer import evaluate as run_eval
+    from ocrtune.train.infer import load_checkpoint
 
     loaded = load_checkpoint(ref, set_ or [], runs_dir)
     root = resolve_data_root(loaded.preset, data)
-    target = eval_output(loaded, split, out)
     with ProgressBar(f"evaluating {split}") as bar:
-        result = run_eval(loaded, root, split, batch_size, progress=bar, out=target)
+        result = run_eval(loaded, root, split, batch_size, progress=bar, out=out)
+    saved = (f"saved {result['saved']}" if result["saved"]
+             else "scores not saved: their default folder is not writable; pass --out FILE")
     if as_json:
         print_json(result)
-        info(f"saved {target}")
+        info(saved)
         return
     c, i = result["cleval"], result["iou"]
     rows = [
@@ -148,7 +149,7 @@ def evaluate(
         ["IoU 0.5", i["image_mean"]["hmean"], i["image_mean"]["precision"], i["image_mean"]["recall"]],
     ]
     console.print(table(f"{split}: {result['images']} images, {result['checkpoint']}", ["metric", "H-mean", "precision", "recall"], rows))
-    info(f"saved {target}")
+    info(saved)
 
 
 def predict(

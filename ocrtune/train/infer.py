@@ -99,11 +99,13 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
                 progress(done, total)
 
 
-def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path:
+def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path | None:
     """Where ``evaluate`` saves its scores: ``out``, else ``eval-<split>.json`` in the run, else
     ``<checkpoint stem>.eval-<split>.json`` beside a checkpoint that is not in a run.
 
-    Checked before any scoring, so a bad place fails at once rather than after the work.
+    Checked before any scoring, so a bad ``--out`` fails at once rather than after the work. The
+    default place is best effort: a read-only run or shared model folder (None) still gets its
+    scores printed.
     """
     if out is not None:
         path = Path(out)
@@ -111,24 +113,22 @@ def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path:
             raise InputError("is a directory; give a file name for the scores", file=str(path), key="--out")
         if path.exists() and path.resolve() == loaded.checkpoint.resolve():
             raise InputError("is the checkpoint being evaluated", file=str(path), key="--out")
-        _check_writable(path, "--out")
+        if not _writable(path):
+            raise InputError(f"cannot write the scores here (folder {path.parent} is not writable)", file=str(path),
+                             key="--out")
         return path
     if loaded.run is not None:
         path = loaded.run.path / f"eval-{split}.json"
     else:
         path = loaded.checkpoint.with_name(f"{loaded.checkpoint.stem}.eval-{split}.json")
-    _check_writable(path, None)
-    return path
+    return path if _writable(path) else None
 
 
-def _check_writable(path: Path, key: str | None) -> None:
+def _writable(path: Path) -> bool:
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not os.access(folder, os.W_OK):
-        hint = "" if key else "; pass --out FILE"
-        raise InputError(f"cannot write the scores here (folder {folder} is not writable){hint}", file=str(path),
-                         key=key)
+    return os.access(folder, os.W_OK)
 
 
 def evaluate(
@@ -141,7 +141,8 @@ def evaluate(
     out: Path | None = None,
 ) -> dict[str, Any]:
     """CLEval (image mean and global) and IoU H-mean on a labelled split, saved as JSON at
-    ``eval_output(loaded, split, out)``."""
+    ``eval_output(loaded, split, out)`` (``result["saved"]``: the path, or None where the
+    default place is not writable)."""
     from ocrtune.train.datamodule import split_loader
     from ocrtune.train.module import DetectionScores
 
@@ -165,8 +166,10 @@ def evaluate(
         "iou": {"image_mean": i["image_mean"], "global": _scores(i["global"])},
         "per_image": {k: {m: v[m] for m in ("recall", "precision", "hmean")} for k, v in c["per_image"].items()},
         "data_problems": problems,
+        "saved": str(target) if target is not None else None,
     }
-    write_json_atomic(target, result)
+    if target is not None:
+        write_json_atomic(target, result)
     return result
 
 
