@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ocrtune.errors import InputError
 from ocrtune.presets.compare import settings
 from ocrtune.presets.load import load_preset
-from ocrtune.train.rundir import CONFIG, RunDir, find_run
+from ocrtune.train.rundir import CONFIG, RunDir, find_run, shown_epoch
 
 
 def is_run_ref(ref: str, runs_dir: Path) -> bool:
@@ -26,7 +26,7 @@ def run_outcome(run: RunDir) -> dict[str, Any]:
     out: dict[str, Any] = {
         "run.status": s.get("status"),
         "run.epochs": s.get("epochs_completed"),
-        "run.best_epoch": None if s.get("best_epoch") is None else s["best_epoch"] + 1,  # shown from 1
+        "run.best_epoch": shown_epoch(s.get("best_epoch")),
     }
     for k in ("hmean", "precision", "recall", "iou_hmean"):
         out[f"run.best.{k}"] = best.get(k)

@@ -14,7 +14,7 @@ import typer
 from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, print_json, table
 from ocrtune.errors import InputError
-from ocrtune.train.rundir import find_run, list_runs
+from ocrtune.train.rundir import find_run, list_runs, shown_epoch
 
 app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
@@ -50,7 +50,7 @@ def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -
         console.print(f"no runs in {runs_dir}", markup=False)
         return
     cols = ["run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
-    rows = [[r["run"], r["status"], r["epochs"], _epoch(r["best_epoch"]), r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
+    rows = [[r["run"], r["status"], r["epochs"], shown_epoch(r["best_epoch"]), r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
     console.print(table(None, cols, rows))
 
 
@@ -69,12 +69,7 @@ def show(
     console.print(table(str(run.path), ["field", "value"], _summary_rows(summary)))
     if rows:
         cols = ["epoch", "train_loss", "val_hmean", "val_precision", "val_recall", "lr", "grad_norm", "epoch_time_s", "peak_mem_mb"]
-        console.print(table("metrics", cols, [[_epoch(r.get("epoch")), *(r.get(c) for c in cols[1:])] for r in rows]))
-
-
-def _epoch(index: Any) -> Any:
-    """Epoch as people count it (from 1); the run's files keep Lightning's index from 0."""
-    return index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
+        console.print(table("metrics", cols, [[shown_epoch(r.get("epoch")), *(r.get(c) for c in cols[1:])] for r in rows]))
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
@@ -84,7 +79,7 @@ def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
         if k == "epoch_base":
             continue
         if k == "best_epoch":
-            out.append(["best epoch", _epoch(v)])
+            out.append(["best epoch", shown_epoch(v)])
         elif k == "best":
             best = v if isinstance(v, dict) else {}
             out += [[f"best {name}", best.get(name)] for name in ("hmean", "precision", "recall", "iou_hmean")]

@@ -11,6 +11,7 @@ import typer
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import ProgressBar, console, err_console, fmt, info, print_json, table
 from ocrtune.errors import InputError
+from ocrtune.train.rundir import shown_epoch
 
 DataOption = Annotated[
     Optional[Path],
@@ -88,14 +89,9 @@ def _devices(value: Optional[str]) -> Any:
     return value
 
 
-def _epoch(index: Any) -> Any:
-    """Epoch as people count it (from 1); the run's files keep Lightning's index from 0."""
-    return index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
-
-
 def _render_result(result: Any) -> None:
     rows = [
-        [_epoch(r.get("epoch")), r.get("train_loss"), r.get("val_hmean"), r.get("val_precision"), r.get("val_recall"),
+        [shown_epoch(r.get("epoch")), r.get("train_loss"), r.get("val_hmean"), r.get("val_precision"), r.get("val_recall"),
          r.get("lr"), r.get("epoch_time_s")]
         for r in result.rows
     ]
@@ -104,7 +100,7 @@ def _render_result(result: Any) -> None:
     best = result.best or {}
     colour = "green" if result.status == "completed" else "red"
     console.print(
-        f"[{colour}]{result.status}[/{colour}]  best epoch {fmt(_epoch(result.best_epoch))}: "
+        f"[{colour}]{result.status}[/{colour}]  best epoch {fmt(shown_epoch(result.best_epoch))}: "
         f"H {fmt(best.get('hmean'))}  P {fmt(best.get('precision'))}  R {fmt(best.get('recall'))}  "
         f"in {result.wall_time_s:.1f}s on {result.device}"
     )

@@ -94,7 +94,7 @@ class BlendedValue:
     a: Any
     b: Any
     value: Any
-    how: Literal["linear", "log", "from-a"]
+    how: Literal["linear", "log", "from-a", "--set"]
 
 
 def blend_values(

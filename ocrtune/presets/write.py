@@ -30,7 +30,7 @@ from ocrtune.presets.load import (
     read_yaml,
     show_path,
 )
-from ocrtune.train.rundir import _open_temp, write_text_atomic
+from ocrtune.train.rundir import write_text_atomic
 
 
 class _ExactFloatRepresenter(RoundTripRepresenter):
@@ -215,12 +215,12 @@ def _as_written(
     out = []
     for bv in blended:
         how = "--set" if bv.key in keys else bv.how
-        out.append(replace(bv, value=lookup(final, bv.key)[1], how=how))  # type: ignore[arg-type]
+        out.append(replace(bv, value=lookup(final, bv.key)[1], how=how))
     done = {bv.key for bv in blended}
     for key in keys:
         if key not in done:
             va, vb, value = (lookup(tree, key)[1] for tree in (da, db, final))
-            out.append(BlendedValue(key, va, vb, value, "--set"))  # type: ignore[arg-type]
+            out.append(BlendedValue(key, va, vb, value, "--set"))
     return out
 
 
@@ -417,33 +417,11 @@ def _staged(path: Path, text: str, overwrite: bool) -> Iterator[Callable[[str], 
 
 
 def _put(path: Path, text: str, exclusive: bool) -> None:
-    """Write via a temp file + rename (the run directory's atomic writer), so no one ever reads
-    half a preset.
-
-    ``exclusive`` never replaces a file, not even one that appeared a moment ago: the temp file
-    is hard-linked to the name, which fails if the name exists.
-    """
-    if not exclusive:
-        write_text_atomic(path, text)
-        return
-    fd, tmp = _open_temp(path)
+    """The run directory's atomic writer; ``exclusive`` never replaces a file."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            raise _exists(path) from None
-        except OSError:  # no hard links on this file system: exclusive create instead
-            try:
-                with open(path, "x", encoding="utf-8") as f:
-                    f.write(text)
-            except FileExistsError:
-                raise _exists(path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_text_atomic(path, text, exclusive=exclusive)
+    except FileExistsError:
+        raise _exists(path) from None
 
 
 def _exists(path: Path) -> InputError:

@@ -51,9 +51,13 @@ METRIC_COLUMNS = (
 )
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Temp file + ``os.replace``; the file gets the umask's usual mode (not mkstemp's 0600),
-    like the checkpoints beside it, so whoever may read the run can read all of it."""
+def write_text_atomic(path: Path, text: str, exclusive: bool = False) -> None:
+    """Temp file + rename, so no one ever reads half a file; the file gets the umask's usual
+    mode (not mkstemp's 0600), like the checkpoints beside it.
+
+    ``exclusive`` never replaces a file, not even one that appeared a moment ago
+    (``FileExistsError``): the temp file is hard-linked to the name, which fails if it exists.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _open_temp(path)
     try:
@@ -61,10 +65,18 @@ def write_text_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if not exclusive:
+            os.replace(tmp, path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this file system: an exclusive create instead
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
 
 
 def _open_temp(path: Path) -> tuple[int, Path]:
@@ -80,6 +92,11 @@ def _open_temp(path: Path) -> tuple[int, Path]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def shown_epoch(index: Any) -> Any:
+    """An epoch as people count it (from 1); the run's files keep Lightning's index from 0."""
+    return index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
 
 
 def slug(name: str) -> str:
