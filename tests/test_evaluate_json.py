@@ -109,3 +109,18 @@ def test_structural_errors_in_the_metric_loader_are_located(cli, tmp_path):
         f"{bad}:4:6 images.x.jpg.words.2.points: expected a list of [x, y] number pairs",
         f"{bad}:6:13 images.y.jpg.words: expected an object of words or null",
     ]
+
+
+def test_a_file_of_bad_words_reports_the_first_twenty_located(tmp_path):
+    from ocrtune.errors import InputError
+    from ocrtune.metrics.cleval import load_words_json
+
+    words = {f"{i:04d}": {"points": "oops"} for i in range(3000)}
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps({"images": {"a.jpg": {"words": words}, "b.jpg": {"words": words}}}, indent=1))
+    with pytest.raises(InputError) as e:
+        load_words_json(p)
+    lines = e.value.lines
+    assert len(lines) == 20
+    assert lines[0].startswith(f"{p}:6:6 ") and lines[0].endswith("images.a.jpg.words.0000.points: expected a list of [x, y] number pairs")
+    assert lines[19].split(" ")[1] == "images.a.jpg.words.0019.points:"

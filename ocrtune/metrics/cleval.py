@@ -199,6 +199,9 @@ def evaluate_cleval(gt: Mapping[str, Any], pred: Mapping[str, Any]) -> dict[str,
     return acc.summary()
 
 
+_MAX_PROBLEMS = 20
+
+
 def _bad(path: str, text: str, keys: list[str], message: str) -> Problem:
     """A problem at a key path, with the line and column the data readers would give it."""
     line, column = locate_key(text, keys)
@@ -228,31 +231,32 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise InputError('expected an object with an "images" object', file=where, key="images")
     out: dict[str, list[list[list[float]]]] = {}
-    problems: list[Problem] = []
+    bad: list[tuple[list[str], str]] = []  # located only when reported: a search of the text each
     for name, image in data["images"].items():
+        if len(bad) >= _MAX_PROBLEMS:
+            break
         key = ["images", name]
         if not isinstance(image, dict) or "words" not in image:
-            problems.append(_bad(where, text, key, 'expected an object with "words"'))
+            bad.append((key, 'expected an object with "words"'))
             continue
         words = image["words"]
         if words is None:
             words = {}
         if not isinstance(words, dict):
-            problems.append(_bad(where, text, [*key, "words"], "expected an object of words or null"))
+            bad.append(([*key, "words"], "expected an object of words or null"))
             continue
         polys: list[list[list[float]]] = []
         for wid, word in words.items():
-            wkey = [*key, "words", wid, "points"]
             pts = word.get("points") if isinstance(word, dict) else None
             if not isinstance(pts, list) or not all(_is_point(p) for p in pts):
-                problems.append(_bad(where, text, wkey, "expected a list of [x, y] number pairs"))
+                bad.append(([*key, "words", wid, "points"], "expected a list of [x, y] number pairs"))
+                if len(bad) >= _MAX_PROBLEMS:
+                    break
                 continue
             polys.append([[float(p[0]), float(p[1])] for p in pts])
         out[name] = polys
-        if len(problems) >= 20:
-            break
-    if problems:
-        raise InputError(problems=problems)
+    if bad:
+        raise InputError(problems=[_bad(where, text, keys, message) for keys, message in bad])
     return out
 
 
