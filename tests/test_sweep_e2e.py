@@ -108,8 +108,9 @@ def test_killed_coordinator_resumes_without_losing_or_repeating_a_trial(tmp_path
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     env = env_for(tmp_path, 2.0)  # trials long enough that Ctrl-C lands mid-trial on a busy machine
     args = (*ARGS[:-3], "--stages", "2", "--name", "c", "--json")
+    # as from a terminal: a suite started in the background (`make test &`) passes SIGINT on ignored
     proc = subprocess.Popen(sweep_cmd(tmp_path, *args), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: sum(t.state == "running" and "child_pid" in t.attrs for t in trials_of(tmp_path, "c")) == 2,
                  what="two running trials")
