@@ -37,7 +37,7 @@ def _app_raising(exc: BaseException) -> typer.Typer:
         (OSError(errno.ENOSPC, "No space left on device", "runs/x/last.ckpt"), 1,
          "runs/x/last.ckpt: No space left on device"),
         (PermissionError(errno.EACCES, "Permission denied", "a.tmp", None, "a.yaml"), 2, "a.tmp, a.yaml: Permission denied"),
-        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 0, ""),  # `ocrtune ... | head`: nothing to say
+        (BrokenPipeError(errno.EPIPE, "Broken pipe"), 1, "Broken pipe"),  # not our stdout: said
     ],
 )
 def test_errors_are_one_line_with_an_exit_code(exc, code, line):
@@ -46,3 +46,17 @@ def test_errors_are_one_line_with_an_exit_code(exc, code, line):
     out = result.output.strip()
     assert out == line
     assert "Traceback" not in result.output
+
+
+def test_a_reader_that_closes_our_stdout_ends_the_command_quietly():
+    """`ocrtune presets show baseline | head -c 1`: exit 0, nothing on stderr, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    main = "import sys; from ocrtune.cli.app import main; sys.argv[0] = 'ocrtune'; main()"
+    proc = subprocess.Popen([sys.executable, "-c", main, "presets", "show", "baseline"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0 and err == ""

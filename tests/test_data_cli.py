@@ -285,3 +285,13 @@ def test_synth_errors_and_progress_print_nothing_extra_when_piped(synth_dir: Pat
     result = runner.invoke(root, ["data", "synth", str(tmp_path / "new"), "--n", "2", "--size", "96"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+
+
+def test_an_empty_train_or_val_folder_fails_check_even_unannotated(tmp_path: Path) -> None:
+    ds = tmp_path / "e1"
+    for split in ("train", "val"):
+        (ds / "images" / split).mkdir(parents=True)  # what training reads: nothing there
+    result = runner.invoke(root, ["data", "check", str(ds)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [f"{ds / 'images' / s}: empty-split: split folder holds no images"
+                                          for s in ("train", "val")]

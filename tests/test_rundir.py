@@ -94,3 +94,34 @@ def test_atomic_writes_get_the_umask_mode_not_0600(tmp_path, umask):
     for p in (run.summary_path, run.metrics, tmp_path / "eval-val.json"):
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p
     assert not [p for p in run.path.iterdir() if p.name.startswith(".")]
+
+
+def test_exclusive_write_without_hard_links_leaves_no_half_file(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    import ocrtune.train.rundir as rundir
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:3])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rundir.os, "link", no_links)
+    monkeypatch.setattr(rundir, "open", lambda *a, **k: Full(builtins.open(*a, **k)), raising=False)
+    target = tmp_path / "p.yaml"
+    with pytest.raises(OSError, match="No space left"):
+        rundir.write_text_atomic(target, "a: 1\n", exclusive=True)
+    assert list(tmp_path.iterdir()) == []  # neither the half file nor the temp file

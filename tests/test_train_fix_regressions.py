@@ -214,3 +214,15 @@ def test_evaluate_in_a_read_only_folder_prints_the_scores_and_says_they_were_not
     assert list(lone.parent.iterdir()) == [lone]
     code, _, err = cli("evaluate", lone, "--data", tiny_data, "--out", lone.parent / "s.json")  # asked for: refused
     assert code == 2 and "--out: cannot write the scores here" in err
+
+
+def test_evaluate_prints_the_scores_when_the_default_save_fails_late(one_epoch, tiny_data, cli):  # noqa: F811
+    (one_epoch.path / "eval-val.json").unlink(missing_ok=True)  # an earlier test's scores
+    (one_epoch.path / "eval-val.json").mkdir()  # writable folder, but the name is taken by a folder
+    try:
+        code, out, err = cli("evaluate", one_epoch.path, "--data", tiny_data, "--json")
+        assert code == 0, err
+        assert json.loads(out)["saved"] is None and "scores not saved" in err
+        assert not [p for p in one_epoch.path.iterdir() if p.name.endswith(".tmp")]  # no temp file left
+    finally:
+        (one_epoch.path / "eval-val.json").rmdir()

@@ -30,13 +30,27 @@ class _ErrorBoundary(TyperGroup):
         except OcrtuneError as e:
             error(f"error: {e}")
             raise typer.Exit(EXIT_FAILED) from None
-        except BrokenPipeError:  # `ocrtune ... | head`: the reader has what it wanted
-            _quiet_stdout()
-            raise typer.Exit(0) from None
         except OSError as e:  # a path the user named that cannot be read or written, a full disk
+            if isinstance(e, BrokenPipeError) and _stdout_closed():
+                _quiet_stdout()  # `ocrtune ... | head`: the reader has what it wanted
+                raise typer.Exit(0) from None
             where = ", ".join(str(f) for f in (e.filename, e.filename2) if f)
             error(f"{where}: {e.strerror or e}" if where else str(e.strerror or e))
             raise typer.Exit(EXIT_BAD_INPUT if isinstance(e, _PATH_ERRORS) else EXIT_FAILED) from None
+
+
+def _stdout_closed() -> bool:
+    """Whether our own stdout's reader went away (rather than some other pipe breaking): the
+    write end of a pipe nobody reads polls as an error."""
+    import select
+    import sys
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test runner's buffer), no poll
+        return False
 
 
 def _quiet_stdout() -> None:

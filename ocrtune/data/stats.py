@@ -165,4 +165,6 @@ def scan_dataset(root: str | Path, splits: list[str] | None = None, decode: bool
     wanted = splits if splits else available_splits(root)
     if not wanted:
         resolve_split(root, "train")  # raises the "what was looked for" message
-    return [scan_split(root, s, decode, asked=bool(splits)) for s in wanted]
+    # train and val are what training reads: an empty one is always a problem, an empty extra
+    # folder (a test placeholder) only when asked for
+    return [scan_split(root, s, decode, asked=bool(splits) or s in ("train", "val")) for s in wanted]

@@ -202,6 +202,14 @@ def evaluate_cleval(gt: Mapping[str, Any], pred: Mapping[str, Any]) -> dict[str,
 _MAX_PROBLEMS = 20
 
 
+def _note(bad: list[tuple[list[str], str]], keys: list[str], message: str) -> int:
+    """Keep a problem for the listing, or count it (1) once the listing is full."""
+    if len(bad) < _MAX_PROBLEMS:
+        bad.append((keys, message))
+        return 0
+    return 1
+
+
 def _bad(path: str, text: str, keys: list[str], message: str) -> Problem:
     """A problem at a key path, with the line and column the data readers would give it."""
     line, column = locate_key(text, keys)
@@ -231,32 +239,32 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise InputError('expected an object with an "images" object', file=where, key="images")
     out: dict[str, list[list[list[float]]]] = {}
-    bad: list[tuple[list[str], str]] = []  # located only when reported: a search of the text each
+    bad: list[tuple[list[str], str]] = []  # located only when listed: a search of the text each
+    more = 0  # problems past the listed ones, counted
     for name, image in data["images"].items():
-        if len(bad) >= _MAX_PROBLEMS:
-            break
         key = ["images", name]
         if not isinstance(image, dict) or "words" not in image:
-            bad.append((key, 'expected an object with "words"'))
+            more += _note(bad, key, 'expected an object with "words"')
             continue
         words = image["words"]
         if words is None:
             words = {}
         if not isinstance(words, dict):
-            bad.append(([*key, "words"], "expected an object of words or null"))
+            more += _note(bad, [*key, "words"], "expected an object of words or null")
             continue
         polys: list[list[list[float]]] = []
         for wid, word in words.items():
             pts = word.get("points") if isinstance(word, dict) else None
             if not isinstance(pts, list) or not all(_is_point(p) for p in pts):
-                bad.append(([*key, "words", wid, "points"], "expected a list of [x, y] number pairs"))
-                if len(bad) >= _MAX_PROBLEMS:
-                    break
+                more += _note(bad, [*key, "words", wid, "points"], "expected a list of [x, y] number pairs")
                 continue
             polys.append([[float(p[0]), float(p[1])] for p in pts])
         out[name] = polys
     if bad:
-        raise InputError(problems=[_bad(where, text, keys, message) for keys, message in bad])
+        listed = [_bad(where, text, keys, message) for keys, message in bad]
+        if more:
+            listed.append(Problem(f"... and {more} more problems like these (not listed)", file=where))
+        raise InputError(problems=listed)
     return out
 
 

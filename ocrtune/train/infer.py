@@ -169,7 +169,12 @@ def evaluate(
         "saved": str(target) if target is not None else None,
     }
     if target is not None:
-        write_json_atomic(target, result)
+        try:
+            write_json_atomic(target, result)
+        except OSError:
+            if out is not None:  # asked for: a failure to keep
+                raise
+            result["saved"] = None  # the default place is best effort: the scores still print
     return result
 
 

@@ -74,7 +74,11 @@ def write_text_atomic(path: Path, text: str, exclusive: bool = False) -> None:
             raise
         except OSError:  # no hard links on this file system: an exclusive create instead
             with open(path, "x", encoding="utf-8") as f:
-                f.write(text)
+                try:
+                    f.write(text)
+                except BaseException:
+                    path.unlink(missing_ok=True)  # ours, half written: never leave it behind
+                    raise
     finally:
         tmp.unlink(missing_ok=True)
 
