@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ocrtune.data.formats.competition_json import locate_key
+from ocrtune.data.formats.competition_json import ProblemCollector
 from ocrtune.errors import InputError, Problem
 from ocrtune.metrics._cleval_shape import (
     gt_char_counts,
@@ -199,23 +199,6 @@ def evaluate_cleval(gt: Mapping[str, Any], pred: Mapping[str, Any]) -> dict[str,
     return acc.summary()
 
 
-_MAX_PROBLEMS = 20
-
-
-def _note(bad: list[tuple[list[str], str]], keys: list[str], message: str) -> int:
-    """Keep a problem for the listing, or count it (1) once the listing is full."""
-    if len(bad) < _MAX_PROBLEMS:
-        bad.append((keys, message))
-        return 0
-    return 1
-
-
-def _bad(path: str, text: str, keys: list[str], message: str) -> Problem:
-    """A problem at a key path, with the line and column the data readers would give it."""
-    line, column = locate_key(text, keys)
-    return Problem(message, file=path, line=line, column=column, key=".".join(keys))
-
-
 def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     """Read the competition JSON into ``{image: [points, ...]}`` with words in file order.
 
@@ -239,32 +222,29 @@ def load_words_json(path: str | Path) -> dict[str, list[list[list[float]]]]:
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise InputError('expected an object with an "images" object', file=where, key="images")
     out: dict[str, list[list[list[float]]]] = {}
-    bad: list[tuple[list[str], str]] = []  # located only when listed: a search of the text each
-    more = 0  # problems past the listed ones, counted
+    col = ProblemCollector(where, text)
     for name, image in data["images"].items():
         key = ["images", name]
         if not isinstance(image, dict) or "words" not in image:
-            more += _note(bad, key, 'expected an object with "words"')
+            col.add(key, 'expected an object with "words"')
             continue
         words = image["words"]
         if words is None:
             words = {}
         if not isinstance(words, dict):
-            more += _note(bad, [*key, "words"], "expected an object of words or null")
+            col.add([*key, "words"], "expected an object of words or null")
             continue
         polys: list[list[list[float]]] = []
         for wid, word in words.items():
             pts = word.get("points") if isinstance(word, dict) else None
             if not isinstance(pts, list) or not all(_is_point(p) for p in pts):
-                more += _note(bad, [*key, "words", wid, "points"], "expected a list of [x, y] number pairs")
+                col.add([*key, "words", wid, "points"], "expected a list of [x, y] number pairs")
                 continue
             polys.append([[float(p[0]), float(p[1])] for p in pts])
         out[name] = polys
-    if bad:
-        listed = [_bad(where, text, keys, message) for keys, message in bad]
-        if more:
-            listed.append(Problem(f"... and {more} more problems like these (not listed)", file=where))
-        raise InputError(problems=listed)
+    if col.dropped:
+        col.problems.append(Problem(f"... and {col.dropped} more problems like these (not listed)", file=where))
+    col.raise_if_any()
     return out
 
 

@@ -135,14 +135,16 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-class _Collector:
-    """Gathers structural problems so one run reports them all (capped)."""
+class ProblemCollector:
+    """Gathers structural problems so one run reports them all: the first ``MAX_PROBLEMS``
+    located (a search of the text each), the rest only counted (``dropped``)."""
 
     def __init__(self, file: str, text: str) -> None:
-        self.file, self.text, self.problems = file, text, []
+        self.file, self.text, self.problems, self.dropped = file, text, [], 0
 
     def add(self, keys: Sequence[str], message: str) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
+            self.dropped += 1
             return
         line, col = locate_key(self.text, keys)
         self.problems.append(Problem(message, self.file, line, col, ".".join(keys)))
@@ -159,7 +161,7 @@ def _type_name(v: Any) -> str:
     return "null" if v is None else "number"
 
 
-def _parse_points(raw: Any, keys: list[str], col: _Collector) -> tuple[np.ndarray, bool] | None:
+def _parse_points(raw: Any, keys: list[str], col: ProblemCollector) -> tuple[np.ndarray, bool] | None:
     if not isinstance(raw, list):
         col.add(keys, f"expected an array of [x, y] points, got {_type_name(raw)}")
         return None
@@ -171,7 +173,7 @@ def _parse_points(raw: Any, keys: list[str], col: _Collector) -> tuple[np.ndarra
     return np.asarray(raw, dtype=np.float64).reshape(-1, 2), int_coords
 
 
-def _parse_word(wid: str, raw: Any, keys: list[str], col: _Collector) -> Word | None:
+def _parse_word(wid: str, raw: Any, keys: list[str], col: ProblemCollector) -> Word | None:
     if not isinstance(raw, dict):
         col.add(keys, f"expected a word object, got {_type_name(raw)}")
         return None
@@ -194,7 +196,7 @@ def _parse_word(wid: str, raw: Any, keys: list[str], col: _Collector) -> Word | 
     return Word(wid, points, text, ignore, extra, layout)
 
 
-def _parse_image(name: str, raw: Any, col: _Collector) -> ImageAnnotation | None:
+def _parse_image(name: str, raw: Any, col: ProblemCollector) -> ImageAnnotation | None:
     keys = ["images", name]
     if not isinstance(raw, dict):
         col.add(keys, f"expected an image object, got {_type_name(raw)}")
@@ -239,7 +241,7 @@ def loads_json(text: str, source: str | Path = "<string>") -> Annotations:
         else:
             what = "'images' must be an object" if "images" in data else "missing key 'images'"
         raise InputError(what, file=file, line=1, key="images" if isinstance(data, dict) else None)
-    col = _Collector(file, text)
+    col = ProblemCollector(file, text)
     for name in getattr(data["images"], "duplicates", ()):
         col.add(["images", name], "duplicate image name (a JSON reader keeps only the last)")
     parsed = (_parse_image(name, raw, col) for name, raw in data["images"].items())
