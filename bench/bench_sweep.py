@@ -27,9 +27,9 @@ from typing import Callable
 
 import numpy as np
 
-from ocrtune.sweep.planner import PlannerConfig
-from ocrtune.sweep.space import Space, param_dim
-from ocrtune.sweep.strategies import Grid, Hierarchical, Random, Result, Strategy
+from ocrtune.sweep.plan.planner import PlannerConfig
+from ocrtune.sweep.plan.space import Space, param_dim
+from ocrtune.sweep.plan.strategies import Grid, Hierarchical, Random, Result, Strategy
 
 KEY = "models.optimizer.lr"
 LOW, HIGH = 1e-5, 1e-2

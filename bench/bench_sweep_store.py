@@ -1,6 +1,6 @@
 """Bench: what the sweep machinery adds per trial, on each storage.
 
-Reference: the bare trial processes, i.e. ``python -m ocrtune.sweep.trial spec.json`` run one
+Reference: the bare trial processes, i.e. ``python -m ocrtune.sweep.run.trial spec.json`` run one
 after another with an instant objective (the demo LR curve, 1 epoch). Then the same number of
 trials through a full sweep (a grid over the LR, ``--parallel 1``): coordinator, claims,
 heartbeats, result telling and records, on SQLite, a journal file and, when
@@ -24,11 +24,11 @@ import uuid
 from pathlib import Path
 
 from ocrtune.presets.load import load_preset
-from ocrtune.sweep.coordinator import Coordinator
-from ocrtune.sweep.launcher import make_slots, trial_command
+from ocrtune.sweep.run.coordinator import Coordinator
+from ocrtune.sweep.run.launcher import make_slots, trial_command
 from ocrtune.sweep.prepare import prepare
 from ocrtune.sweep.store import Store
-from ocrtune.sweep.worker import WorkerSettings
+from ocrtune.sweep.run.worker import WorkerSettings
 
 OBJECTIVE = "ocrtune.sweep.objectives:lr_response"
 

@@ -28,9 +28,9 @@ CORE = [
     "ocrtune.metrics",
     "ocrtune.metrics.files",
     "ocrtune.model.postprocess",
-    "ocrtune.sweep.planner",
-    "ocrtune.sweep.space",
-    "ocrtune.sweep.strategies",
+    "ocrtune.sweep.plan.planner",
+    "ocrtune.sweep.plan.space",
+    "ocrtune.sweep.plan.strategies",
     "ocrtune.train.rundir",
 ]
 HEAVY = ["torch", "lightning", "optuna", "typer", "rich", "timm"]

@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.planner import (
+from ocrtune.sweep.plan.planner import (
     PlannerConfig,
     Trial,
     best_trial,
     best_value,
     initial_values,
-    pending,
     plan_stage,
     select_with_replicates,
     top_values,
@@ -214,11 +213,6 @@ def test_planning_is_deterministic_and_resumable():
     # each stage re-plans identically from the stages before it
     for p in plans[:-1]:
         assert plan_stage([t for t in hist if t.stage < p.stage], cfg) == p
-    # half a stage done: pending lists exactly the missing values
-    part = [t for t in hist if t.stage < 3] + [t for t in hist if t.stage == 3][:2]
-    assert set(pending(part, cfg)) == set(plans[3].values) - {t.value for t in part}
-    assert pending([t for t in hist if t.stage <= 3], cfg) == ()
-    assert pending([], cfg) == ()
 
 
 def test_replicate_selection_uses_the_mean_and_penalises_divergence():

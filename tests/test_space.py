@@ -9,7 +9,7 @@ import pytest
 
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.space import leaf_keys, leaf_kind, load_space, param_dim, parse_space
+from ocrtune.sweep.plan.space import leaf_keys, leaf_kind, load_space, param_dim, parse_space
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.planner import PlannerConfig, top_values
-from ocrtune.sweep.space import parse_space
-from ocrtune.sweep.strategies import Batch, Grid, Hierarchical, Random, Result
+from ocrtune.sweep.plan.planner import PlannerConfig, top_values
+from ocrtune.sweep.plan.space import parse_space
+from ocrtune.sweep.plan.strategies import Batch, Grid, Hierarchical, Random, Result
 
 LR = "models.optimizer.lr"
 

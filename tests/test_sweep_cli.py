@@ -11,8 +11,8 @@ import pytest
 
 from ocrtune.errors import InputError
 from ocrtune.sweep.config import parse_min_improvement, parse_range
-from ocrtune.sweep.planner import PlannerConfig
-from ocrtune.sweep.strategies import Hierarchical, Result
+from ocrtune.sweep.plan.planner import PlannerConfig
+from ocrtune.sweep.plan.strategies import Hierarchical, Result
 from tests.sweep_objectives import curve
 from tests.test_sweep_launcher import fake_nvidia_smi
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.launcher import pid_alive
+from ocrtune.sweep.run.liveness import pid_alive
 from ocrtune.sweep.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

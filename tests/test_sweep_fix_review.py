@@ -13,12 +13,13 @@ import pytest
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
 from ocrtune.sweep.config import SweepConfig
-from ocrtune.sweep.launcher import SLOT_GPU_ENV, gpu_ids, process_start
-from ocrtune.sweep.space import load_space
+from ocrtune.sweep.run.launcher import SLOT_GPU_ENV, gpu_ids
+from ocrtune.sweep.run.liveness import process_start
+from ocrtune.sweep.plan.space import load_space
 from ocrtune.sweep.store import Store
-from ocrtune.sweep.strategies import Batch
+from ocrtune.sweep.plan.strategies import Batch
 from ocrtune.sweep.summary import summarize
-from ocrtune.sweep.trial import reserved_keys
+from ocrtune.sweep.run.trial import reserved_keys
 from tests.test_sweep_launcher import fake_nvidia_smi
 
 LR = "models.optimizer.lr"
@@ -151,7 +152,7 @@ def test_a_gpu_slot_fails_rather_than_training_on_the_cpu(tmp_path, monkeypatch)
 
     from ocrtune.data.synthetic import synthesize
     from ocrtune.presets.load import load_preset
-    from ocrtune.sweep.trial import run_training
+    from ocrtune.sweep.run.trial import run_training
 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without a GPU")

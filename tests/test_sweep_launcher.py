@@ -10,7 +10,8 @@ import time
 import pytest
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.launcher import Child, Slot, gpu_ids, host_id, make_slots, me, pid_alive, process_start
+from ocrtune.sweep.run.launcher import Child, Slot, gpu_ids, make_slots
+from ocrtune.sweep.run.liveness import host_id, me, pid_alive, process_start
 
 
 def fake_nvidia_smi(tmp_path, monkeypatch, *indices: int) -> None:

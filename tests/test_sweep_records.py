@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from ocrtune.sweep.records import find_run_dir, loss_reduction_rate, progress, read_rows, score_of, spread, trial_records
+from ocrtune.sweep.run.records import find_run_dir, loss_reduction_rate, progress, read_rows, score_of, spread, trial_records
 from ocrtune.train.rundir import RunDir, new_run_dir
 
 ROWS = [

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.launcher import host_id, process_start
-from ocrtune.sweep.space import parse_space
+from ocrtune.sweep.run.liveness import host_id, process_start
+from ocrtune.sweep.plan.space import parse_space
 from ocrtune.sweep.store import TPE, Store, make_pruner, propose_tpe, resolve_storage, show_storage
-from ocrtune.sweep.strategies import Batch, Result
+from ocrtune.sweep.plan.strategies import Batch, Result
 
 REPO = Path(__file__).resolve().parents[1]
 PG = os.environ.get("OCRTUNE_TEST_POSTGRES")
@@ -54,7 +54,7 @@ def claim_when_released(store: Store) -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
-            return store.claim_coordinator(60)
+            return store.claim_coordinator()
         except OcrtuneError:
             if time.monotonic() > deadline:
                 raise
@@ -222,13 +222,13 @@ def test_one_coordinator_at_a_time(kind, tmp_path):
     url, name = storage_url(kind, tmp_path), f"c-{uuid.uuid4().hex[:10]}"
     store = Store.open(name, url, create=True)
     code = ("import sys, time; from ocrtune.sweep.store import Store; s = Store.open(sys.argv[1], sys.argv[2]); "
-            "s.claim_coordinator(60); print('ok', flush=True); time.sleep(60)")
+            "s.claim_coordinator(); print('ok', flush=True); time.sleep(60)")
     other = subprocess.Popen([sys.executable, "-c", code, name, url], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         assert other.stdout.readline().strip() == "ok"
         assert store.coordinator(60)["pid"] == other.pid
         with pytest.raises(OcrtuneError, match="already coordinated by pid"):
-            store.claim_coordinator(60)
+            store.claim_coordinator()
         other.kill()
         other.wait()
         assert store.coordinator(60) is None
@@ -247,18 +247,18 @@ def test_the_coordinator_lock_is_held_by_the_storage(opened):
     kind, url, name, store = opened
     other = Store.open(name, url)
     try:
-        store.claim_coordinator(60)
-        store.claim_coordinator(60)  # again: already ours
+        store.claim_coordinator()
+        store.claim_coordinator()  # again: already ours
         with pytest.raises(OcrtuneError, match=f"already coordinated by pid {os.getpid()}"):
-            other.claim_coordinator(60)
+            other.claim_coordinator()
         store.coordinator_beat()
         store.release_coordinator()
-        other.claim_coordinator(60)
+        other.claim_coordinator()
         with pytest.raises(OcrtuneError, match="already coordinated"):
-            store.claim_coordinator(60)
+            store.claim_coordinator()
     finally:
         other.close()
-    store.claim_coordinator(60)  # closing a store gives its lock back
+    store.claim_coordinator()  # closing a store gives its lock back
     store.release_coordinator()
 
 
@@ -286,14 +286,14 @@ def test_a_coordinator_whose_lock_session_ended_takes_the_lock_again_or_stops(tm
                 time.sleep(0.02)
 
     try:
-        store.claim_coordinator(60)
+        store.claim_coordinator()
         end_lock_session()
         store.coordinator_beat()  # the lock is gone with its session: taken again
         other = Store.open(name, PG)
         with pytest.raises(OcrtuneError, match="already coordinated"):
-            other.claim_coordinator(60)
+            other.claim_coordinator()
         end_lock_session()
-        other.claim_coordinator(60)  # another coordinator got in while this one's session was down
+        other.claim_coordinator()  # another coordinator got in while this one's session was down
         with pytest.raises(OcrtuneError, match="another coordinator took over the sweep meanwhile"):
             store.coordinator_beat()
     finally:
@@ -314,7 +314,7 @@ RACER = textwrap.dedent("""
     end = time.time() + float(sys.argv[3])
     while time.time() < end:
         try:
-            store.claim_coordinator(60)
+            store.claim_coordinator()
         except OcrtuneError:
             refused += 1
             time.sleep(0.005)

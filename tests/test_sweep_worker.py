@@ -15,13 +15,14 @@ import sqlalchemy
 
 from ocrtune.presets.load import load_preset
 from ocrtune.sweep import worker
-from ocrtune.sweep.coordinator import fill_missing
-from ocrtune.sweep.guards import Limits, StoreUnreachable
-from ocrtune.sweep.launcher import Slot, pid_alive
+from ocrtune.sweep.run.coordinator import fill_missing
+from ocrtune.sweep.run.guards import Limits, StoreUnreachable
+from ocrtune.sweep.run.launcher import Slot
+from ocrtune.sweep.run.liveness import pid_alive
 from ocrtune.sweep.store import Store, StoredTrial
-from ocrtune.sweep.strategies import Batch
-from ocrtune.sweep.trial import build_preset, call_objective, main, run_training
-from ocrtune.sweep.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
+from ocrtune.sweep.plan.strategies import Batch
+from ocrtune.sweep.run.trial import build_preset, call_objective, main, run_training
+from ocrtune.sweep.run.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
 from tests.sweep_objectives import curve
 
 LR = "models.optimizer.lr"
@@ -133,7 +134,7 @@ def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch):
 
 
 def test_the_coordinator_rides_out_store_errors_too(tmp_path):
-    from ocrtune.sweep.coordinator import Coordinator
+    from ocrtune.sweep.run.coordinator import Coordinator
     from ocrtune.sweep.prepare import prepare
 
     cfg = prepare(load_preset("cpu-demo").preset, "cpu-demo", strategy="grid", range_text="1e-4,1e-3", points=3,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any, Mapping, Optional
 
@@ -14,7 +13,7 @@ from rich.text import Text
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, err_console, fmt, info, print_json
-from ocrtune.errors import InputError
+from ocrtune.sweep.types import SweepSummary
 
 EXIT_STOPPED = 130
 MAX_ROWS = 40
@@ -76,35 +75,33 @@ def sweep(
     """Run a sweep, or resume it: re-running the same command never re-runs a finished trial."""
     if ctx.invoked_subcommand is not None:
         return
-    from ocrtune.presets.load import load_preset
-    from ocrtune.sweep.coordinator import Coordinator
-    from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
-    from ocrtune.sweep.prepare import prepare
-    from ocrtune.sweep.store import Store
-    from ocrtune.sweep.worker import WorkerSettings
+    from ocrtune.sweep.api import Hooks, Place, run_sweep
+    from ocrtune.sweep.prepare import SweepRequest
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    loaded = load_preset(preset, set_ or [], presets_dir or [])
-    slots = make_slots(gpus, parallel)
-    cfg = prepare(loaded.preset, preset, strategy=strategy, param=param, range_text=range_, linear=linear,
-                  points=points, top=top, stages=stages, min_improvement=min_improvement, replicates=replicates,
-                  replicate_top=replicate_top, epochs=epochs, metric=metric, space_path=space, trials=trials,
-                  prune=prune, min_epochs=min_epochs, name=name, data=str(data) if data else None,
-                  objective=objective, seed=seed, batch=batch, slots=len(slots), trial_timeout=trial_timeout)
-    store = Store.open(cfg.name, storage, runs_dir=runs_dir, create=True, direction=cfg.direction)  # type: ignore[arg-type]
-    settings = WorkerSettings(sweep_dir=runs_dir / "sweeps" / cfg.name)
+    request = SweepRequest(
+        preset=preset, strategy=strategy, param=param, range_text=range_, linear=linear, points=points, top=top,
+        stages=stages, min_improvement=min_improvement, replicates=replicates, replicate_top=replicate_top,
+        epochs=epochs, metric=metric, space_path=space, trials=trials, prune=prune, min_epochs=min_epochs, name=name,
+        data=str(data) if data else None, objective=objective, seed=seed, batch=batch, trial_timeout=trial_timeout)
     view = _View(live=not as_json and err_console.is_terminal)
-    coord = Coordinator(store, cfg, slots, settings, on_event=view.event)
-    info(f"sweep {cfg.name}: {cfg.strategy} over {', '.join(d['key'] for d in cfg.dims)}, {cfg.epochs} epoch(s) a "
-         f"trial, {len(slots)} local slot(s); storage {store.url}")
+    names: list[str] = []
+
+    def started(cfg: Any, url: str, slots: Any) -> None:
+        names.append(cfg.name)
+        coupled = f"; {', '.join(c.describe() for c in cfg.couplings)}" if cfg.couplings else ""
+        info(f"sweep {cfg.name}: {cfg.strategy} over {', '.join(cfg.keys)}, {cfg.epochs} epoch(s) a "
+             f"trial, {len(slots)} local slot(s); storage {url}{coupled}")
+        view.__enter__()
+
     try:
-        with sigterm_as_interrupt(), view:
-            summary = coord.run(on_update=view.update)
+        summary = run_sweep(request, Place(storage, runs_dir), sets=set_ or [], presets_dir=presets_dir or [],
+                            gpus=gpus, parallel=parallel, hooks=Hooks(started, view.event, view.update))
     except KeyboardInterrupt:
-        info(f"stopped; running trials were re-queued. Resume with the same command (sweep {cfg.name}).")
+        view.__exit__(None, None, None)
+        info(f"stopped; running trials were re-queued. Resume with the same command (sweep {names[0] if names else ''}).")
         raise typer.Exit(EXIT_STOPPED) from None
     finally:
-        store.close()
+        view.__exit__(None, None, None)
     _finish(summary, as_json)
 
 
@@ -116,20 +113,11 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Show a sweep's stages, trials, best value and state (running, stopped or finished)."""
-    from ocrtune.sweep.config import SweepConfig
-    from ocrtune.sweep.store import Store, check_name
-    from ocrtune.sweep.summary import summarize
+    from ocrtune.sweep.api import Place, sweep_status
 
-    store = Store.open(check_name(name, key="NAME"), storage, runs_dir=runs_dir)
-    try:
-        stored = store.config()
-        if stored is None:
-            raise InputError("this study was not created by ocrtune sweep (no settings stored)", key=name)
-        summary = summarize(store, SweepConfig.from_dict(stored), observe=True)
-    finally:
-        store.close()
+    summary = sweep_status(name, Place(storage, runs_dir))
     if as_json:
-        print_json(summary)
+        print_json(summary.to_json())
         return
     console.print(render(summary, final=True))
 
@@ -147,36 +135,19 @@ def worker(
     as_json: JsonOption = False,
 ) -> None:
     """Pull queued trials of sweep NAME and run them here until the sweep finishes."""
-    from ocrtune.sweep.launcher import make_slots, sigterm_as_interrupt
-    from ocrtune.sweep.prepare import check_worker_data
-    from ocrtune.sweep.store import Store, check_name
-    from ocrtune.sweep.worker import WorkerPool, WorkerSettings
+    from ocrtune.sweep.api import Hooks, Place, run_worker
 
-    check_name(name)
-    slots = make_slots(gpus, parallel)
-    if not slots:
-        raise InputError("a worker needs at least one slot", key="--parallel")
-    settings = WorkerSettings(sweep_dir=runs_dir / "sweeps" / name, data=str(data.resolve()) if data else None,
-                              max_idle_s=max_idle)
-    store = Store.open_when_ready(name, storage, runs_dir=runs_dir, wait_s=wait, poll_s=max(settings.poll_s, 0.05))
-    config = store.config() or {}
+    def started(cfg: Any, url: str, slots: Any) -> None:
+        info(f"worker for sweep {name} on {url}: {len(slots)} slot(s)")
+
     try:
-        check_worker_data(config, settings.data)  # this machine's data, before any trial takes it
-    except BaseException:
-        store.close()
-        raise
-    pool = WorkerPool(store, config, slots, settings, on_event=_worker_event, reap=True)
-    info(f"worker for sweep {name} on {store.url}: {len(slots)} slot(s)")
-    try:
-        with sigterm_as_interrupt():
-            outcomes = pool.run()
+        outcomes = run_worker(name, Place(storage, runs_dir), gpus=gpus, parallel=parallel, data=data,
+                              max_idle=max_idle, wait=wait, hooks=Hooks(started, _worker_event))
     except KeyboardInterrupt:
         info("stopped; running trials were re-queued for other workers.")
         raise typer.Exit(EXIT_STOPPED) from None
-    finally:
-        store.close()
     if as_json:
-        print_json([o.__dict__ for o in outcomes])
+        print_json([o.to_json() for o in outcomes])
     else:
         info(f"worker done: ran {len(outcomes)} trial(s)")
 
@@ -184,16 +155,16 @@ def worker(
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _finish(summary: Mapping[str, Any], as_json: bool) -> None:
+def _finish(summary: SweepSummary, as_json: bool) -> None:
     if as_json:
-        print_json(summary)
+        print_json(summary.to_json())
     else:
         console.print(render(summary, final=True))
-    if summary["best"] is None:
+    if summary.best is None:
         info("no trial produced a score (all diverged or failed); see the errors above")
         raise typer.Exit(1)
-    if as_json and summary.get("warning"):
-        info(f"warning: {summary['warning']}")
+    if as_json and summary.warning:
+        info(f"warning: {summary.warning}")
 
 
 def _worker_event(kind: str, data: Mapping[str, Any]) -> None:
@@ -211,18 +182,20 @@ class _View:
 
     def __init__(self, live: bool) -> None:
         self.live = Live(console=Console(stderr=True), refresh_per_second=4, transient=True) if live else None
-        self.seen: set[int] = set()
+        self._open = False
 
     def __enter__(self) -> _View:
-        if self.live is not None:
+        if self.live is not None and not self._open:
             self.live.__enter__()
+            self._open = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.live is not None:
+        if self.live is not None and self._open:
+            self._open = False
             self.live.__exit__(*exc)
 
-    def update(self, summary: Mapping[str, Any]) -> None:
+    def update(self, summary: SweepSummary) -> None:
         if self.live is not None:
             self.live.update(render(summary, final=False))
 
@@ -231,43 +204,60 @@ class _View:
             _worker_event(kind, data)
 
 
-def render(s: Mapping[str, Any], final: bool) -> Group:
-    """Stage table, running trials' epoch progress, best so far and ETA."""
-    keys = list(s["keys"])
-    t = Table(title=f"sweep {s['name']} ({s['strategy']}, {s['metric']}, {s['state']})", title_justify="left")
-    for col in ["trial", "stage", *(k.split(".")[-1] for k in keys), s["metric"], "status", "epochs", "s/epoch", "time"]:
+def render(s: SweepSummary, final: bool) -> Group:
+    """Stage table (measured and, for the hierarchical strategy, smoothed score; coupled
+    settings as their own columns), running trials' epoch progress, best so far and ETA."""
+    keys = list(s.keys)
+    smooth = s.strategy == "hierarchical"
+    t = Table(title=f"sweep {s.name} ({s.strategy}, {s.metric}, {s.state})", title_justify="left")
+    cols = ["trial", "stage", *(k.split(".")[-1] for k in keys), *(k.split(".")[-1] for k in s.derived), s.metric]
+    cols += ["smoothed"] if smooth else []
+    for col in [*cols, "status", "epochs", "s/epoch", "time"]:
         t.add_column(col, no_wrap=True)
-    rows = s["trials"][-MAX_ROWS:]
-    best_trial = (s["best"] or {}).get("trial")
+    rows = s.trials[-MAX_ROWS:]
+    best_trial = s.best.trial if s.best else None
     for r in rows:
-        prog = r.get("progress") or {}
-        epochs = r.get("epochs") if r.get("epochs") is not None else prog.get("epoch")
-        stage = f"{r['stage']}" + ("r" if r["kind"] == "replicate" else "")  # counted from 1, as the docs do
-        status = Text(r["status"], style=_STYLE.get(r["status"], ""))
-        mark = "*" if r["number"] == best_trial else ""
-        t.add_row(f"{r['number']}{mark}", stage, *(fmt(r["params"].get(k)) for k in keys), fmt(r["score"]), status,
-                  fmt(epochs), fmt(r.get("time_per_epoch_s")), _dur(r.get("duration_s")))
+        prog = r.progress or {}
+        epochs = r.epochs if r.epochs is not None else prog.get("epoch")
+        stage = f"{r.stage}" + ("r" if r.kind == "replicate" else "")  # counted from 1, as the docs do
+        status = Text(r.status.value, style=_STYLE.get(r.status.value, ""))
+        mark = "*" if r.number == best_trial else ""
+        cells = [f"{r.number}{mark}", stage, *(fmt(r.params.get(k)) for k in keys),
+                 *(fmt(r.derived.get(k)) for k in s.derived), fmt(r.score)]
+        cells += [fmt(r.smoothed)] if smooth else []
+        t.add_row(*cells, status, fmt(epochs), fmt(r.time_per_epoch_s), _dur(r.duration_s))
     parts: list[Any] = [t]
-    if len(s["trials"]) > MAX_ROWS:
-        parts.append(Text(f"({len(s['trials']) - MAX_ROWS} earlier trials not shown; sweep status --json lists all)"))
+    if len(s.trials) > MAX_ROWS:
+        parts.append(Text(f"({len(s.trials) - MAX_ROWS} earlier trials not shown; sweep status --json lists all)"))
     if not final:
-        for r in s["trials"]:
-            if r["state"] == "running":
-                p = r.get("progress") or {}
-                parts.append(Text(f"trial {r['number']} [{r.get('slot') or '?'}] epoch {p.get('epoch', 0)}/"
-                                  f"{p.get('epochs', s['epochs'])} {s['metric']} {fmt(p.get('value'))}"))
-    b = s["best"]
-    parts.append(Text("best: " + (f"{_params(b['params'])} {s['metric']} {fmt(b['score'])}"
-                                  + (f" +- {fmt(b['spread'])} over {b['n']} runs" if b["n"] > 1 else "")
-                                  + (f" (trial {b['trial']}, {b['run_dir']})" if b.get("run_dir") else f" (trial {b['trial']})")
-                                  if b else "none yet"), style="bold"))
-    if s.get("warning"):
-        parts.append(Text(f"warning: {s['warning']}", style="bold yellow"))
+        for r in s.trials:
+            if r.state == "running":
+                p = r.progress or {}
+                parts.append(Text(f"trial {r.number} [{r.slot or '?'}] epoch {p.get('epoch', 0)}/"
+                                  f"{p.get('epochs', s.epochs)} {s.metric} {fmt(p.get('value'))}"))
+    if s.couplings:
+        parts.append(Text("coupled: " + "; ".join(s.couplings)))
+    b = s.best
+    if b is None:
+        parts.append(Text("best: none yet", style="bold"))
+    else:
+        if b.n > 1:
+            score = f"{s.metric} {fmt(b.score)} +- {fmt(b.spread)} over {b.n} runs"
+        elif b.smoothed is not None:
+            score = f"{s.metric} {fmt(b.score)} (smoothed {fmt(b.smoothed)})"
+        else:
+            score = f"{s.metric} {fmt(b.score)}"
+        where = f" (trial {b.trial}, {b.run_dir})" if b.run_dir else f" (trial {b.trial})"
+        parts.append(Text(f"best: {_params(b.params)} {score}{where}", style="bold"))
+        if b.note:
+            parts.append(Text(f"why: {b.note}"))
+    if s.warning:
+        parts.append(Text(f"warning: {s.warning}", style="bold yellow"))
     if final:
-        parts.append(Text(f"{s['state']}: {s['reason'] or ''}"))
-    elif s.get("eta_s") is not None:
-        note = " (at most: a stage that does not improve ends the sweep)" if s["strategy"] == "hierarchical" else ""
-        parts.append(Text(f"ETA {_dur(s['eta_s'])}{note}"))
+        parts.append(Text(f"{s.state}: {s.reason or ''}"))
+    elif s.eta_s is not None:
+        note = " (at most: a stage that does not improve ends the sweep)" if s.strategy == "hierarchical" else ""
+        parts.append(Text(f"ETA {_dur(s.eta_s)}{note}"))
     return Group(*parts)
 
 
@@ -287,4 +277,3 @@ def _dur(s: Any) -> str:
         return f"{s:.1f}s"
     m, sec = divmod(int(s), 60)
     return f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
-

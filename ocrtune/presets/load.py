@@ -182,24 +182,28 @@ def apply_overrides(data: dict[str, Any], origins: dict[KeyPath, Origin], overri
         key = key.strip()
         if not sep or not key:
             raise InputError(f"expected KEY=VALUE, got {item!r}", file="--set")
-        parts = tuple(key.split("."))
-        if any(not p for p in parts):
-            raise InputError("empty key segment", file="--set", key=key)
-        value = parse_scalar(raw, key)
-        node: Any = data
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part) if isinstance(node, dict) else None
-            if nxt is None:
-                nxt = {}
-                node[part] = nxt
-            elif not isinstance(nxt, dict):
-                raise InputError(
-                    f"'{'.'.join(parts[: i + 1])}' is a value, not a section", file="--set", key=key
-                )
-            node = nxt
-        node[parts[-1]] = value
-        _drop_origins(origins, parts)
-        origins[parts] = Origin("--set", rank=n)
+        set_value(data, origins, key, parse_scalar(raw, key), Origin("--set", rank=n), where="--set")
+
+
+def set_value(data: dict[str, Any], origins: dict[KeyPath, Origin], key: str, value: Any, origin: Origin,
+              where: str = "--set") -> None:
+    """Set the dotted ``key`` to a typed ``value`` (no text to parse), recording its origin
+    for located errors. Sections on the way are created; a value on the way is an error."""
+    parts = tuple(key.split("."))
+    if any(not p for p in parts):
+        raise InputError("empty key segment", file=where, key=key)
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part) if isinstance(node, dict) else None
+        if nxt is None:
+            nxt = {}
+            node[part] = nxt
+        elif not isinstance(nxt, dict):
+            raise InputError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section", file=where, key=key)
+        node = nxt
+    node[parts[-1]] = value
+    _drop_origins(origins, parts)
+    origins[parts] = origin
 
 
 def parse_scalar(raw: str, key: str = "") -> Any:

@@ -1,52 +1,93 @@
-"""Before a sweep starts: every option, every swept key and the data are checked and turned into
-a ``SweepConfig``, so a mistake is one located line before the study exists, not a failed
-trial each. A worker joining a stored sweep checks its own data the same way.
+"""Before a sweep starts: the command's options (a ``SweepRequest``), every swept key, the
+weights and the data are checked and turned into a ``SweepConfig``, so a mistake is one
+located line before the study exists, not a failed trial each. A worker joining a stored
+sweep checks its own data the same way.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.config import STRATEGIES, SweepConfig, build_strategy, parse_min_improvement, parse_range
-from ocrtune.sweep.records import DIRECTION, METRICS_AVAILABLE
-from ocrtune.sweep.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
-from ocrtune.sweep.store import check_name, make_pruner
+from ocrtune.sweep.plan.coupling import couplings_for
+from ocrtune.sweep.plan.space import Dim, Space, leaf_kind, load_space, param_dim, parse_space
+from ocrtune.sweep.plan.strategies import build_strategy
+from ocrtune.sweep.store import check_name, make_pruner, propose_tpe
+from ocrtune.sweep.types import (
+    DIRECTION,
+    METRICS_AVAILABLE,
+    STRATEGIES,
+    GridSearch,
+    HierarchicalSearch,
+    RandomSearch,
+    Search,
+    SweepConfig,
+    TPESearch,
+)
 from ocrtune.train.rundir import slug
 
 _METHOD = {"bayes": "tpe", "tpe": "tpe", "grid": "grid", "random": "random", "hierarchical": "hierarchical"}
 _METRIC_NAMES = {"hmean": "hmean", "val_hmean": "hmean", "val/hmean": "hmean", "val_loss": "val_loss", "val/loss": "val_loss"}
 
 
-def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param: str = "models.optimizer.lr",
-            range_text: str = "1e-5,1e-2", linear: bool = False, points: int = 5, top: int = 2, stages: int = 5,
-            min_improvement: str = "1%", replicates: int = 0, replicate_top: int = 3, epochs: int = 3,
-            metric: str | None = None, space_path: Path | None = None, trials: int | None = None,
-            prune: str | None = None, min_epochs: int | None = None, name: str | None = None,
-            data: str | None = None, objective: str | None = None, seed: int = 0, batch: int | None = None,
-            slots: int = 1, trial_timeout: float | None = None) -> SweepConfig:
+@dataclass(frozen=True)
+class SweepRequest:
+    """The ``ocrtune sweep`` options as given (defaults are the command's). ``prepare`` checks
+    them together, since many depend on each other (strategy, space, metric, pruning)."""
+
+    preset: str = "cpu-demo"
+    strategy: str | None = None
+    param: str = "models.optimizer.lr"
+    range_text: str = "1e-5,1e-2"
+    linear: bool = False
+    points: int = 5
+    top: int = 2
+    stages: int = 5
+    min_improvement: str = "1%"
+    replicates: int = 0
+    replicate_top: int = 3
+    epochs: int = 3
+    metric: str | None = None
+    space_path: Path | None = None
+    trials: int | None = None
+    prune: str | None = None
+    min_epochs: int | None = None  # None: not given (means 1)
+    name: str | None = None
+    data: str | None = None
+    objective: str | None = None
+    seed: int = 0
+    batch: int | None = None
+    trial_timeout: float | None = None
+
+
+def prepare(request: SweepRequest, preset: Preset, slots: int = 1) -> SweepConfig:
     """Validate every option (and every swept key against the preset) before anything runs.
 
-    A training sweep also checks its data here, as ``train`` does before a run directory
-    exists, so a wrong ``--data`` is one line before the study is created, not a failed trial
-    each. ``min_epochs`` is None when ``--min-epochs`` was not given (it means 1).
+    A training sweep also checks that the preset's pretrained weights can be loaded here and
+    its data, as ``train`` does before a run directory exists, so a wrong ``--data`` is one
+    line before the study is created, not a failed trial each.
     """
-    from ocrtune.sweep.trial import load_objective, reserved_keys
+    from ocrtune.sweep.run.trial import load_objective, reserved_keys
 
-    if name is not None:
-        check_name(name)
-    if trial_timeout is not None and not trial_timeout > 0:
-        raise InputError(f"must be > 0 seconds (got {trial_timeout:g})", key="--trial-timeout")
-    reserved = reserved_keys(data_given=bool(data)) if objective is None else None
-    space = load_space(space_path, base=preset, reserved=reserved) if space_path is not None else None
+    r = request
+    if r.name is not None:
+        check_name(r.name)
+    if r.trial_timeout is not None and not r.trial_timeout > 0:
+        raise InputError(f"must be > 0 seconds (got {r.trial_timeout:g})", key="--trial-timeout")
+    reserved = reserved_keys(data_given=bool(r.data)) if r.objective is None else None
+    couple = lambda keys: couplings_for(preset, keys)  # noqa: E731
+    space = load_space(r.space_path, base=preset, reserved=reserved, couple=couple) if r.space_path is not None else None
+    strategy = r.strategy
     if strategy is None:
         strategy = _METHOD.get(space.method or "", "grid") if space is not None else "hierarchical"
     if strategy not in STRATEGIES:
         raise InputError(f"must be one of {', '.join(STRATEGIES)} (got {strategy!r})", key="--strategy")
+    metric = r.metric
     if metric is None:
         metric = _METRIC_NAMES.get(space.metric or "", "hmean") if space and space.metric else "hmean"
         if space and space.metric and space.metric not in _METRIC_NAMES:
@@ -57,53 +98,114 @@ def prepare(preset: Any, preset_name: str, *, strategy: str | None = None, param
     if space is not None and space.goal is not None and space.goal != DIRECTION[metric]:
         raise InputError(f"is {space.goal}, but the sweep's metric {metric} is {DIRECTION[metric]}d; drop goal "
                          f"or make it {DIRECTION[metric]}", file=space.file, key="metric.goal")
-    if epochs < 1:
-        raise InputError(f"must be >= 1 (got {epochs})", key="--epochs")
-    min_epochs = _check_min_epochs(min_epochs, prune, epochs)
-    make_pruner(prune, min_epochs)
-    low, high = parse_range(range_text)
+    if r.epochs < 1:
+        raise InputError(f"must be >= 1 (got {r.epochs})", key="--epochs")
+    min_epochs = _check_min_epochs(r.min_epochs, r.prune, r.epochs)
+    make_pruner(r.prune, min_epochs)
+    param, linear = r.param, r.linear
+    low, high = parse_range(r.range_text)
     if space is None and strategy != "hierarchical" and leaf_kind(param) == "int":
         if low != int(low) or high != int(high):
-            raise InputError(f"{param} is an integer key; give integer ends (got {range_text})", key="--range")
+            raise InputError(f"{param} is an integer key; give integer ends (got {r.range_text})", key="--range")
         space = parse_space({param: {"distribution": "int_uniform", "min": int(low), "max": int(high)}},
-                            base=preset, file="--param", reserved=reserved)
+                            base=preset, file="--param", reserved=reserved, couple=couple)
     elif space is None:
-        space = Space((param_dim(param, low, high, not linear, preset, reserved=reserved),))
+        space = Space((param_dim(param, low, high, not linear, preset, reserved=reserved, couple=couple),))
     elif strategy == "hierarchical":
         rng = [d for d in space.dims if d.kind in ("uniform", "log_uniform")]
         if len(space.dims) != 1 or not rng:
             raise InputError("the hierarchical strategy sweeps one float range; use --strategy grid, random or tpe "
                              "for this space", file=space.file, key="--space")
         param, low, high, linear = rng[0].key, float(rng[0].low), float(rng[0].high), rng[0].kind == "uniform"  # type: ignore[arg-type]
-    if strategy == "hierarchical" and points < 2:
+    if strategy == "hierarchical" and r.points < 2:
         raise InputError(f"must be >= 2 for the hierarchical strategy, which refines the intervals between "
-                         f"the points of a stage (got {points})", key="--points")
-    rel, absolute = parse_min_improvement(min_improvement)
-    if objective is not None:
-        load_objective(objective)
-    stem = Path(preset_name).stem
+                         f"the points of a stage (got {r.points})", key="--points")
+    rel, absolute = parse_min_improvement(r.min_improvement)
+    if r.objective is not None:
+        load_objective(r.objective)
+    stem = Path(r.preset).stem
     default = f"{stem}-{param.split('.')[-1]}" if strategy == "hierarchical" else f"{stem}-{strategy}"
+    search: Search
+    if strategy == "hierarchical":
+        search = HierarchicalSearch(param=param, low=low, high=high, log=not linear, points=r.points, top=r.top,
+                                    stages=r.stages, min_improvement=rel, min_improvement_abs=absolute,
+                                    replicates=r.replicates, replicate_top=r.replicate_top)
+    elif strategy == "grid":
+        search = GridSearch(points=r.points, trials=r.trials)
+    elif strategy == "random":
+        search = RandomSearch(trials=r.trials if r.trials is not None else r.points * r.stages)
+    else:
+        search = TPESearch(trials=r.trials if r.trials is not None else r.points * r.stages,
+                           batch=max(1, r.batch if r.batch is not None else slots))
+    if isinstance(search, (RandomSearch, TPESearch)) and search.trials < 1:
+        raise InputError(f"must be >= 1 (got {search.trials})", key="--trials")
     cfg = SweepConfig(
-        name=name or slug(default), preset=preset_name, base=preset.model_dump(mode="json"), strategy=strategy,
-        metric=metric, epochs=epochs, param=param, low=low, high=high, log=not linear, points=points, top=top,
-        stages=stages, min_improvement=rel, min_improvement_abs=absolute, replicates=replicates,
-        replicate_top=replicate_top, dims=[_dim_dict(d) for d in space.dims], trials=trials,
-        batch=max(1, batch if batch is not None else slots) if strategy == "tpe" else 1, prune=prune, min_epochs=min_epochs, seed=seed,
-        data=str(Path(data).resolve()) if data else None, objective=objective,
-        space_file=str(space_path) if space_path else None, trial_timeout=trial_timeout,
+        name=r.name or slug(default), preset=r.preset, base=preset.model_dump(mode="json"), search=search,
+        metric=metric, epochs=r.epochs, dims=tuple(_dim_dict(d) for d in space.dims),
+        couplings=couple(space.keys), prune=r.prune, min_epochs=min_epochs, seed=r.seed,
+        data=str(Path(r.data).resolve()) if r.data else None, objective=r.objective,
+        space_file=str(r.space_path) if r.space_path else None, trial_timeout=r.trial_timeout,
     )
-    build_strategy(cfg)  # planner settings are checked here (--points, --range ...)
-    if objective is None and slots > 0:  # a coordinate-only sweep's data may exist only on its workers
-        check_data(preset, cfg.data, space)  # last: it reads the annotations
+    build_strategy(cfg, propose_tpe)  # planner settings are checked here (--points, --range ...)
+    if r.objective is None:
+        check_weights(preset, space)
+        if slots > 0:  # a coordinate-only sweep's data may exist only on its workers
+            check_data(preset, cfg.data, space)  # last: it reads the annotations
     return cfg
 
 
-def check_worker_data(config: Mapping[str, Any], data: str | None) -> None:
-    """``check_data`` for a worker joining a stored training sweep, with its own ``--data``."""
-    if config.get("objective"):
+def check_weights(preset: Preset, space: Space | None = None) -> None:
+    """A training sweep on ``pretrained: true`` needs hub weights in every trial: refused now,
+    in one line, when they cannot be loaded here (not found out by every trial after a minute
+    of hub retries)."""
+    from ocrtune.model.weights import unavailable_weights
+
+    enc = preset.models.encoder
+    swept = {d.key: d for d in (space.dims if space is not None else ())}
+    names = swept["models.encoder.model_name"].values if "models.encoder.model_name" in swept else (enc.model_name,)
+    pre = swept.get("models.encoder.pretrained")
+    pretrained = any(bool(v) for v in pre.values) if pre is not None else enc.pretrained
+    if not pretrained or enc.pretrained_path:
         return
-    cfg = SweepConfig.from_dict(config)
-    check_data(Preset.model_validate(cfg.base), data or cfg.data, cfg.space)
+    for name in names:
+        why = unavailable_weights(str(name))
+        if why is not None:
+            raise InputError(f"pretrained: true, but {why}; set models.encoder.pretrained_path to a local weights "
+                             "file, or --set models.encoder.pretrained=false to train from scratch",
+                             key="models.encoder.pretrained")
+
+
+def check_worker_data(config: SweepConfig, data: str | None) -> None:
+    """``check_data`` for a worker joining a stored training sweep, with its own ``--data``."""
+    if config.objective:
+        return
+    from ocrtune.sweep.plan.strategies import space_of
+
+    check_data(Preset.model_validate(config.base), data or config.data, space_of(config))
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """``--range 1e-5,1e-2`` (or ``1e-5..1e-2``)."""
+    parts = [p for p in re.split(r",|\.\.(?=[-+\d.])", text.strip()) if p.strip()]
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"expected LOW,HIGH such as 1e-5,1e-2 (got {text!r})", key="--range") from None
+    return low, high
+
+
+def parse_min_improvement(text: str) -> tuple[float, float | None]:
+    """``1%`` or ``0.01``: relative to the previous best; ``0.005abs``: absolute; ``0``: never stop."""
+    s = text.strip().lower().replace(" ", "")
+    try:
+        if s.endswith("abs"):
+            return 0.0, float(s[:-3])
+        if s.endswith("%"):
+            return float(s[:-1]) / 100, None
+        return float(s), None
+    except ValueError:
+        raise InputError(f"expected a relative value (0.01 or 1%) or an absolute one (0.005abs), got {text!r}",
+                         key="--min-improvement") from None
 
 
 def _check_min_epochs(min_epochs: int | None, prune: str | None, epochs: int) -> int:

@@ -7,7 +7,11 @@ Everything a sweep needs to stop, resume and spread over machines lives in one s
   half-way through queueing re-queues exactly the missing ones), the coordinator's identity
   and the ``finished`` mark workers wait for;
 - one trial per attempt, queued with ``enqueue_trial`` and tagged with user attrs ``plan`` and
-  ``plan_slot`` (its place in the plan), ``batch`` (the stage), ``kind`` and ``params``. Finished
+  ``plan_slot`` (its place in the plan), ``batch`` (the stage), ``kind`` and ``params``. A
+  claimed trial also carries its swept values as real Optuna params with the space's
+  distributions (``samplers.param_distribution``), its value, state and per-epoch
+  intermediate values, so optuna-dashboard, ``optuna.importance`` and
+  ``optuna.visualization`` read a sweep like any study. Finished
   attempts carry ``status`` (completed, diverged, oom, failed, pruned; or lost/interrupted for
   attempts that will be re-run), the score (completed and pruned attempts only), run
   directory, error tail and the figures of ``records.py``.
@@ -26,17 +30,18 @@ journal replays its log in order, and SQLite and journal files are additionally 
 own claim is a lock the storage holds for it (``locks.py``).
 
 Modules: ``backends`` (names, storage URLs, opening), ``study`` (``Store``), ``trials`` (what it
-hands out), ``locks`` (the coordinator lock), ``samplers`` (pruners and TPE).
+hands out), ``locks`` (the coordinator lock), ``samplers`` (pruners, TPE proposals and
+the Optuna distributions of swept keys).
 """
 
 from __future__ import annotations
 
 from ocrtune.sweep.store.backends import check_name, resolve_storage, show_storage
-from ocrtune.sweep.store.samplers import MEDIAN_STARTUP, PRUNERS, TPE, make_pruner, propose_tpe
+from ocrtune.sweep.store.samplers import MEDIAN_STARTUP, PRUNERS, make_pruner, propose_tpe
 from ocrtune.sweep.store.study import Store
-from ocrtune.sweep.store.trials import RERUN_STATUSES, RESULT_STATUSES, SCORED_STATUSES, Plan, StoredTrial, scored
+from ocrtune.sweep.store.trials import Plan, StoredTrial, planning_history
 
 __all__ = [
-    "MEDIAN_STARTUP", "PRUNERS", "RERUN_STATUSES", "RESULT_STATUSES", "SCORED_STATUSES", "TPE", "Plan", "Store",
-    "StoredTrial", "check_name", "make_pruner", "propose_tpe", "resolve_storage", "scored", "show_storage",
+    "MEDIAN_STARTUP", "PRUNERS", "Plan", "Store", "StoredTrial", "check_name", "make_pruner", "planning_history",
+    "propose_tpe", "resolve_storage", "show_storage",
 ]

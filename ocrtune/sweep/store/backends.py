@@ -85,13 +85,19 @@ def show_storage(kind: str, target: str) -> str:
     return target
 
 
-def open_backend(kind: str, target: str) -> BaseStorage:
-    """The Optuna storage behind (kind, target); failures are one-line errors."""
+def open_backend(kind: str, target: str, read_only: bool = False) -> BaseStorage:
+    """The Optuna storage behind (kind, target); failures are one-line errors. ``read_only``
+    opens a SQLite file without writing to it or beside it (``mode=ro``, or ``immutable``
+    when its folder cannot hold SQLite's shared-memory file)."""
     if kind == "memory":
         return _MEMORY.setdefault(target, InMemoryStorage())
     if kind in FILE_KINDS:
         with file_errors(kind, target):
             path = Path(target)
+            if read_only and kind == "sqlite":
+                return _open_sqlite_read_only(path)
+            if read_only:  # an existing journal is only read; its lock is taken for writes alone
+                return JournalStorage(JournalFileBackend(str(path)))
             path.parent.mkdir(parents=True, exist_ok=True)
             if kind == "journal":
                 return JournalStorage(JournalFileBackend(str(path)))
@@ -106,6 +112,20 @@ def open_backend(kind: str, target: str) -> BaseStorage:
                          "(PostgreSQL) or pymysql (MySQL)", key="--storage") from None
     except Exception as e:  # connection refused, bad credentials, unknown database
         raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first_line(e)}") from None
+
+
+def _open_sqlite_read_only(path: Path) -> RDBStorage:
+    """A SQLite study opened read only. A WAL database needs its ``-shm`` file writable even
+    to read, so in a folder this process cannot write the file is opened ``immutable``
+    (a copy: nobody writes it)."""
+    import os
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not os.access(path.parent, os.W_OK):
+        uri += "&immutable=1"
+    return RDBStorage(f"sqlite:///{uri}&uri=true", engine_kwargs={"connect_args": {"timeout": 60}},
+                      skip_table_creation=True, skip_compatibility_check=True)
 
 
 def _open_rdb(url: str, attempts: int = 6) -> RDBStorage:

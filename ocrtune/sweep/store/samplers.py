@@ -1,8 +1,10 @@
-"""Pruners and the TPE strategy: the Optuna samplers a sweep uses, behind ocrtune's own
-interfaces (``Strategy.next_batch`` and a pruner the worker asks between epochs)."""
+"""What a sweep takes from Optuna besides storage: pruners (asked between epochs), TPE's
+proposals (``propose_tpe``, the ``Proposer`` of ``plan.strategies.TPE``), and the Optuna
+distribution of each swept key, so that trials carry real Optuna params."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any, Sequence
 
@@ -11,10 +13,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.planner import Direction
-from ocrtune.sweep.records import finite
-from ocrtune.sweep.space import Dim, Space
-from ocrtune.sweep.strategies import Batch, Result, Strategy
+from ocrtune.sweep.plan.space import Dim
+from ocrtune.sweep.types import Direction, Result, finite
 
 PRUNERS = ("median", "asha")
 MEDIAN_STARTUP = 5
@@ -53,33 +53,9 @@ def make_pruner(kind: str | None, min_epochs: int = 1) -> optuna.pruners.BasePru
 # --- TPE -------------------------------------------------------------------------------------
 
 
-class TPE(Strategy):
-    """Optuna's TPE behind the strategy interface: ``batch`` proposals at a time.
-
-    Each call rebuilds an in-memory study from the finished results (a diverged trial counts as
-    the worst score seen, so TPE learns the cliff) and asks ``batch`` times with the constant
-    liar, so one batch does not propose the same point twice. The sampler is seeded with
-    (seed, number of results), so a resumed sweep proposes exactly what it would have.
-    """
-
-    name = "tpe"
-
-    def __init__(self, space: Space, trials: int, batch: int = 1, seed: int = 0, direction: Direction = "maximize") -> None:
-        if trials < 1:
-            raise InputError(f"must be >= 1 (got {trials})", key="--trials")
-        self.space, self.trials, self.batch, self.seed, self.direction = space, trials, max(1, batch), seed, direction
-
-    def next_batch(self, history: Sequence[Result]) -> Batch:
-        n = len(history)
-        index = -(-n // self.batch)
-        if n >= self.trials:
-            return Batch((), index, True, f"all {self.trials} TPE trials finished")
-        k = min(self.batch, self.trials - n)
-        params = propose_tpe(self.space.dims, history, k, (self.seed * 1_000_003 + n) % 2**31, self.direction)
-        return Batch(tuple(params), index, False, f"TPE trials {n + 1}-{n + k} of {self.trials}")
-
-
 def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: int, direction: Direction) -> list[dict[str, Any]]:
+    """``k`` TPE proposals from an in-memory study rebuilt from ``history`` (a diverged trial
+    counts as the worst score seen), asked with the constant liar so they differ."""
     dists = {d.key: _distribution(d) for d in dims if d.kind != "fixed"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -137,3 +113,50 @@ def _to_external(d: Dim, v: Any) -> Any:
     if d.kind == "int_uniform":
         return int(v)
     return float(v)
+
+
+# --- Optuna-native params --------------------------------------------------------------------
+
+
+def param_distribution(d: Dim) -> BaseDistribution:
+    """The Optuna distribution a swept key is recorded with: the space's range (log where the
+    space is log), integer ranges as ints, listed values as categorical choices (values that
+    are not plain scalars, such as lists, as their JSON text)."""
+    if d.kind in ("uniform", "log_uniform"):
+        return FloatDistribution(float(d.low), float(d.high), log=d.kind == "log_uniform")  # type: ignore[arg-type]
+    if d.kind == "int_uniform":
+        return IntDistribution(int(d.low), int(d.high))  # type: ignore[arg-type]
+    if d.kind == "q_uniform":
+        steps = d._steps()
+        q = float(d.q)  # type: ignore[arg-type]
+        return FloatDistribution(_tidy(steps[0] * q), _tidy(steps[-1] * q), step=q)
+    return CategoricalDistribution([_choice(v) for v in d.values])
+
+
+def param_value(d: Dim, dist: BaseDistribution, value: Any) -> tuple[Any, BaseDistribution] | None:
+    """(Optuna internal value, distribution) for a trial's value of ``d`` (the distribution
+    widened to hold a value a hair outside the range by rounding); None if it cannot be held."""
+    if isinstance(dist, CategoricalDistribution):
+        v = _choice(value)
+        return (dist.to_internal_repr(v), dist) if v in dist.choices else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(dist, FloatDistribution) and dist.step is None and not dist.low <= value <= dist.high:
+        lo, hi = min(dist.low, float(value)), max(dist.high, float(value))
+        if dist.log and lo <= 0:
+            return None
+        dist = FloatDistribution(lo, hi, log=dist.log)
+    try:
+        if not dist._contains(dist.to_internal_repr(value)):
+            return None
+        return dist.to_internal_repr(value), dist
+    except (ValueError, TypeError):
+        return None
+
+
+def _choice(v: Any) -> Any:
+    return v if v is None or isinstance(v, (bool, int, float, str)) else json.dumps(v)
+
+
+def _tidy(v: float) -> float:
+    return float(f"{float(v):.12g}")

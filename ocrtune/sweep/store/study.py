@@ -14,9 +14,9 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.launcher import gone_here, host_id, me, pid_alive
-from ocrtune.sweep.planner import Direction
-from ocrtune.sweep.records import finite
+from ocrtune.sweep.run.liveness import gone_here, host_id, me, pid_alive
+from ocrtune.sweep.plan.space import Dim
+from ocrtune.sweep.types import Batch, Direction, Status, SweepConfig, finite, scored
 from ocrtune.sweep.store.backends import (
     FILE_KINDS,
     close_backend,
@@ -28,14 +28,12 @@ from ocrtune.sweep.store.backends import (
     show_storage,
 )
 from ocrtune.sweep.store.locks import Held, try_lock
-from ocrtune.sweep.store.samplers import make_pruner
-from ocrtune.sweep.store.trials import RERUN_STATUSES, RESULT_STATUSES, Plan, StoredTrial, scored
+from ocrtune.sweep.store.samplers import make_pruner, param_distribution, param_value
+from ocrtune.sweep.store.trials import Plan, StoredTrial
 from ocrtune.sweep.store.trials import jsonable as _jsonable
 from ocrtune.sweep.store.trials import now as _now
-from ocrtune.sweep.strategies import Batch
 
 _CONFIG, _PLAN, _FINISHED, _COORD = "ocrtune_config", "ocrtune_plan_", "ocrtune_finished", "ocrtune_coordinator"
-_STATE = {"completed": TrialState.COMPLETE, "pruned": TrialState.PRUNED}
 Adopt = Callable[[StoredTrial], "tuple[str, float | None, dict[str, Any]] | None"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -57,6 +55,7 @@ class Store:
         self._pruner: optuna.pruners.BasePruner | None = None
         self._active: set[int] = set()  # trials this process is running right now
         self._coord: Held | None = None
+        self._dist: dict[str, tuple[Dim, Any]] | None = None
 
     @property
     def url(self) -> str:
@@ -68,14 +67,16 @@ class Store:
 
     @classmethod
     def open(cls, name: str, storage: str | None = None, *, runs_dir: Path = Path("runs"),
-             create: bool = False, direction: Direction = "maximize") -> Store:
-        """Open (``create``: or create) the study ``name``; a missing one is an InputError."""
+             create: bool = False, direction: Direction = "maximize", read_only: bool = False) -> Store:
+        """Open (``create``: or create) the study ``name``; a missing one is an InputError.
+        ``read_only`` (``sweep status``) writes nothing, not even a lock file, so a copy of a
+        sweep on a read-only disk can be shown."""
         kind, target = resolve_storage(name, storage, runs_dir)
         if kind in FILE_KINDS and not create and not Path(target).is_file():
             raise InputError(f"no sweep named {name!r} here ({target} does not exist; pass --storage or --runs-dir "
                              "if it lives elsewhere)", key="--name")
-        with _creating(kind, target):  # two processes creating the same SQLite schema at once collide
-            backend = open_backend(kind, target)
+        with contextlib.nullcontext() if read_only else _creating(kind, target):  # two creators of one SQLite schema collide
+            backend = open_backend(kind, target, read_only=read_only)
             try:
                 study = _load(name, backend, kind, target, create, direction)
             except BaseException:
@@ -138,7 +139,7 @@ class Store:
         close_backend(self._storage)
 
     def drop(self) -> None:
-        """Delete the study (tests and ``--fresh`` restarts)."""
+        """Delete the study."""
         with self._lock:
             optuna.delete_study(study_name=self.name, storage=self._storage)
 
@@ -152,11 +153,14 @@ class Store:
         with self._lock:
             self._storage.set_study_user_attr(self._sid, key, _jsonable(value))
 
-    def config(self) -> dict[str, Any] | None:
-        return self._attrs().get(_CONFIG)
+    def config(self) -> SweepConfig | None:
+        """The sweep's settings (None for a study that ``ocrtune sweep`` did not create)."""
+        raw = self._attrs().get(_CONFIG)
+        return SweepConfig.from_dict(raw) if raw else None
 
-    def set_config(self, config: Mapping[str, Any]) -> None:
-        self._set(_CONFIG, dict(config))
+    def set_config(self, config: SweepConfig) -> None:
+        self._set(_CONFIG, config.to_dict())
+        self._dist = None
 
     def plans(self) -> list[Plan]:
         attrs = self._attrs()
@@ -213,6 +217,7 @@ class Store:
                 self._active.add(tid)
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(tid, k, v)
+                self._set_params(tid, dict(ft.user_attrs.get("params") or {}))
                 return self._stored(self._storage.get_trial(tid))
         return None
 
@@ -243,21 +248,26 @@ class Store:
         with self._exclusive():
             return self._finish(trial_id, status, score, attrs)
 
-    def _finish(self, trial_id: int, status: str, score: float | None, attrs: Mapping[str, Any] | None) -> bool:
-        if status not in RESULT_STATUSES + RERUN_STATUSES:
-            raise ValueError(f"unknown trial status {status!r}")
+    def _finish(self, trial_id: int, status: Status | str, score: float | None, attrs: Mapping[str, Any] | None) -> bool:
+        try:
+            status = Status(status)
+        except ValueError:
+            raise ValueError(f"unknown trial status {status!r}") from None
+        if status.is_live:
+            raise ValueError(f"{status} is not how a trial ends")
         score = scored(status, score)
-        if status == "completed" and score is None:
-            status = "failed"
+        if status == Status.COMPLETED and score is None:
+            status = Status.FAILED
             attrs = {**(attrs or {}), "error": (attrs or {}).get("error") or "finished without a score"}
-        state = _STATE.get(status, TrialState.FAIL)
+        state = TrialState[status.store_state.upper()]
         self._active.discard(trial_id)
         try:
             if self._storage.get_trial(trial_id).state.is_finished():
                 return False
             for k, v in _jsonable({**(attrs or {}), "status": status, "score": score, "ended": _now()}).items():
                 self._storage.set_trial_user_attr(trial_id, k, v)
-            self._storage.set_trial_state_values(trial_id, state, [score] if state == TrialState.COMPLETE else None)
+            # a pruned trial keeps its last reported value, as Optuna's own pruned trials do
+            self._storage.set_trial_state_values(trial_id, state, [score] if score is not None else None)
         except (UpdateFinishedTrialError, RuntimeError):
             return False
         return True
@@ -299,7 +309,7 @@ class Store:
 
     # --- coordinator claim -------------------------------------------------------------------
 
-    def claim_coordinator(self, grace_s: float) -> None:
+    def claim_coordinator(self) -> None:
         """Become the sweep's one coordinator, or refuse while another holds the lock (see
         ``locks``); the stored identity only names the holder for people."""
         with self._lock:
@@ -358,6 +368,25 @@ class Store:
 
     # --- internals ---------------------------------------------------------------------------
 
+    def _set_params(self, trial_id: int, params: Mapping[str, Any]) -> None:
+        """The trial's swept values as Optuna params, with the space's distributions (keys
+        outside the space, such as a replicate's seed, stay in the ``params`` user attr)."""
+        dims = self._dims()
+        for key, value in params.items():
+            if key not in dims:
+                continue
+            d, dist = dims[key]
+            got = param_value(d, dist, value)
+            if got is not None:
+                self._storage.set_trial_param(trial_id, key, got[0], got[1])
+
+    def _dims(self) -> dict[str, tuple[Dim, Any]]:
+        if self._dist is None:
+            cfg = self.config()
+            dims = [Dim(**{**d, "values": tuple(d.get("values") or ())}) for d in (cfg.dims if cfg else ())]
+            self._dist = {d.key: (d, param_distribution(d)) for d in dims}
+        return self._dist
+
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._lock:
@@ -375,11 +404,11 @@ class Store:
     def _stored(self, ft: FrozenTrial) -> StoredTrial:
         a = dict(ft.user_attrs)
         state = ft.state.name.lower()
-        status = a.get("status") or {"waiting": "queued", "running": "running", "complete": "completed"}.get(state, "failed")
+        status = Status.from_store(state, a.get("status"))
         score = finite(a.get("score")) if "score" in a else (finite(ft.value) if ft.values else None)
         if state not in ("waiting", "running"):
-            score = scored(str(status), score)  # studies written before the rule was enforced
-        return StoredTrial(ft.number, self._tid(ft.number), state, str(status), a.get("plan"), a.get("plan_slot"),
+            score = scored(status, score)  # studies written before the rule was enforced
+        return StoredTrial(ft.number, self._tid(ft.number), state, status, a.get("plan"), a.get("plan_slot"),
                            int(a.get("batch") or 0), str(a.get("kind") or "explore"), dict(a.get("params") or ft.params),
                            score, a, ft.datetime_start, ft.datetime_complete)
 

@@ -1,24 +1,13 @@
-"""What the store hands out: stored attempts and plans, and the rule for their scores."""
+"""What the store hands out: stored attempts and plans, and the history strategies plan from."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from ocrtune.sweep.records import finite
-from ocrtune.sweep.strategies import Result
-
-RESULT_STATUSES = ("completed", "diverged", "oom", "failed", "pruned")
-RERUN_STATUSES = ("lost", "interrupted")
-SCORED_STATUSES = ("completed", "pruned")
-
-
-def scored(status: str, score: float | None) -> float | None:
-    """The score an attempt ranks by: only completed and pruned attempts have one. A run that
-    diverged after a good epoch keeps no score, so no strategy plans from it."""
-    return finite(score) if status in SCORED_STATUSES else None
+from ocrtune.sweep.types import Result, Status
 
 
 @dataclass(frozen=True)
@@ -38,8 +27,8 @@ class StoredTrial:
 
     number: int
     trial_id: int
-    state: str  # waiting, running, complete, fail, pruned
-    status: str
+    state: str  # the store's: waiting, running, complete, fail, pruned (``Status.store_state``)
+    status: Status
     plan: int | None
     slot: int | None
     batch: int
@@ -53,13 +42,16 @@ class StoredTrial:
     @property
     def is_result(self) -> bool:
         """A finished evaluation the strategy plans from (diverged/failed included)."""
-        if self.state in ("complete", "pruned"):
-            return True
-        return self.state == "fail" and self.status in ("diverged", "oom", "failed")
+        return self.status.is_result and self.state not in ("waiting", "running")
 
     @property
     def is_live(self) -> bool:
         return self.state in ("waiting", "running")
+
+    @property
+    def derived(self) -> dict[str, Any]:
+        """Settings coupled to the swept ones (``Coupling``), as the trial ran them."""
+        return dict(self.attrs.get("derived") or {})
 
     @property
     def duration_s(self) -> float | None:
@@ -71,6 +63,18 @@ class StoredTrial:
         return Result(self.params, self.score, self.batch, "replicate" if self.kind == "replicate" else "explore")
 
 
+def planning_history(trials: Sequence[StoredTrial]) -> list[Result]:
+    """One result per plan slot (the first), in plan order: what strategies plan from."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for t in sorted(trials, key=lambda t: (t.plan if t.plan is not None else -1, t.slot or 0, t.number)):
+        if t.plan is None or not t.is_result or (t.plan, t.slot or 0) in seen:
+            continue
+        seen.add((t.plan, t.slot or 0))
+        out.append(t.result())
+    return out
+
+
 def jsonable(v: Any) -> Any:
     """Plain JSON values (NaN/inf become None, tuples lists) so every backend stores the same."""
     if isinstance(v, Mapping):
@@ -79,6 +83,8 @@ def jsonable(v: Any) -> Any:
         return [jsonable(x) for x in v]
     if isinstance(v, float):
         return v if math.isfinite(v) else None
+    if isinstance(v, Status):
+        return v.value
     if v is None or isinstance(v, (bool, int, str)):
         return v
     if hasattr(v, "item"):  # numpy scalars

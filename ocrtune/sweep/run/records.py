@@ -20,26 +20,15 @@ analysis gets the same figures whatever produced them:
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
+from ocrtune.sweep.types import COLUMN, DIRECTION, finite
 from ocrtune.train.rundir import CONFIG, METRICS, RunDir
 
-Metric = Literal["hmean", "val_loss"]
-METRICS_AVAILABLE: tuple[str, ...] = ("hmean", "val_loss")
-COLUMN: dict[str, str] = {"hmean": "val_hmean", "val_loss": "val_loss"}
-DIRECTION: dict[str, Literal["maximize", "minimize"]] = {"hmean": "maximize", "val_loss": "minimize"}
 LAST_EPOCHS = 3
 PROGRESS = "progress.jsonl"
-
-
-def finite(v: Any) -> float | None:
-    """A float if ``v`` is a finite number, else None (NaN, inf, text, missing)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
 def score_of(rows: Sequence[dict[str, Any]], metric: str) -> float | None:

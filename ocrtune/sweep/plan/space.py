@@ -29,7 +29,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 from ocrtune.errors import InputError, Problem
 from ocrtune.presets.load import did_you_mean, key_position, problem_for, show_path, read_yaml, to_plain
 from ocrtune.presets.schema import FieldError, Preset, model_type, field_names
+from ocrtune.sweep.types import Coupling, derived_values
 
 Kind = Literal["fixed", "choice", "uniform", "log_uniform", "int_uniform", "q_uniform"]
 Leaf = Literal["float", "int", "bool", "other"]
@@ -135,22 +136,28 @@ class Space:
         raise KeyError(key)
 
 
-def load_space(path: str | Path, base: Preset | None = None, reserved: Mapping[str, str] | None = None) -> Space:
+Couple = Callable[[Sequence[str]], Sequence[Coupling]]
+
+
+def load_space(path: str | Path, base: Preset | None = None, reserved: Mapping[str, str] | None = None,
+               couple: Couple | None = None) -> Space:
     """Read a space YAML file; every problem comes back as one located ``InputError``."""
     p = Path(path)
     if not p.is_file():
         raise InputError("sweep space file not found", file=show_path(p))
-    return parse_space(read_yaml(p), base=base, file=show_path(p), reserved=reserved)
+    return parse_space(read_yaml(p), base=base, file=show_path(p), reserved=reserved, couple=couple)
 
 
 def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
-                reserved: Mapping[str, str] | None = None) -> Space:
+                reserved: Mapping[str, str] | None = None, couple: Couple | None = None) -> Space:
     """Parse and validate a space mapping (ruamel maps keep positions for the messages).
 
     ``base`` is the preset the sweep trains (default: schema defaults); range ends are
     validated inside it, so cross-key rules such as ``eta_min < lr`` apply too. ``reserved``
     maps keys (or sections) that the trials set themselves or never read to the reason: a
     schema key is not enough, since sweeping such a key trains the same model for every value.
+    ``couple`` gives the settings that follow the swept keys (``plan/coupling.py``); values are
+    validated with them applied, as the trials will run.
     """
     probs: list[Problem] = []
     if not isinstance(doc, Mapping) or not doc:
@@ -164,8 +171,9 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
             probs.append(_with(where, why))
             del found[key]
     dims = [d for d in (_dim(key, spec, where, file, probs) for key, (spec, where) in found.items()) if d]
+    couplings = tuple(couple([d.key for d in dims])) if couple is not None else ()
     for d in dims:
-        _check_in_preset(d, found[d.key][0], found[d.key][1], base, dims, file, probs)
+        _check_in_preset(d, found[d.key][0], found[d.key][1], base, dims, file, probs, couplings)
     if probs:
         probs.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise InputError(problems=probs)
@@ -173,7 +181,7 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
 
 
 def param_dim(key: str, low: float, high: float, log: bool = True, base: Preset | None = None,
-              reserved: Mapping[str, str] | None = None) -> Dim:
+              reserved: Mapping[str, str] | None = None, couple: Couple | None = None) -> Dim:
     """Validate ``--param`` with ``--range`` for the hierarchical strategy: a float leaf
     whose range ends both pass the preset's validation (and not one of ``reserved``)."""
     why = reserved_reason(key, reserved)
@@ -183,7 +191,7 @@ def param_dim(key: str, low: float, high: float, log: bool = True, base: Preset 
         raise InputError("the hierarchical strategy needs a float key; sweep integer keys with "
                          "--strategy grid and a space file", file="--param", key=key)
     spec = {"distribution": "log_uniform" if log else "uniform", "min": low, "max": high}
-    return parse_space({key: spec}, base=base, file="--param").dims[0]
+    return parse_space({key: spec}, base=base, file="--param", couple=couple).dims[0]
 
 
 def reserved_reason(key: str, reserved: Mapping[str, str] | None) -> str | None:
@@ -417,7 +425,8 @@ def _corners(d: Dim) -> tuple[Any, ...]:
 
 
 def _check_in_preset(d: Dim, spec: Mapping[str, Any], where: Problem, base: Preset | None,
-                     dims: list[Dim], file: str | None, probs: list[Problem]) -> None:
+                     dims: list[Dim], file: str | None, probs: list[Problem],
+                     couplings: Sequence[Coupling] = ()) -> None:
     """Every value the sweep can set must pass the preset's validation (range ends for ranges).
 
     Cross-key rules (``eta_min < lr``) are checked against every combination of the other
@@ -433,8 +442,12 @@ def _check_in_preset(d: Dim, spec: Mapping[str, Any], where: Problem, base: Pres
     for label, value in zip(labels, _corners(d)):
         for combo in combos:
             trial = _set(data, d.key, value)
+            values = {d.key: value}
             for o, ov in zip(others, combo):
                 trial = _set(trial, o.key, ov)
+                values[o.key] = ov
+            for k, v in derived_values(values, couplings).items():
+                trial = _set(trial, k, v)
             err = _first_error(trial, d.key, swept)
             if err is None:
                 continue

@@ -2,7 +2,7 @@
 
 The coordinator's local slots and ``ocrtune sweep worker`` on other machines run this same
 code: one thread per slot claims the oldest queued trial, writes its ``spec.json`` from the
-sweep settings stored in the study, starts ``ocrtune.sweep.trial`` pinned to the slot, and
+sweep settings stored in the study, starts ``ocrtune.sweep.run.trial`` pinned to the slot, and
 while it runs
 
 - reports each finished epoch's metric (read from the growing ``metrics.csv`` or
@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ocrtune.sweep.guards import FAILED, STALL_FACTOR, STALL_FLOOR_S, Limits, Patient
-from ocrtune.sweep.launcher import Child, Slot, trial_command
-from ocrtune.sweep.records import find_run_dir, finite, progress, read_rows, trial_records
-from ocrtune.sweep.store import RESULT_STATUSES, Store, StoredTrial, scored
-from ocrtune.sweep.trial import LOG, RESULT, SPEC
+from ocrtune.sweep.run.guards import FAILED, STALL_FACTOR, STALL_FLOOR_S, Limits, Patient
+from ocrtune.sweep.run.launcher import Child, Slot, trial_command
+from ocrtune.sweep.run.records import find_run_dir, progress, read_rows, trial_records
+from ocrtune.sweep.run.trial import LOG, RESULT, SPEC
+from ocrtune.sweep.store import Store, StoredTrial
+from ocrtune.sweep.types import Status, SweepConfig, TrialResult, TrialSpec, derived_values, finite, scored
 from ocrtune.train.rundir import write_json_atomic
 
 Event = Callable[[str, Mapping[str, Any]], None]
@@ -63,22 +64,27 @@ class WorkerSettings:
 
 @dataclass(frozen=True)
 class Outcome:
+    """How one attempt ended, as a slot saw it (the live view and ``sweep worker --json``)."""
+
     number: int
-    status: str
+    status: Status
     score: float | None
     params: dict[str, Any]
     slot: str
     error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "status": self.status.value}
 
 
 class WorkerPool:
     """One thread per slot, pulling trials until ``stop`` is set, or (``until_finished``) the
     sweep is marked finished with nothing queued, or nothing came for ``max_idle_s``."""
 
-    def __init__(self, store: Store, config: Mapping[str, Any], slots: Sequence[Slot], settings: WorkerSettings, *,
+    def __init__(self, store: Store, config: SweepConfig, slots: Sequence[Slot], settings: WorkerSettings, *,
                  stop: threading.Event | None = None, on_event: Event | None = None,
                  until_finished: bool = True, reap: bool = False) -> None:
-        self.store, self.config, self.slots, self.settings = store, dict(config), list(slots), settings
+        self.store, self.config, self.slots, self.settings = store, config, list(slots), settings
         self.stop = stop or threading.Event()
         self.on_event = on_event or (lambda kind, data: None)
         self.until_finished, self.reap = until_finished, reap
@@ -86,7 +92,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.label = f"{socket.gethostname()}:{os.getpid()}"
-        store.set_pruner(config.get("prune"), int(config.get("min_epochs") or 1))
+        store.set_pruner(config.prune, int(config.min_epochs or 1))
 
     def start(self) -> None:
         for i, slot in enumerate(self.slots):
@@ -135,7 +141,7 @@ class WorkerPool:
                 out = run_trial(self.store, self.config, trial, slot, self.settings, self.stop, self.on_event)
                 with self._lock:
                     self.outcomes.append(out)
-                self.on_event("end", out.__dict__)
+                self.on_event("end", out.to_json())
                 idle_since = time.monotonic()
             except Exception as e:  # storage hiccup, full disk: report, re-queue the trial, back off, go on
                 self.on_event("error", {"slot": slot.name, "error": _tail_exc(e)})
@@ -147,20 +153,14 @@ class WorkerPool:
                 self.stop.wait(max(1.0, self.settings.poll_s))
 
 
-def trial_spec(store: Store, config: Mapping[str, Any], trial: StoredTrial, data: str | None) -> dict[str, Any]:
-    return {
-        "objective": config.get("objective"),
-        "params": trial.params,
-        "epochs": int(config["epochs"]),
-        "metric": config["metric"],
-        "base": config["base"],
-        "preset": config.get("preset"),
-        "data": data or config.get("data"),
-        "name": f"{store.name}-t{trial.number:04d}",
-    }
+def trial_spec(store: Store, config: SweepConfig, trial: StoredTrial, data: str | None) -> TrialSpec:
+    """What the trial process runs: the stored settings with this trial's values."""
+    return TrialSpec(name=f"{store.name}-t{trial.number:04d}", params=dict(trial.params), epochs=int(config.epochs),
+                     metric=config.metric, base=config.base, preset=config.preset, data=data or config.data,
+                     objective=config.objective, derived=derived_values(trial.params, config.couplings))
 
 
-def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot: Slot, settings: WorkerSettings,
+def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, settings: WorkerSettings,
               stop: threading.Event, on_event: Event | None = None) -> Outcome:
     """Run one claimed trial to its end and tell the store; returns what happened.
 
@@ -169,10 +169,10 @@ def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot:
     the slot can claim another trial.
     """
     on_event = on_event or (lambda kind, data: None)
-    tid, metric = trial.trial_id, config["metric"]
+    tid, metric = trial.trial_id, config.metric
     trial_dir = fresh_trial_dir(settings.sweep_dir, trial.number)
     spec_path = trial_dir / SPEC
-    write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data))
+    write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data).to_json())
     calls = Patient(settings.grace_s, settings.poll_s)
     child = Child(trial_command(spec_path), slot.env(), trial_dir / LOG)
     try:
@@ -182,13 +182,13 @@ def run_trial(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot:
             child.terminate()
     status, score, attrs = _outcome(trial_dir, metric, w.rc)
     if w.ended_by == "pruned":
-        status, score = "pruned", w.last_value
+        status, score = Status.PRUNED, w.last_value
         attrs["error"] = None
     elif w.ended_by in ("interrupted", "lost"):
-        status, score = w.ended_by, None
+        status, score = Status(w.ended_by), None
         attrs["error"] = "stopped by Ctrl-C; re-queued" if w.ended_by == "interrupted" else "declared lost while running"
     elif w.ended_by in ("timeout", "stalled"):
-        status, score = "failed", None
+        status, score = Status.FAILED, None
         attrs["error"] = f"{w.note}\n{_log_tail(trial_dir / LOG)}".strip()
     elif w.rc is not None and w.rc < 0 and not (trial_dir / RESULT).is_file():
         status, attrs = _crashed(store, trial, w.rc, attrs, calls)
@@ -208,14 +208,15 @@ class _Watched:
     last_value: float | None = None
 
 
-def _watch(store: Store, config: Mapping[str, Any], trial: StoredTrial, slot: Slot, child: Child, trial_dir: Path,
+def _watch(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, child: Child, trial_dir: Path,
            settings: WorkerSettings, stop: threading.Event, on_event: Event, calls: Patient) -> _Watched:
     """Poll the trial until it exits or something ends it: report epochs, prune, heartbeat,
     apply the time limits. Store writes that fail are kept and retried on the next poll."""
-    tid, metric, epochs = trial.trial_id, config["metric"], int(config["epochs"])
+    tid, metric, epochs = trial.trial_id, config.metric, int(config.epochs)
     w = _Watched()
-    pending: dict[str, Any] = {"trial_dir": str(trial_dir), "child_pid": child.pid, "slot": slot.name, "epochs_planned": epochs}
-    limits = Limits(finite(config.get("trial_timeout")), settings.stall_factor, settings.stall_floor_s)
+    pending: dict[str, Any] = {"trial_dir": str(trial_dir), "child_pid": child.pid, "slot": slot.name, "epochs_planned": epochs,
+                               "derived": derived_values(trial.params, config.couplings)}
+    limits = Limits(finite(config.trial_timeout), settings.stall_factor, settings.stall_floor_s)
     reported = 0
     start = last_progress = last_beat = time.monotonic()
     last_stats = -math.inf
@@ -275,7 +276,7 @@ def fresh_trial_dir(sweep_dir: Path, number: int) -> Path:
     return d
 
 
-def _crashed(store: Store, trial: StoredTrial, rc: int, attrs: dict[str, Any], calls: Patient) -> tuple[str, dict[str, Any]]:
+def _crashed(store: Store, trial: StoredTrial, rc: int, attrs: dict[str, Any], calls: Patient) -> tuple[Status, dict[str, Any]]:
     """Killed by a signal before writing a result (the OOM killer, a node drained, a
     segfault): more likely the machine than the values, so the slot is re-queued, up to
     ``MAX_CRASHES`` attempts in all before it counts as failed."""
@@ -287,44 +288,45 @@ def _crashed(store: Store, trial: StoredTrial, rc: int, attrs: dict[str, Any], c
         sig = f"signal {-rc}"
     tail = attrs.get("error", "").partition("\n")[2]
     if n < MAX_CRASHES:
-        return "lost", {**attrs, "crashed": True,
+        return Status.LOST, {**attrs, "crashed": True,
                         "error": f"killed by {sig} without a result (crash {n} of at most {MAX_CRASHES}); re-queued\n{tail}".strip()}
-    return "failed", {**attrs, "crashed": True,
+    return Status.FAILED, {**attrs, "crashed": True,
                       "error": f"killed by {sig} without a result, {n} times; not retried\n{tail}".strip()}
 
 
-def adopt_result(trial: StoredTrial) -> tuple[str, float | None, dict[str, Any]] | None:
+def adopt_result(trial: StoredTrial) -> tuple[Status, float | None, dict[str, Any]] | None:
     """A dead worker's trial that wrote its result before the worker could tell it."""
     d = trial.attrs.get("trial_dir")
     if not d or not (Path(d) / RESULT).is_file():
         return None
     try:
-        spec = json.loads((Path(d) / SPEC).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        spec = TrialSpec.read(Path(d) / SPEC)
+    except (OSError, ValueError, TypeError):
         return None
-    status, score, attrs = _outcome(Path(d), spec["metric"], None)
-    return (status, score, attrs) if status in RESULT_STATUSES else None
+    status, score, attrs = _outcome(Path(d), spec.metric, None)
+    return (status, score, attrs) if status.is_result else None
 
 
-def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[str, float | None, dict[str, Any]]:
+def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[Status, float | None, dict[str, Any]]:
     """Status, score and attrs from what the trial left on disk."""
     rows = read_rows(trial_dir)
     attrs: dict[str, Any] = dict(trial_records(rows, metric))
     run = find_run_dir(trial_dir)
     attrs.update(run_dir=os.path.abspath(run) if run else None, exit_code=rc, log=os.path.abspath(trial_dir / LOG))
     try:
-        result = json.loads((trial_dir / RESULT).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        raw = json.loads((trial_dir / RESULT).read_text(encoding="utf-8"))
+        result = TrialResult.from_json(raw) if isinstance(raw, dict) else None
+    except (OSError, ValueError, TypeError):
         result = None
-    if not isinstance(result, dict):
+    if result is None:
         attrs["error"] = f"trial process exited with code {rc} and no result\n" + _log_tail(trial_dir / LOG)
-        return "failed", None, attrs
+        return Status.FAILED, None, attrs
     for k in ("error", "hint", "device", "wall_time_s"):
-        if result.get(k) is not None:
-            attrs[k] = result[k]
-    attrs["run_dir"] = os.path.abspath(result["run_dir"]) if result.get("run_dir") else attrs["run_dir"]
+        if getattr(result, k) is not None:
+            attrs[k] = getattr(result, k)
+    attrs["run_dir"] = os.path.abspath(result.run_dir) if result.run_dir else attrs["run_dir"]
     attrs.setdefault("error", None)
-    return str(result.get("status", "failed")), finite(result.get("score")), attrs
+    return result.status, result.score, attrs
 
 
 def _log_tail(path: Path, n: int = LOG_TAIL) -> str:

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ocrtune.errors import OcrtuneError
-from ocrtune.sweep.records import finite
+from ocrtune.sweep.types import finite
 
 if TYPE_CHECKING:
     from ocrtune.sweep.store import StoredTrial

@@ -22,21 +22,22 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.config import SweepConfig, build_strategy, planning_history
-from ocrtune.sweep.guards import FAILED, Patient
-from ocrtune.sweep.launcher import Slot
-from ocrtune.sweep.store import Plan, Store, StoredTrial
+from ocrtune.sweep.plan.strategies import build_strategy
+from ocrtune.sweep.run.guards import FAILED, Patient
+from ocrtune.sweep.run.launcher import Slot
+from ocrtune.sweep.run.worker import WorkerPool, WorkerSettings, adopt_result
+from ocrtune.sweep.store import Plan, Store, StoredTrial, planning_history, propose_tpe
 from ocrtune.sweep.summary import summarize
-from ocrtune.sweep.worker import WorkerPool, WorkerSettings, adopt_result
+from ocrtune.sweep.types import SweepConfig, SweepSummary
 
 
 class Coordinator:
-    """Drives one sweep to its end (or until Ctrl-C) and returns ``summarize``'s dict."""
+    """Drives one sweep to its end (or until Ctrl-C) and returns its ``SweepSummary``."""
 
     def __init__(self, store: Store, cfg: SweepConfig, slots: Sequence[Slot], settings: WorkerSettings,
                  on_event: Callable[[str, Mapping[str, Any]], None] | None = None) -> None:
         self.store, self.cfg, self.slots, self.settings = store, cfg, list(slots), settings
-        self.strategy = build_strategy(cfg)
+        self.strategy = build_strategy(cfg, propose_tpe)
         self.on_event = on_event
         self.stop = threading.Event()
         self._last_beat = 0.0
@@ -48,17 +49,18 @@ class Coordinator:
         if stored is not None:
             diff = self.cfg.differences(stored)
             if diff:
-                raise InputError(f"sweep {self.cfg.name!r} exists with different settings ({', '.join(diff)}); "
-                                 "re-run it with the same options or pick another --name", key="--name")
-        self.store.set_config(self.cfg.to_dict())  # budget settings may have grown
+                raise InputError(f"sweep {self.cfg.name!r} exists with different settings: "
+                                 f"{'; '.join(str(d) for d in diff)}. Re-run it with the same options or pick "
+                                 "another --name", key="--name")
+        self.store.set_config(self.cfg)  # budget settings may have grown
         self.store.set_finished(None)  # re-checked below; a larger budget may plan more
 
-    def run(self, on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        self.store.claim_coordinator(self.settings.grace_s)
+    def run(self, on_update: Callable[[SweepSummary], None] | None = None) -> SweepSummary:
+        self.store.claim_coordinator()
         pool = None
         try:
             self.attach()
-            pool = WorkerPool(self.store, self.cfg.to_dict(), self.slots, self.settings, stop=self.stop,
+            pool = WorkerPool(self.store, self.cfg, self.slots, self.settings, stop=self.stop,
                               on_event=self.on_event, until_finished=False)
             pool.start()
             self._loop(on_update)
@@ -72,7 +74,7 @@ class Coordinator:
             on_update(summary)
         return summary
 
-    def _loop(self, on_update: Callable[[dict[str, Any]], None] | None) -> None:
+    def _loop(self, on_update: Callable[[SweepSummary], None] | None) -> None:
         """Steps until the sweep is finished. A step that fails on the store is tried again
         next poll, like a worker's writes; only ``grace_s`` of failures in a row stop it."""
         calls = Patient(self.settings.grace_s, self.settings.poll_s)
@@ -81,7 +83,7 @@ class Coordinator:
             if done is FAILED or done is False:
                 time.sleep(self.settings.poll_s)
 
-    def _step(self, on_update: Callable[[dict[str, Any]], None] | None) -> bool | None:
+    def _step(self, on_update: Callable[[SweepSummary], None] | None) -> bool | None:
         """One round: True when finished, False to wait a poll, None to go on at once."""
         if time.monotonic() - self._last_beat > 5:
             self.store.coordinator_beat()

@@ -21,8 +21,13 @@ one. So "score" above means a kernel-smoothed score: a Gaussian-weighted mean ov
 points, with width ``smooth`` x the (log) range, 1/60 by default (0.05 decade on 1e-5..1e-2,
 about the spacing after two refinements): coarse stage-0 points keep their own score, points
 packed around the optimum share their noise. The final pick (``best_value``) and the
-replicate candidates use the same smoothed score; ``smooth=0`` gives the raw rule. The early
-stop compares raw best scores, the numbers a user sees. ``bench/bench_sweep.py`` measures both.
+replicate candidates use the same smoothed score, and so does the early stop (a stage must
+raise the best *smoothed* score): one notion of "best" throughout, and a lucky single run
+neither wins nor keeps the sweep going. ``smooth=0`` gives the raw rule everywhere.
+``bench/bench_sweep.py`` measures both.
+
+Ties: a stage whose finite scores are all equal (every H-mean 0 after one short epoch) gives
+the intervals no order, so the sweep stops and says so instead of refining an arbitrary one.
 
 Scores: ``None`` or NaN means the trial diverged or failed; it scores worst in either
 direction and never wins.
@@ -32,11 +37,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from ocrtune.errors import InputError
-
-Direction = Literal["maximize", "minimize"]
+from ocrtune.sweep.types import Direction
 
 
 @dataclass(frozen=True)
@@ -144,24 +148,13 @@ def plan_stage(history: Sequence[Trial], cfg: PlannerConfig) -> StagePlan:
     points = _smoothed(_points(done, cfg), cfg)
     if not any(math.isfinite(g) for _, g in points):
         return StagePlan((), stage, True, "every evaluated value diverged or failed; try a lower range")
+    tie = _tie(done, stage)
+    if tie:
+        return StagePlan((), stage, True, tie)
     stop = _early_stop(done, stage, cfg)
     if stop:
         return StagePlan((), stage, True, stop)
     return _refine(points, stage, cfg)
-
-
-def pending(history: Sequence[Trial], cfg: PlannerConfig) -> tuple[float, ...]:
-    """Values of the latest planned stage that have no result yet (for resuming a sweep).
-
-    The latest stage is re-planned from the earlier stages, so this works from stored
-    results alone. Empty when the latest stage is complete (then call ``plan_stage``).
-    """
-    if not history:
-        return ()
-    last = max(t.stage for t in history)
-    plan = plan_stage([t for t in history if t.stage < last], cfg)
-    seen = [t.value for t in history]
-    return tuple(v for v in plan.values if not any(_close(v, s, cfg) for s in seen))
 
 
 def best_trial(history: Iterable[Trial], direction: Direction = "maximize") -> Trial | None:
@@ -183,6 +176,18 @@ def top_values(history: Sequence[Trial], k: int, cfg: PlannerConfig) -> tuple[fl
     pts = [p for p in _smoothed(_points(history, cfg), cfg) if math.isfinite(p[1])]
     pts.sort(key=lambda p: (-p[1], p[0]))
     return tuple(v for v, _ in pts[:k])
+
+
+def smoothed_scores(history: Sequence[Trial], cfg: PlannerConfig) -> list[tuple[float, float | None]]:
+    """(value, smoothed score) for every distinct evaluated value, in the metric's own units
+    (None where every run of the value diverged): what the pick and the stop rule rank by."""
+    sign = 1.0 if cfg.direction == "maximize" else -1.0
+    return [(v, sign * g if math.isfinite(g) else None) for v, g in _smoothed(_points(history, cfg), cfg)]
+
+
+def same_value(a: float, b: float, cfg: PlannerConfig) -> bool:
+    """Whether two evaluated values count as one (``rel_tol``)."""
+    return _close(a, b, cfg)
 
 
 def best_value(history: Sequence[Trial], cfg: PlannerConfig) -> Trial | None:
@@ -296,25 +301,39 @@ def _smoothed(points: list[tuple[float, float, int]], cfg: PlannerConfig) -> lis
     return out
 
 
+def _best_smoothed(trials: Sequence[Trial], cfg: PlannerConfig) -> float:
+    return max((g for _, g in _smoothed(_points(trials, cfg), cfg)), default=-math.inf)
+
+
+def _tie(done: Sequence[Trial], stage: int) -> str:
+    """Reason to stop when every finite score so far is the same, else ''."""
+    scores = [float(t.score) for t in done if t.score is not None and math.isfinite(t.score)]
+    if len(scores) < 2 or max(scores) - min(scores) > 1e-12 * max(1.0, abs(max(scores))):
+        return ""
+    return (f"every value scored the same ({scores[0]:.4g}) after stage {stage}: nothing to rank, so the sweep "
+            "stops instead of refining an arbitrary interval; train longer (--epochs) or rank by --metric val_loss")
+
+
 def _early_stop(done: Sequence[Trial], stage: int, cfg: PlannerConfig) -> str:
-    """Reason to stop if the last stage did not improve the best score enough, else ''
+    """Reason to stop if the last stage did not raise the best smoothed score enough, else ''
     (a text for people: stages counted from 1)."""
     last = stage - 1
     if last < 1:
         return ""
-    before = max((goodness(t.score, cfg.direction) for t in done if t.stage < last), default=-math.inf)
-    after = max((goodness(t.score, cfg.direction) for t in done if t.stage <= last), default=-math.inf)
+    before = _best_smoothed([t for t in done if t.stage < last], cfg)
+    after = _best_smoothed([t for t in done if t.stage <= last], cfg)
     if not math.isfinite(before):
         return ""
     gain = after - before
     rel_need = cfg.min_improvement * abs(before)
     if cfg.min_improvement > 0 and gain < rel_need:
         return (
-            f"stage {last + 1} improved the best score by {_pct(gain, before)} "
+            f"stage {last + 1} improved the best (smoothed) score by {_pct(gain, before)} "
             f"< --min-improvement {cfg.min_improvement:.3g} ({cfg.min_improvement * 100:.3g}%)"
         )
     if cfg.min_improvement_abs is not None and cfg.min_improvement_abs > 0 and gain < cfg.min_improvement_abs:
-        return f"stage {last + 1} improved the best score by {gain:.4g} < --min-improvement {cfg.min_improvement_abs:g} (absolute)"
+        return (f"stage {last + 1} improved the best (smoothed) score by {gain:.4g} < --min-improvement "
+                f"{cfg.min_improvement_abs:g} (absolute)")
     return ""
 
 

@@ -1,6 +1,6 @@
 """Trial subprocesses: slots pinned to GPUs, process identity, clean termination (no torch).
 
-Each trial runs ``python -m ocrtune.sweep.trial SPEC`` in its own process and session:
+Each trial runs ``python -m ocrtune.sweep.run.trial SPEC`` in its own process and session:
 
 - a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``, indices among the
   GPUs this process sees, checked against the GPUs present) and tells the trial it is a GPU
@@ -11,9 +11,7 @@ Each trial runs ``python -m ocrtune.sweep.trial SPEC`` in its own process and se
 - the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
   coordinator does not leave orphans training on a GPU nobody tracks.
 
-A trial's owner is identified by ``host_id()`` plus pid and process start time, so a resumed
-coordinator can tell at once that a RUNNING trial's process is gone (pid reuse does not fool
-it, and two containers with the same host name do not either).
+Who owns a running trial (host, pid, start time) is ``liveness.py``.
 """
 
 from __future__ import annotations
@@ -22,13 +20,12 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 
@@ -151,63 +148,11 @@ def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) 
     return [Slot(f"cpu{i}", threads=threads) for i in range(n)]
 
 
-# --- process identity ------------------------------------------------------------------------
-
-
-def host_id() -> str:
-    """This machine (and container): host name, boot id and pid namespace."""
-    parts = [socket.gethostname()]
-    with contextlib.suppress(OSError):
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
-    with contextlib.suppress(OSError):
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    return "/".join(parts)
-
-
-def process_start(pid: int) -> float | None:
-    """Start time of a process in clock ticks since boot (Linux), None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2:].split()
-    return float(fields[19]) if len(fields) > 19 else None
-
-
-def pid_alive(pid: int, start: float | None = None) -> bool:
-    """True if ``pid`` runs, is not a zombie, and (when known) started at ``start``."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc (macOS): the signal check is all there is
-    if stat[stat.rfind(")") + 2:].split()[:1] == ["Z"]:
-        return False
-    return start is None or process_start(pid) == start
-
-
-def gone_here(attrs: Mapping[str, Any]) -> bool:
-    """A worker recorded (``me()``) on this host whose process no longer exists: the one rule
-    by which the store reaps its trials and ``sweep status`` shows them lost."""
-    pid = attrs.get("pid")
-    return attrs.get("host") == host_id() and isinstance(pid, int) and not pid_alive(pid, attrs.get("pid_start"))
-
-
-def me() -> dict[str, object]:
-    """This process's identity as stored with the trials it runs."""
-    return {"host": host_id(), "pid": os.getpid(), "pid_start": process_start(os.getpid())}
-
-
 # --- children --------------------------------------------------------------------------------
 
 
 def trial_command(spec: Path) -> list[str]:
-    return [sys.executable, "-m", "ocrtune.sweep.trial", str(spec)]
+    return [sys.executable, "-m", "ocrtune.sweep.run.trial", str(spec)]
 
 
 class Child:

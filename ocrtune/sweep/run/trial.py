@@ -1,11 +1,12 @@
-"""One sweep trial in its own process: ``python -m ocrtune.sweep.trial TRIAL_DIR/spec.json``.
+"""One sweep trial in its own process: ``python -m ocrtune.sweep.run.trial TRIAL_DIR/spec.json``.
 
-The worker writes ``spec.json`` (base preset, this trial's params, epochs, metric, data, or an
-``--objective``), starts this module, watches ``progress.jsonl`` / the run's ``metrics.csv``
-while it runs, and reads ``result.json`` when it exits. This process never touches the sweep
+The worker writes ``spec.json`` (a ``TrialSpec``: base preset, this trial's values, epochs,
+metric, data, or an ``--objective``), starts this module, watches ``progress.jsonl`` / the run's ``metrics.csv``
+while it runs, and reads ``result.json`` (a ``TrialResult``) when it exits. This process never touches the sweep
 store, so a crash here (segfault, OOM killer) can only lose this trial, never the study.
 
-Training mode applies the params to the base preset exactly like ``--set`` and calls ``fit``,
+Training mode sets the trial's values (swept and coupled) on the base preset, validates it
+like any preset, and calls ``fit``,
 the same code ``ocrtune train`` runs, into ``TRIAL_DIR/runs/<date>-<name>/``. A few preset keys
 never reach it from the params (``reserved_keys``): the coordinator refuses to sweep them. In a
 GPU slot (``$OCRTUNE_SLOT_GPU``) it trains on the GPU or fails; it never falls back to the CPU.
@@ -29,12 +30,14 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.launcher import SLOT_GPU_ENV
-from ocrtune.sweep.records import COLUMN, PROGRESS, score_of
+from ocrtune.sweep.run.launcher import SLOT_GPU_ENV
+from ocrtune.sweep.run.records import PROGRESS, score_of
+from ocrtune.sweep.types import COLUMN, Status, TrialResult, TrialSpec
 from ocrtune.train.rundir import write_json_atomic
 
 SPEC = "spec.json"
@@ -92,9 +95,9 @@ def call_objective(fn: Callable[..., Any], params: Mapping[str, Any], epochs: in
     return fn(dict(params), **kwargs)
 
 
-def run_objective(spec: Mapping[str, Any], trial_dir: Path) -> dict[str, Any]:
-    fn = load_objective(spec["objective"])
-    col = COLUMN[spec["metric"]]
+def run_objective(spec: TrialSpec, trial_dir: Path) -> TrialResult:
+    fn = load_objective(spec.objective or "")
+    col = COLUMN[spec.metric]
     path = trial_dir / PROGRESS
     last = [time.perf_counter()]
 
@@ -108,80 +111,80 @@ def run_objective(spec: Mapping[str, Any], trial_dir: Path) -> dict[str, Any]:
             f.write(json.dumps(row) + "\n")
 
     try:
-        value = call_objective(fn, spec["params"], int(spec["epochs"]), report, trial_dir)
+        value = call_objective(fn, spec.settings, spec.epochs, report, trial_dir)
     except MemoryError as e:
-        return {"status": "oom", "score": None, "error": _tail(e)}
+        return TrialResult(Status.OOM, error=_tail(e))
     except Exception as e:
-        status = "oom" if "OutOfMemory" in type(e).__name__ else "failed"
-        return {"status": status, "score": None, "error": _tail(e)}
+        status = Status.OOM if "OutOfMemory" in type(e).__name__ else Status.FAILED
+        return TrialResult(status, error=_tail(e))
     score = _plain(value)
     if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-        return {"status": "failed", "score": None, "error": f"objective returned {type(value).__name__}, not a number"}
+        return TrialResult(Status.FAILED, error=f"objective returned {type(value).__name__}, not a number")
     if score is None:  # None, NaN or inf: the run blew up
-        return {"status": "diverged", "score": None, "error": f"objective returned {value!r}"}
-    return {"status": "completed", "score": float(score)}
+        return TrialResult(Status.DIVERGED, error=f"objective returned {value!r}")
+    return TrialResult(Status.COMPLETED, float(score))
 
 
-def build_preset(spec: Mapping[str, Any], spec_path: Path) -> Any:
-    """The base preset with this trial's params applied like ``--set`` and validated."""
-    from ocrtune.presets.load import LoadedPreset, Origin, apply_overrides, validate
+def build_preset(spec: TrialSpec, spec_path: Path) -> Any:
+    """The base preset with this trial's values set (typed, not parsed from text) and validated;
+    a bad value is a located error naming the trial's values."""
+    from ocrtune.presets.load import LoadedPreset, Origin, set_value, validate
 
-    data = copy.deepcopy(dict(spec["base"]))
+    data = copy.deepcopy(dict(spec.base))
     origins: dict[tuple[str, ...], Origin] = {}
-    apply_overrides(data, origins, [f"{k}={json.dumps(v)}" for k, v in spec["params"].items()])
-    for key in origins:
-        origins[key] = Origin("sweep trial params")
-    preset = validate(data, origins, default_file=f"{spec.get('preset', 'preset')} (sweep base)")
-    return LoadedPreset(spec["name"], spec_path, preset, data)
+    for key, value in spec.settings.items():
+        set_value(data, origins, key, value, Origin("sweep trial params"), where="sweep trial params")
+    preset = validate(data, origins, default_file=f"{spec.preset or 'preset'} (sweep base)")
+    return LoadedPreset(spec.name, spec_path, preset, data)
 
 
-def run_training(spec: Mapping[str, Any], spec_path: Path) -> dict[str, Any]:
+def run_training(spec: TrialSpec, spec_path: Path) -> TrialResult:
     loaded = build_preset(spec, spec_path)  # a bad value fails here, before torch is imported
     from ocrtune.train.fit import TrainOptions, fit
 
     # What overrides the preset here (max_epochs, data) is in ``reserved_keys``.
     opts = TrainOptions(
-        data=Path(spec["data"]) if spec.get("data") else None,
-        name=spec["name"],
+        data=Path(spec.data) if spec.data else None,
+        name=spec.name,
         runs_dir=spec_path.parent / "runs",
         progress=False,
-        val_loss=spec["metric"] == "val_loss",
-        max_epochs=int(spec["epochs"]),
+        val_loss=spec.metric == "val_loss",
+        max_epochs=spec.epochs,
         accelerator="gpu" if os.environ.get(SLOT_GPU_ENV) else "auto",  # a GPU slot never trains on the CPU
     )
     res = fit(loaded, opts)
     # Only a completed run has a score: one that diverged after a good epoch must not rank.
-    score = score_of(res.rows, spec["metric"]) if res.status == "completed" else None
-    out = {"status": res.status, "score": score, "run_dir": str(Path(res.run_dir).resolve()), "error": res.error,
-           "hint": res.hint, "device": res.device}
+    score = score_of(res.rows, spec.metric) if res.status == "completed" else None
+    out = TrialResult(Status(res.status), score, str(Path(res.run_dir).resolve()), res.error, res.hint, res.device)
     if res.status == "completed" and score is None:
-        out.update(status="failed", error=f"no finite {COLUMN[spec['metric']]} in any epoch (is there a val split?)")
+        out = replace(out, status=Status.FAILED,
+                      error=f"no finite {COLUMN[spec.metric]} in any epoch (is there a val split?)")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m ocrtune.sweep.trial TRIAL_DIR/spec.json", file=sys.stderr)
+        print("usage: python -m ocrtune.sweep.run.trial TRIAL_DIR/spec.json", file=sys.stderr)
         return 2
     spec_path = Path(args[0])
     _die_with_parent()
     signal.signal(signal.SIGTERM, _interrupt)
     start = time.perf_counter()
     try:
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
-        if spec.get("objective"):
+        spec = TrialSpec.read(spec_path)
+        if spec.objective:
             result = run_objective(spec, spec_path.parent)
         else:
             result = run_training(spec, spec_path)
     except KeyboardInterrupt:
-        result = {"status": "interrupted", "score": None}
+        result = TrialResult(Status.INTERRUPTED)
     except InputError as e:
-        result = {"status": "failed", "score": None, "error": "\n".join(e.lines)}
+        result = TrialResult(Status.FAILED, error="\n".join(e.lines))
     except Exception as e:
-        result = {"status": "failed", "score": None, "error": _tail(e)}
-    result["wall_time_s"] = round(time.perf_counter() - start, 3)
-    write_json_atomic(spec_path.parent / RESULT, result)
+        result = TrialResult(Status.FAILED, error=_tail(e))
+    result = replace(result, wall_time_s=round(time.perf_counter() - start, 3))
+    write_json_atomic(spec_path.parent / RESULT, result.to_json())
     return 0
 
 

@@ -5,8 +5,9 @@ resume or re-queue without saving strategy state: ``next_batch(history)`` on the
 history always gives the same batch. A batch is a set of trials that can run in parallel;
 the caller runs it, records a ``Result`` per trial and asks again until ``done``.
 
-TPE is adaptive per trial and needs Optuna's sampler; it lives in the store layer (the only
-Optuna importer) behind the same ``next_batch``/``best`` shape.
+TPE is adaptive per trial and needs Optuna's sampler: the strategy here plans batches and
+asks a ``Proposer`` for the points; the store layer (the only Optuna importer) provides one.
+``build_strategy`` turns a stored ``SweepConfig`` into its strategy.
 """
 
 from __future__ import annotations
@@ -15,59 +16,64 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ocrtune.errors import InputError
-from ocrtune.sweep.planner import (
-    Direction,
+from ocrtune.sweep.plan.planner import (
     PlannerConfig,
     Trial,
     best_value,
     goodness,
     plan_stage,
+    same_value,
     select_with_replicates,
+    smoothed_scores,
     top_values,
 )
-from ocrtune.sweep.space import Space
-
-BatchKind = Literal["explore", "replicate"]
-
-
-@dataclass(frozen=True)
-class Result:
-    """A finished trial: the overrides it ran with and its score (None/NaN: diverged/failed).
-
-    ``batch`` and ``kind`` echo the batch that proposed it (the store saves them with the trial).
-    """
-
-    params: Mapping[str, Any]
-    score: float | None
-    batch: int = 0
-    kind: BatchKind = "explore"
+from ocrtune.sweep.plan.space import Dim, Space
+from ocrtune.sweep.types import (
+    Batch,
+    Choice,
+    Direction,
+    GridSearch,
+    HierarchicalSearch,
+    RandomSearch,
+    Result,
+    SweepConfig,
+    TPESearch,
+)
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Trials to run next (empty when ``done``), with why they were chosen or why it stopped."""
+class Proposer(Protocol):
+    """Proposes ``k`` new points from the results so far (TPE: ``store.samplers.propose_tpe``)."""
 
-    params: tuple[dict[str, Any], ...]
-    index: int
-    done: bool
-    reason: str
-    kind: BatchKind = "explore"
+    def __call__(self, dims: Sequence[Dim], history: Sequence[Result], k: int, seed: int,
+                 direction: Direction) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class Choice:
-    """The sweep's pick: its overrides, mean score and spread (sample std) over ``n`` runs."""
+def space_of(cfg: SweepConfig) -> Space:
+    """The stored space (``dims`` as JSON) as ``Dim`` objects."""
+    return Space(tuple(Dim(**{**d, "values": tuple(d.get("values") or ())}) for d in cfg.dims))
 
-    params: dict[str, Any]
-    score: float
-    spread: float
-    n: int
+
+def build_strategy(cfg: SweepConfig, proposer: Proposer | None = None) -> Strategy:
+    """The strategy a stored sweep plans with (TPE needs a ``proposer``)."""
+    s = cfg.search
+    if isinstance(s, HierarchicalSearch):
+        pc = PlannerConfig(low=s.low, high=s.high, points=s.points, top=s.top, stages=s.stages, log=s.log,
+                           min_improvement=s.min_improvement, min_improvement_abs=s.min_improvement_abs,
+                           direction=cfg.direction)
+        return Hierarchical(s.param, pc, s.replicates, s.replicate_top, seed=int(cfg.base.get("seed", 42)))
+    if isinstance(s, GridSearch):
+        return Grid(space_of(cfg), s.points, s.trials, cfg.direction)
+    if isinstance(s, RandomSearch):
+        return Random(space_of(cfg), s.trials, cfg.seed, cfg.direction)
+    assert isinstance(s, TPESearch)
+    if proposer is None:
+        raise ValueError("the TPE strategy needs a proposer (ocrtune.sweep.store.propose_tpe)")
+    return TPE(space_of(cfg), s.trials, proposer, s.batch, cfg.seed, cfg.direction)
 
 
 class Strategy(ABC):
@@ -86,7 +92,11 @@ class Strategy(ABC):
         if not scored:
             return None
         r = max(scored, key=lambda r: goodness(r.score, self.direction))
-        return Choice(dict(r.params), float(r.score), 0.0, 1)  # type: ignore[arg-type]
+        return Choice(dict(r.params), float(r.score), 0.0, 1, float(r.score))  # type: ignore[arg-type]
+
+    def smoothed(self, params: Mapping[str, Any], history: Sequence[Result]) -> float | None:
+        """The score this strategy ranks ``params`` by, when it is not the measured one."""
+        return None
 
 
 class _Fixed(Strategy):
@@ -194,8 +204,11 @@ class Hierarchical(Strategy):
             t = best_value(self.trials(history), self.config)
             if t is None:
                 return None
-            return Choice({self.key: t.value}, float(t.score), 0.0, 1)  # type: ignore[arg-type]
+            smooth = self.smoothed({self.key: t.value}, history)
+            return Choice({self.key: t.value}, smooth if smooth is not None else float(t.score), 0.0,  # type: ignore[arg-type]
+                          1, float(t.score))  # type: ignore[arg-type]
         values = sorted({float(r.params[self.key]) for r in reps})
+        # replicates: the pick is the best mean; ``raw`` is its best single run
         runs: dict[float, list[float | None]] = {v: [] for v in values}
         for r in history:
             v = float(r.params[self.key])
@@ -204,8 +217,46 @@ class Hierarchical(Strategy):
         sel = select_with_replicates(runs, self.direction)
         if not math.isfinite(sel.mean):
             return None
-        return Choice({self.key: sel.value}, sel.mean, sel.spread, sel.n)
+        finite_runs = [s for s in runs[sel.value] if s is not None and math.isfinite(s)]
+        raw = max(finite_runs, key=lambda s: goodness(s, self.direction)) if finite_runs else None
+        return Choice({self.key: sel.value}, sel.mean, sel.spread, sel.n, raw)
+
+    def smoothed(self, params: Mapping[str, Any], history: Sequence[Result]) -> float | None:
+        """The kernel-smoothed score of the explored value ``params[key]`` (``planner``)."""
+        if self.key not in params:
+            return None
+        v = float(params[self.key])
+        for value, score in smoothed_scores(self.trials(history), self.config):
+            if same_value(value, v, self.config):
+                return score
+        return None
 
 
 def _freeze(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+class TPE(Strategy):
+    """TPE behind the strategy interface: ``batch`` proposals at a time from the ``proposer``.
+
+    The proposer is seeded with (seed, number of results), so a resumed sweep proposes exactly
+    what it would have; a diverged trial counts as the worst score seen, so TPE learns the cliff.
+    """
+
+    name = "tpe"
+
+    def __init__(self, space: Space, trials: int, proposer: Proposer, batch: int = 1, seed: int = 0,
+                 direction: Direction = "maximize") -> None:
+        if trials < 1:
+            raise InputError(f"must be >= 1 (got {trials})", key="--trials")
+        self.space, self.trials, self.batch, self.seed, self.direction = space, trials, max(1, batch), seed, direction
+        self.proposer = proposer
+
+    def next_batch(self, history: Sequence[Result]) -> Batch:
+        n = len(history)
+        index = -(-n // self.batch)
+        if n >= self.trials:
+            return Batch((), index, True, f"all {self.trials} TPE trials finished")
+        k = min(self.batch, self.trials - n)
+        params = self.proposer(self.space.dims, history, k, (self.seed * 1_000_003 + n) % 2**31, self.direction)
+        return Batch(tuple(params), index, False, f"TPE trials {n + 1}-{n + k} of {self.trials}")
