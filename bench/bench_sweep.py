@@ -29,7 +29,8 @@ import numpy as np
 
 from ocrtune.sweep.plan.planner import PlannerConfig
 from ocrtune.sweep.plan.space import Space, param_dim
-from ocrtune.sweep.plan.strategies import Grid, Hierarchical, Random, Result, Strategy
+from ocrtune.sweep.plan.strategies import Grid, Hierarchical, Random, Strategy
+from ocrtune.sweep.types import Result
 
 KEY = "models.optimizer.lr"
 LOW, HIGH = 1e-5, 1e-2

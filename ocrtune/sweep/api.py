@@ -57,9 +57,8 @@ def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), 
     store = Store.open(cfg.name, place.storage, runs_dir=place.runs_dir, create=True, direction=cfg.direction)
     try:
         coord = Coordinator(store, cfg, slots, WorkerSettings(sweep_dir=place.sweep_dir(cfg.name)), on_event=hooks.event)
-        hooks.started(cfg, store.url, slots)
         with sigterm_as_interrupt():
-            return coord.run(on_update=hooks.update)
+            return coord.run(on_update=hooks.update, on_attached=lambda: hooks.started(cfg, store.url, slots))
     finally:
         store.close()
 

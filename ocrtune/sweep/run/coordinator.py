@@ -42,6 +42,7 @@ class Coordinator:
         self.stop = threading.Event()
         self._last_beat = 0.0
         self._last_plan: tuple[Any, ...] | None = None
+        self._pool: WorkerPool | None = None
 
     def attach(self) -> None:
         """Store the settings (new sweep) or check them against the stored ones (resume)."""
@@ -55,14 +56,20 @@ class Coordinator:
         self.store.set_config(self.cfg)  # budget settings may have grown
         self.store.set_finished(None)  # re-checked below; a larger budget may plan more
 
-    def run(self, on_update: Callable[[SweepSummary], None] | None = None) -> SweepSummary:
+    def run(self, on_update: Callable[[SweepSummary], None] | None = None,
+            on_attached: Callable[[], None] | None = None) -> SweepSummary:
+        """Claim the sweep, check (or store) its settings, then plan and wait until it ends;
+        ``on_attached`` is called once the settings are known to match."""
         self.store.claim_coordinator()
         pool = None
         try:
             self.attach()
+            if on_attached is not None:
+                on_attached()
             pool = WorkerPool(self.store, self.cfg, self.slots, self.settings, stop=self.stop,
                               on_event=self.on_event, until_finished=False)
             pool.start()
+            self._pool = pool
             self._loop(on_update)
         finally:
             self.stop.set()
@@ -77,7 +84,7 @@ class Coordinator:
     def _loop(self, on_update: Callable[[SweepSummary], None] | None) -> None:
         """Steps until the sweep is finished. A step that fails on the store is tried again
         next poll, like a worker's writes; only ``grace_s`` of failures in a row stop it."""
-        calls = Patient(self.settings.grace_s, self.settings.poll_s)
+        calls = Patient(self.settings.grace_s, self.settings.poll_s, self.store.file)
         self._last_beat, self._last_plan = 0.0, None
         while (done := calls.call(lambda: self._step(on_update))) is not True:
             if done is FAILED or done is False:
@@ -85,6 +92,8 @@ class Coordinator:
 
     def _step(self, on_update: Callable[[SweepSummary], None] | None) -> bool | None:
         """One round: True when finished, False to wait a poll, None to go on at once."""
+        if self._pool is not None and self._pool.fatal is not None:
+            raise self._pool.fatal  # a slot could not write the sweep's files: stop, resume later
         if time.monotonic() - self._last_beat > 5:
             self.store.coordinator_beat()
             self._last_beat = time.monotonic()

@@ -1,10 +1,15 @@
-"""Guards on a running trial: store calls that may fail for a while (``Patient``) and the
-time limits that stop a trial nobody else would stop (``Limits``). No Optuna, no torch."""
+"""Guards on a running trial: store calls that may fail for a while (``Patient``), the time
+limits that stop a trial nobody else would stop (``Limits``), and sweep files that cannot be
+written (``SweepFilesError``: a full disk stops the sweep at once, never one trial after
+another). No Optuna, no torch."""
 
 from __future__ import annotations
 
+import errno
+import shutil
 import statistics
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ocrtune.errors import OcrtuneError
@@ -22,14 +27,63 @@ class StoreUnreachable(OcrtuneError):
     """The sweep store kept failing for ``grace_s``: the trial was stopped."""
 
 
+class SweepFilesError(OcrtuneError):
+    """A sweep file could not be written (a full disk, a read-only folder): the sweep stops
+    cleanly, its running trials are re-queued, and the same command resumes it later."""
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_DISK_TEXT = ("No space left on device", "database or disk is full", "Disk quota exceeded", "Read-only file system",
+              "[Errno 28]", "[Errno 122]", "[Errno 30]")
+
+
+def disk_trouble(e: BaseException | str | None) -> bool:
+    """Whether an error (or an error text from a trial process) says a disk is full or
+    read only: the machine's problem, never the trial's values'. Follows ``__cause__``, since
+    SQLAlchemy wraps SQLite's "database or disk is full"."""
+    if e is None:
+        return False
+    if isinstance(e, str):
+        return any(t in e for t in _DISK_TEXT)
+    seen = 0
+    cur: BaseException | None = e
+    while cur is not None and seen < 5:
+        if isinstance(cur, OSError) and cur.errno in _DISK_ERRNOS:
+            return True
+        if any(t in str(cur) for t in _DISK_TEXT):
+            return True
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return False
+
+
+def files_error(path: Path | str, e: BaseException | str) -> SweepFilesError:
+    """One located line: the file, what went wrong, the free space there, and what to do."""
+    path = Path(path)
+    if isinstance(e, OSError) and e.strerror:
+        what = e.strerror
+    else:
+        text = str(e).strip().splitlines()
+        what = next((t for t in _DISK_TEXT[:5] if any(t in line for line in text)), text[-1] if text else "error")
+    free = ""
+    probe = path if path.exists() else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = f" ({shutil.disk_usage(probe).free / 1e6:.1f} MB free there)"
+    except OSError:
+        pass
+    return SweepFilesError(f"{path}: {what}{free}; the sweep stopped and its running trials were re-queued: "
+                           "free some space (or make the folder writable) and re-run the same command to resume")
+
+
 class Patient:
     """Store calls made while a trial runs. A failing call (a database restarting, SQLite
     locked past its timeout) returns ``FAILED`` and the caller tries again on its next poll;
     only a store that has failed for ``grace_s`` in a row raises ``StoreUnreachable``, since by
     then other processes have declared the trial lost anyway."""
 
-    def __init__(self, grace_s: float, poll_s: float) -> None:
-        self.grace_s, self.poll_s = grace_s, poll_s
+    def __init__(self, grace_s: float, poll_s: float, store_file: str | None = None) -> None:
+        self.grace_s, self.poll_s, self.store_file = grace_s, poll_s, store_file
         self._since: float | None = None
 
     def call(self, fn: Callable[[], Any]) -> Any:
@@ -38,6 +92,8 @@ class Patient:
         except OcrtuneError:
             raise  # not the store hiccuping: something the user must act on
         except Exception as e:
+            if disk_trouble(e):  # waiting does not free a disk: stop now, in one line
+                raise files_error(self.store_file or "the sweep store", e) from e
             now = time.monotonic()
             self._since = now if self._since is None else self._since
             if now - self._since >= self.grace_s:

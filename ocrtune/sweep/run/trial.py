@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ocrtune.errors import InputError
+from ocrtune.sweep.run.guards import disk_trouble
 from ocrtune.sweep.run.launcher import SLOT_GPU_ENV
 from ocrtune.sweep.run.records import PROGRESS, score_of
 from ocrtune.sweep.types import COLUMN, Status, TrialResult, TrialSpec
 from ocrtune.train.rundir import write_json_atomic
 
+EXIT_DISK = 75  # a trial process that could not write its files (a full disk): the sweep stops
 SPEC = "spec.json"
 RESULT = "result.json"
 LOG = "trial.log"
@@ -184,7 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         result = TrialResult(Status.FAILED, error=_tail(e))
     result = replace(result, wall_time_s=round(time.perf_counter() - start, 3))
-    write_json_atomic(spec_path.parent / RESULT, result.to_json())
+    if result.status == Status.FAILED and disk_trouble(result.error):
+        # the machine's fault, not the values': no result, so the trial is re-run after a resume
+        print(f"{spec_path.parent}: {(result.error or '').strip().splitlines()[-1]}", file=sys.stderr)
+        return EXIT_DISK
+    try:
+        write_json_atomic(spec_path.parent / RESULT, result.to_json())
+    except OSError as e:
+        print(f"{spec_path.parent / RESULT}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_DISK
     return 0
 
 

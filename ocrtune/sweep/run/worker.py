@@ -34,10 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ocrtune.sweep.run.guards import FAILED, STALL_FACTOR, STALL_FLOOR_S, Limits, Patient
+from ocrtune.sweep.run.guards import (
+    FAILED,
+    STALL_FACTOR,
+    STALL_FLOOR_S,
+    Limits,
+    Patient,
+    SweepFilesError,
+    disk_trouble,
+    files_error,
+)
 from ocrtune.sweep.run.launcher import Child, Slot, trial_command
 from ocrtune.sweep.run.records import find_run_dir, progress, read_rows, trial_records
-from ocrtune.sweep.run.trial import LOG, RESULT, SPEC
+from ocrtune.sweep.run.trial import EXIT_DISK, LOG, RESULT, SPEC
 from ocrtune.sweep.store import Store, StoredTrial
 from ocrtune.sweep.types import Status, SweepConfig, TrialResult, TrialSpec, derived_values, finite, scored
 from ocrtune.train.rundir import write_json_atomic
@@ -89,6 +98,7 @@ class WorkerPool:
         self.on_event = on_event or (lambda kind, data: None)
         self.until_finished, self.reap = until_finished, reap
         self.outcomes: list[Outcome] = []
+        self.fatal: SweepFilesError | None = None  # set when a slot cannot write the sweep's files
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.label = f"{socket.gethostname()}:{os.getpid()}"
@@ -118,6 +128,8 @@ class WorkerPool:
             self.stop.set()
             self.join()
             raise
+        if self.fatal is not None:
+            raise self.fatal
         return self.outcomes
 
     def _loop(self, slot: Slot, reaper: bool) -> None:
@@ -143,7 +155,10 @@ class WorkerPool:
                     self.outcomes.append(out)
                 self.on_event("end", out.to_json())
                 idle_since = time.monotonic()
-            except Exception as e:  # storage hiccup, full disk: report, re-queue the trial, back off, go on
+            except Exception as e:  # storage hiccup: report, re-queue the trial, back off, go on
+                if isinstance(e, (SweepFilesError, OSError)) or disk_trouble(e):  # sweep files: every slot stops
+                    self._stop_for(e, trial)
+                    return
                 self.on_event("error", {"slot": slot.name, "error": _tail_exc(e)})
                 if trial is not None:
                     try:
@@ -151,6 +166,21 @@ class WorkerPool:
                     except Exception:
                         pass  # still unreachable: the reaper marks it lost later
                 self.stop.wait(max(1.0, self.settings.poll_s))
+
+
+    def _stop_for(self, e: BaseException, trial: StoredTrial | None) -> None:
+        """Stop every slot (their trials end interrupted and are re-queued) for a files error."""
+        err = e if isinstance(e, SweepFilesError) else files_error(
+            getattr(e, "filename", None) or self.settings.sweep_dir, e)
+        with self._lock:
+            if self.fatal is None:
+                self.fatal = err
+        self.stop.set()
+        if trial is not None:
+            try:
+                self.store.finish(trial.trial_id, Status.LOST, None, {"error": str(err)})
+            except Exception:
+                pass  # the store is on the full disk too: the next run finds the trial lost
 
 
 def trial_spec(store: Store, config: SweepConfig, trial: StoredTrial, data: str | None) -> TrialSpec:
@@ -173,13 +203,17 @@ def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot,
     trial_dir = fresh_trial_dir(settings.sweep_dir, trial.number)
     spec_path = trial_dir / SPEC
     write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data).to_json())
-    calls = Patient(settings.grace_s, settings.poll_s)
+    calls = Patient(settings.grace_s, settings.poll_s, store.file)
     child = Child(trial_command(spec_path), slot.env(), trial_dir / LOG)
     try:
         w = _watch(store, config, trial, slot, child, trial_dir, settings, stop, on_event, calls)
     finally:
         if child.wait(0) is None:
             child.terminate()
+    if w.rc == EXIT_DISK and w.ended_by is None:  # the trial could not write its files
+        err = files_error(trial_dir, _log_tail(trial_dir / LOG, 1))
+        calls.until_ok(lambda: store.finish(tid, Status.LOST, None, {"error": str(err)}))
+        raise err
     status, score, attrs = _outcome(trial_dir, metric, w.rc)
     if w.ended_by == "pruned":
         status, score = Status.PRUNED, w.last_value

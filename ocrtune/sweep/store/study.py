@@ -62,6 +62,11 @@ class Store:
         return show_storage(self.kind, self.target)
 
     @property
+    def file(self) -> str | None:
+        """The study's file (SQLite, journal), for messages about it; None for a database."""
+        return self.target if self.kind in FILE_KINDS else None
+
+    @property
     def direction(self) -> Direction:
         return "maximize" if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
 
