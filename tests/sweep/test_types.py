@@ -1,0 +1,106 @@
+"""The sweep's boundary types: statuses and their store states, the trial spec and result as
+JSON, the stored settings (and which of them a resume may change)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields, replace
+
+import pytest
+
+from ocrtune.sweep.types import (
+    Coupling,
+    GridSearch,
+    HierarchicalSearch,
+    RandomSearch,
+    Status,
+    SweepConfig,
+    TPESearch,
+    TrialResult,
+    TrialSpec,
+    derived_values,
+    scored,
+)
+
+LR, ETA = "models.optimizer.lr", "models.scheduler.eta_min"
+
+
+def test_status_groups_and_the_one_store_mapping() -> None:
+    assert {s for s in Status if s.is_result} == {Status.COMPLETED, Status.DIVERGED, Status.OOM, Status.FAILED,
+                                                  Status.PRUNED}
+    assert {s for s in Status if s.is_scored} == {Status.COMPLETED, Status.PRUNED}
+    assert {s for s in Status if s.reruns} == {Status.LOST, Status.INTERRUPTED}
+    assert {s.store_state for s in Status} == {"waiting", "running", "complete", "pruned", "fail"}
+    for s in Status:  # a recorded status wins; the state alone gives the obvious one
+        assert Status.from_store(s.store_state, s.value) is s
+    assert Status.from_store("complete") is Status.COMPLETED and Status.from_store("waiting") is Status.QUEUED
+    assert Status.from_store("fail", "no-such-status") is Status.FAILED
+    assert Status.COMPLETED == "completed" and str(Status.LOST) == "lost"
+
+
+def test_only_completed_and_pruned_keep_a_score() -> None:
+    assert scored(Status.COMPLETED, 0.5) == 0.5 and scored("pruned", 0.4) == 0.4
+    assert scored(Status.DIVERGED, 0.9) is None and scored(Status.COMPLETED, float("nan")) is None
+
+
+def test_trial_spec_and_result_round_trip_through_json(tmp_path) -> None:
+    spec = TrialSpec(name="s-t0001", params={LR: 1e-3}, derived={ETA: 2.5e-5}, epochs=2, metric="hmean",
+                     base={"seed": 1}, preset="baseline", data="/data", objective=None)
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec.to_json()))
+    assert TrialSpec.read(path) == spec
+    assert spec.settings == {LR: 1e-3, ETA: 2.5e-5}
+    res = TrialResult(Status.DIVERGED, None, "/run", "loss is NaN", None, "cpu", 1.5)
+    again = TrialResult.from_json(json.loads(json.dumps(res.to_json())))
+    assert again == res and again.status is Status.DIVERGED
+    assert TrialResult.from_json({"status": "completed", "score": float("inf")}).score is None
+    assert TrialResult.from_json({}).status is Status.FAILED  # a result without a status is not a success
+
+
+def test_coupling_values() -> None:
+    c = Coupling(ETA, LR, 0.025)
+    assert derived_values({LR: 4e-4}, [c]) == {ETA: pytest.approx(1e-5)}
+    assert derived_values({"seed": 1}, [c]) == {}
+    assert "0.025 x models.optimizer.lr" in c.describe()
+
+
+def _cfg(**kw) -> SweepConfig:
+    base = {"models": {"optimizer": {"lr": 4e-4, "weight_decay": 1e-4}}, "seed": 42}
+    return SweepConfig(name="s", preset="baseline", base=base, dims=({"key": LR, "kind": "log_uniform", "leaf": "float",
+                       "low": 1e-5, "high": 1e-2, "q": None, "values": []},), couplings=(Coupling(ETA, LR, 0.025),), **kw)
+
+
+@pytest.mark.parametrize("search", [HierarchicalSearch(), GridSearch(points=3, trials=7), RandomSearch(trials=9),
+                                    TPESearch(trials=11, batch=2)])
+def test_config_round_trips_through_json(search) -> None:
+    cfg = _cfg(search=search)
+    again = SweepConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.strategy == search.kind and again.differences(cfg) == []
+
+
+def test_resume_may_change_only_the_fields_marked_resumable() -> None:
+    marked = {f.name for f in fields(SweepConfig) if f.metadata.get("resumable")}
+    assert marked == {"name", "space_file", "trial_timeout"}
+    assert {f.name for f in fields(HierarchicalSearch) if f.metadata.get("resumable")} == {
+        "stages", "min_improvement", "min_improvement_abs", "replicates", "replicate_top"}
+    assert {f.name for f in fields(TPESearch) if f.metadata.get("resumable")} == {"trials", "batch"}
+    stored = _cfg()
+    grown = replace(stored, search=replace(stored.search, stages=9, replicates=2), trial_timeout=60.0)
+    assert grown.differences(stored) == []
+    changed = replace(stored, epochs=5, base={**stored.base, "models": {"optimizer": {"lr": 4e-4, "weight_decay": 0.1}}},
+                      search=replace(stored.search, points=7))
+    got = [str(d) for d in changed.differences(stored)]
+    assert got == ["base.models.optimizer.weight_decay: stored 0.0001, now 0.1", "points: stored 5, now 7",
+                   "epochs: stored 3, now 5"]
+    other = replace(stored, search=GridSearch())
+    assert [str(d) for d in other.differences(stored)] == ["strategy: stored 'hierarchical', now 'grid'"]
+
+
+def test_config_stored_in_the_flat_layout_of_earlier_sweeps_still_loads() -> None:
+    flat = {"name": "old", "preset": "cpu-demo", "base": {}, "strategy": "tpe", "metric": "hmean", "epochs": 3,
+            "param": LR, "low": 1e-5, "high": 1e-2, "points": 5, "stages": 4, "trials": None, "batch": 3,
+            "dims": [], "seed": 0}
+    cfg = SweepConfig.from_dict(flat)
+    assert cfg.search == TPESearch(trials=20, batch=3)
+    hier = SweepConfig.from_dict({**flat, "strategy": "hierarchical", "min_improvement": 0.0})
+    assert hier.search == HierarchicalSearch(param=LR, low=1e-5, high=1e-2, points=5, stages=4, min_improvement=0.0)
