@@ -26,7 +26,7 @@ from pathlib import Path
 from ocrtune.presets.load import load_preset
 from ocrtune.sweep.run.coordinator import Coordinator
 from ocrtune.sweep.run.launcher import make_slots, trial_command
-from ocrtune.sweep.prepare import prepare
+from ocrtune.sweep.prepare import SweepRequest, prepare
 from ocrtune.sweep.store import Store
 from ocrtune.sweep.run.worker import WorkerSettings
 
@@ -48,14 +48,14 @@ def bare(n: int, root: Path) -> float:
 def swept(n: int, root: Path, storage: str | None, poll: float) -> float:
     preset = load_preset("cpu-demo", ["models.scheduler.eta_min=0"]).preset
     name = f"bench-{uuid.uuid4().hex[:6]}"
-    cfg = prepare(preset, "cpu-demo", strategy="grid", range_text="1e-5,1e-3", points=n, epochs=1,
-                  name=name, objective=OBJECTIVE)
+    cfg = prepare(SweepRequest(preset="cpu-demo", strategy="grid", range_text="1e-5,1e-3", points=n, epochs=1,
+                               name=name, objective=OBJECTIVE), preset)
     store = Store.open(cfg.name, storage, runs_dir=root, create=True, direction="maximize")
     settings = WorkerSettings(sweep_dir=root / "sweeps" / name, poll_s=poll)
     start = time.perf_counter()
     summary = Coordinator(store, cfg, make_slots(None, 1), settings).run()
     took = (time.perf_counter() - start) / n
-    assert len(summary["trials"]) == n, summary["counts"]
+    assert len(summary.trials) == n, summary.counts
     if storage and storage.startswith("postgres"):
         store.drop()
     return took

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, err_console, fmt, info, print_json
-from ocrtune.sweep.types import SweepSummary
+from ocrtune.sweep.types import Status, SweepSummary
 
 EXIT_STOPPED = 130
 MAX_ROWS = 40
@@ -220,7 +220,7 @@ def render(s: SweepSummary, final: bool) -> Group:
         prog = r.progress or {}
         epochs = r.epochs if r.epochs is not None else prog.get("epoch")
         stage = f"{r.stage}" + ("r" if r.kind == "replicate" else "")  # counted from 1, as the docs do
-        status = Text(r.status.value, style=_STYLE.get(r.status.value, ""))
+        status = Text(r.status.value, style=_STYLE.get(r.status, ""))
         mark = "*" if r.number == best_trial else ""
         cells = [f"{r.number}{mark}", stage, *(fmt(r.params.get(k)) for k in keys),
                  *(fmt(r.derived.get(k)) for k in s.derived), fmt(r.score)]
@@ -231,7 +231,7 @@ def render(s: SweepSummary, final: bool) -> Group:
         parts.append(Text(f"({len(s.trials) - MAX_ROWS} earlier trials not shown; sweep status --json lists all)"))
     if not final:
         for r in s.trials:
-            if r.state == "running":
+            if r.status == Status.RUNNING:
                 p = r.progress or {}
                 parts.append(Text(f"trial {r.number} [{r.slot or '?'}] epoch {p.get('epoch', 0)}/"
                                   f"{p.get('epochs', s.epochs)} {s.metric} {fmt(p.get('value'))}"))
@@ -261,8 +261,8 @@ def render(s: SweepSummary, final: bool) -> Group:
     return Group(*parts)
 
 
-_STYLE = {"completed": "green", "diverged": "red", "oom": "red", "failed": "red", "pruned": "yellow",
-          "lost": "magenta", "interrupted": "magenta", "running": "cyan"}
+_STYLE = {Status.COMPLETED: "green", Status.DIVERGED: "red", Status.OOM: "red", Status.FAILED: "red",
+          Status.PRUNED: "yellow", Status.LOST: "magenta", Status.INTERRUPTED: "magenta", Status.RUNNING: "cyan"}
 
 
 def _params(p: Mapping[str, Any]) -> str:

@@ -92,7 +92,7 @@ def _best(strategy: Strategy, history: Sequence[Result], trials: Sequence[Stored
 def eta_s(cfg: SweepConfig, trials: Sequence[StoredTrial], plans: Sequence[Plan], slots: int) -> float | None:
     """Seconds left if no stage stops early: trials still to run x mean trial time / workers."""
     done = [t.duration_s for t in trials if t.is_result and t.duration_s]
-    running = [t for t in trials if t.state == "running"]
+    running = [t for t in trials if t.status == Status.RUNNING]
     if not done and running:
         est = [t.duration_s / p["epoch"] * p["epochs"] for t in running
                if t.duration_s and (p := t.attrs.get("progress")) and p.get("epoch")]
@@ -100,7 +100,7 @@ def eta_s(cfg: SweepConfig, trials: Sequence[StoredTrial], plans: Sequence[Plan]
     if not done:
         return None
     mean = sum(done) / len(done)
-    left = sum(1 for t in trials if t.state == "waiting")
+    left = sum(1 for t in trials if t.status == Status.QUEUED)
     left += sum(max(0.0, 1 - (t.duration_s or 0) / mean) for t in running)
     s = cfg.search
     if isinstance(s, HierarchicalSearch):
@@ -129,7 +129,7 @@ def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
     clock while it watches). Nothing is written: the next run marks it lost and re-queues it.
     """
     a = t.attrs
-    if t.state != "running":
+    if t.status != Status.RUNNING:
         return None
     beat = finite(a.get("heartbeat"))
     if a.get("host") == host_id():
@@ -142,7 +142,7 @@ def presumed_lost(t: StoredTrial, grace_s: float) -> StoredTrial | None:
         return None
     note = f"{why}; not running (the next run of the sweep marks it lost and queues it again)"
     # When it died is unknown (the heartbeat is refreshed every 10 s): no duration, not a growing one.
-    return replace(t, state="fail", status=Status.LOST, attrs={**a, "error": note, "presumed_lost": True})
+    return replace(t, state=Status.LOST.store_state, status=Status.LOST, attrs={**a, "error": note, "presumed_lost": True})
 
 
 def _warning(cfg: SweepConfig, trials: Sequence[StoredTrial]) -> str | None:
@@ -160,8 +160,8 @@ def _warning(cfg: SweepConfig, trials: Sequence[StoredTrial]) -> str | None:
 def _batch_row(p: Plan, trials: Sequence[StoredTrial]) -> BatchRow:
     mine = [t for t in trials if t.plan == p.seq]
     return BatchRow(seq=p.seq, index=p.index, stage=p.index + 1, kind=p.kind, reason=p.reason, planned=len(p.params),
-                    done=len({t.slot for t in mine if t.is_result}), running=sum(t.state == "running" for t in mine),
-                    queued=sum(t.state == "waiting" for t in mine))
+                    done=len({t.slot for t in mine if t.is_result}), running=sum(t.status == Status.RUNNING for t in mine),
+                    queued=sum(t.status == Status.QUEUED for t in mine))
 
 
 _RECORDS = ("epochs", "loss_reduction_rate", "stability", "loss_spread", "time_per_epoch_s", "peak_mem_mb",

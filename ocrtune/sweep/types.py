@@ -89,13 +89,19 @@ class Status(str, Enum):
 
     @classmethod
     def from_store(cls, state: str, recorded: Any = None) -> Status:
-        """The status of a stored attempt: the recorded one, else what its state implies."""
-        if recorded is not None:
-            try:
-                return cls(str(recorded))
-            except ValueError:
-                pass
-        return _FROM_STATE.get(state, cls.FAILED)
+        """The status of a stored attempt: a waiting or running trial is queued or running;
+        a finished one has the status recorded with it (a finished trial still recorded as
+        running was ended by another tool, e.g. Optuna's stale-trial check: lost), else what
+        its state implies."""
+        if state in ("waiting", "running"):
+            return _FROM_STATE[state]
+        try:
+            status = cls(str(recorded)) if recorded is not None else None
+        except ValueError:
+            status = None
+        if status is None:
+            return _FROM_STATE.get(state, cls.FAILED)
+        return cls.LOST if status.is_live else status
 
 
 _RESULTS = frozenset({Status.COMPLETED, Status.DIVERGED, Status.OOM, Status.FAILED, Status.PRUNED})

@@ -134,7 +134,7 @@ class Limits:
 
 
 def _epoch_time(t: StoredTrial) -> float | None:
-    if t.status not in ("completed", "pruned"):
+    if not t.status.is_scored:
         return None
     v = finite(t.attrs.get("time_per_epoch_s"))
     epochs = t.attrs.get("epochs")

@@ -143,7 +143,7 @@ class WorkerPool:
                     if self.reap and reaper and time.monotonic() - last_reap > 5 * self.settings.poll_s:
                         self.store.reap_stale(self.settings.grace_s, adopt=adopt_result)
                         last_reap = time.monotonic()
-                    if self.until_finished and self.store.finished() and not self.store.trials(("waiting",)):
+                    if self.until_finished and self.store.finished() and not self.store.trials(Status.QUEUED):
                         return
                     if self.settings.max_idle_s is not None and time.monotonic() - idle_since > self.settings.max_idle_s:
                         return
@@ -162,7 +162,7 @@ class WorkerPool:
                 self.on_event("error", {"slot": slot.name, "error": _tail_exc(e)})
                 if trial is not None:
                     try:
-                        self.store.finish(trial.trial_id, "lost", None, {"error": _tail_exc(e)})
+                        self.store.finish(trial.trial_id, Status.LOST, None, {"error": _tail_exc(e)})
                     except Exception:
                         pass  # still unreachable: the reaper marks it lost later
                 self.stop.wait(max(1.0, self.settings.poll_s))
@@ -258,7 +258,7 @@ def _watch(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, ch
         rc = child.wait(settings.poll_s)
         now = time.monotonic()
         if now - last_stats > STALL_REFRESH_S:  # finished trials' epoch times, for the stall rule
-            got = calls.call(lambda: store.trials(("complete", "pruned")))
+            got = calls.call(lambda: store.trials(Status.COMPLETED, Status.PRUNED))
             if got is not FAILED:
                 limits.learn(got)
                 last_stats = now
@@ -314,7 +314,7 @@ def _crashed(store: Store, trial: StoredTrial, rc: int, attrs: dict[str, Any], c
     """Killed by a signal before writing a result (the OOM killer, a node drained, a
     segfault): more likely the machine than the values, so the slot is re-queued, up to
     ``MAX_CRASHES`` attempts in all before it counts as failed."""
-    earlier = calls.until_ok(lambda: store.trials(("fail",)))
+    earlier = calls.until_ok(lambda: store.trials(Status.LOST, Status.FAILED))
     n = 1 + sum(1 for t in earlier if (t.plan, t.slot) == (trial.plan, trial.slot) and t.attrs.get("crashed"))
     try:
         sig = signal.Signals(-rc).name

@@ -193,15 +193,17 @@ class Store:
     def enqueue(self, plan: Plan, slot: int, attempt: int = 1) -> None:
         params = plan.params[slot]
         attrs = {"plan": plan.seq, "plan_slot": slot, "batch": plan.index, "kind": plan.kind, "params": params,
-                 "status": "queued", "attempt": attempt}
+                 "status": Status.QUEUED, "attempt": attempt}
         with self._lock:
             self.study.enqueue_trial(dict(params), user_attrs=_jsonable(attrs))
 
-    def trials(self, states: Sequence[str] | None = None) -> list[StoredTrial]:
-        sel = tuple(TrialState[s.upper()] for s in states) if states else None
+    def trials(self, *statuses: Status) -> list[StoredTrial]:
+        """Every attempt, or those with one of ``statuses``."""
+        sel = tuple({TrialState[s.store_state.upper()] for s in statuses}) if statuses else None
         with self._lock:
             frozen = self._storage.get_all_trials(self._sid, deepcopy=False, states=sel)
-            return [self._stored(ft) for ft in frozen]
+            out = [self._stored(ft) for ft in frozen]
+        return [t for t in out if t.status in statuses] if statuses else out
 
     def trial(self, trial_id: int) -> StoredTrial:
         with self._lock:
@@ -218,7 +220,7 @@ class Store:
                         continue
                 except (UpdateFinishedTrialError, RuntimeError):
                     continue
-                attrs = {**ident, "status": "running", "heartbeat": time.time(), "claimed": _now()}
+                attrs = {**ident, "status": Status.RUNNING, "heartbeat": time.time(), "claimed": _now()}
                 self._active.add(tid)
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(tid, k, v)
@@ -282,7 +284,7 @@ class Store:
         lost, or finish them with their written result (``adopt``). Returns those changed."""
         here, mine, now = host_id(), me(), self.clock()
         changed = []
-        for t in self.trials(("running",)):
+        for t in self.trials(Status.RUNNING):
             a = t.attrs
             ours = a.get("host") == here and a.get("pid") == mine["pid"]
             if ours and t.trial_id in self._active:
@@ -306,7 +308,7 @@ class Store:
                     status, score, extra = got
                     ok = self._finish(t.trial_id, status, score, {**extra, "adopted": why})
                 else:
-                    ok = self._finish(t.trial_id, "lost", None, {"error": why})
+                    ok = self._finish(t.trial_id, Status.LOST, None, {"error": why})
             if ok:
                 self._beats.pop(t.trial_id, None)
                 changed.append(self.trial(t.trial_id))
@@ -411,7 +413,7 @@ class Store:
         state = ft.state.name.lower()
         status = Status.from_store(state, a.get("status"))
         score = finite(a.get("score")) if "score" in a else (finite(ft.value) if ft.values else None)
-        if state not in ("waiting", "running"):
+        if not status.is_live:
             score = scored(status, score)  # studies written before the rule was enforced
         return StoredTrial(ft.number, self._tid(ft.number), state, status, a.get("plan"), a.get("plan_slot"),
                            int(a.get("batch") or 0), str(a.get("kind") or "explore"), dict(a.get("params") or ft.params),

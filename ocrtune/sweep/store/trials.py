@@ -42,11 +42,11 @@ class StoredTrial:
     @property
     def is_result(self) -> bool:
         """A finished evaluation the strategy plans from (diverged/failed included)."""
-        return self.status.is_result and self.state not in ("waiting", "running")
+        return self.status.is_result
 
     @property
     def is_live(self) -> bool:
-        return self.state in ("waiting", "running")
+        return self.status.is_live
 
     @property
     def derived(self) -> dict[str, Any]:
