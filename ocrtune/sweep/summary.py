@@ -165,7 +165,7 @@ def _batch_row(p: Plan, trials: Sequence[StoredTrial]) -> BatchRow:
 
 
 _RECORDS = ("epochs", "loss_reduction_rate", "stability", "loss_spread", "time_per_epoch_s", "peak_mem_mb",
-            "run_dir", "error", "hint", "progress", "worker", "slot", "attempt")
+            "run_dir", "error", "hint", "progress", "worker", "slot", "attempt", "device")
 
 
 def _trial_row(t: StoredTrial, strategy: Strategy, history: Sequence[Result]) -> TrialRow:

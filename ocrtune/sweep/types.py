@@ -298,10 +298,20 @@ class TPESearch:
     kind: Literal["tpe"] = "tpe"
 
 
-Search = Union[HierarchicalSearch, GridSearch, RandomSearch, TPESearch]
+@dataclass(frozen=True)
+class ImportedSearch:
+    """Results run elsewhere (W&B export, a spreadsheet), imported by ``ocrtune sweep import``:
+    nothing is planned; ``source`` is the file they came from."""
+
+    source: str = ""
+    rows: int = 0
+    kind: Literal["imported"] = "imported"
+
+
+Search = Union[HierarchicalSearch, GridSearch, RandomSearch, TPESearch, ImportedSearch]
 SEARCHES: dict[str, type] = {"hierarchical": HierarchicalSearch, "grid": GridSearch, "random": RandomSearch,
-                             "tpe": TPESearch}
-STRATEGIES = tuple(SEARCHES)
+                             "tpe": TPESearch, "imported": ImportedSearch}
+STRATEGIES = ("hierarchical", "grid", "random", "tpe")  # what ``--strategy`` accepts
 
 
 @dataclass(frozen=True)
@@ -453,6 +463,7 @@ class TrialRow:
     worker: str | None = None
     slot: str | None = None
     attempt: int | None = None
+    device: str | None = None
 
 
 @dataclass(frozen=True)

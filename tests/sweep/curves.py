@@ -55,3 +55,10 @@ def disk_full(params: Mapping[str, Any], *, epochs: int) -> float:
     if flag and os.path.exists(flag):
         raise OSError(errno.ENOSPC, "No space left on device", os.path.join(flag + ".ckpt"))
     return 0.9 * math.exp(-((math.log10(float(params[LR])) - OPT_LOG10_LR) ** 2) / 0.72)
+
+
+def cliff(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None]) -> float:
+    """``peak`` with a divergence cliff: NaN (diverged) above lr = 10**-2.2."""
+    if math.log10(float(params[LR])) > -2.2:
+        return math.nan
+    return peak(params, epochs=epochs, report=report)

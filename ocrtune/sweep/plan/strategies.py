@@ -39,6 +39,7 @@ from ocrtune.sweep.types import (
     Direction,
     GridSearch,
     HierarchicalSearch,
+    ImportedSearch,
     RandomSearch,
     Result,
     SweepConfig,
@@ -70,6 +71,8 @@ def build_strategy(cfg: SweepConfig, proposer: Proposer | None = None) -> Strate
         return Grid(space_of(cfg), s.points, s.trials, cfg.direction)
     if isinstance(s, RandomSearch):
         return Random(space_of(cfg), s.trials, cfg.seed, cfg.direction)
+    if isinstance(s, ImportedSearch):
+        return Imported(s.source, cfg.direction)
     assert isinstance(s, TPESearch)
     if proposer is None:
         raise ValueError("the TPE strategy needs a proposer (ocrtune.sweep.store.propose_tpe)")
@@ -119,6 +122,18 @@ class _Fixed(Strategy):
         if not todo:
             return Batch((), 1, True, f"all {len(self.trials)} {self.name} trials finished")
         return Batch(tuple(todo), 0, False, f"{len(todo)} of {len(self.trials)} {self.name} trials")
+
+
+class Imported(Strategy):
+    """Results imported from elsewhere: nothing to plan; the best is the best measured score."""
+
+    name = "imported"
+
+    def __init__(self, source: str, direction: Direction = "maximize") -> None:
+        self.source, self.direction = source, direction
+
+    def next_batch(self, history: Sequence[Result]) -> Batch:
+        return Batch((), 0, True, f"imported from {self.source}")
 
 
 class Grid(_Fixed):

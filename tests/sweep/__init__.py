@@ -1,0 +1,1 @@
+"""Sweep tests (``ocrtune/sweep/``): one module per part of the package."""

@@ -1,0 +1,190 @@
+"""`ocrtune sweep report`: every section with the right numbers, from real stored sweeps made
+by tiny `--objective` sweeps (hierarchical with a diverged trial and replicates, a two-key
+grid), recommended presets that validate and load, figures, methods text, and the report a
+sweep writes when it ends."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ocrtune.presets.load import load_preset
+from ocrtune.sweep.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+CURVES = "tests.sweep.curves:"
+LR, ETA, THRESH = "models.optimizer.lr", "models.scheduler.eta_min", "models.head.postprocess.thresh"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("OCRTUNE_SWEEP_POLL_S", "0.05")
+
+
+@pytest.fixture(scope="module")
+def hier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """baseline, hierarchical, 4 stages, the top value replicated twice, 1e-2 diverges."""
+    from typer.testing import CliRunner
+
+    from ocrtune.cli.app import app
+
+    tmp = tmp_path_factory.mktemp("hier")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(REPO)
+    mp.setenv("OCRTUNE_SWEEP_POLL_S", "0.05")
+    try:
+        r = CliRunner().invoke(app, ["sweep", "--runs-dir", str(tmp / "runs"), "--preset", "baseline", "--objective",
+                                     CURVES + "cliff", "--min-improvement", "0", "--stages", "4", "--replicates", "2",
+                                     "--replicate-top", "1", "--name", "h", "--json"])
+        assert r.exit_code == 0, r.stderr
+        return tmp, json.loads(r.stdout)
+    finally:
+        mp.undo()
+
+
+def test_the_sweep_writes_its_report_when_it_ends(hier) -> None:
+    tmp, summary = hier
+    folder = tmp / "runs/sweeps/h/report"
+    assert summary["report"] == str(folder.resolve())
+    for f in ("report.md", "report.html", "report.json", "methods.md", "methods.tex"):
+        assert (folder / f).stat().st_size > 200, f
+    assert sorted(p.name for p in (folder / "presets").iterdir()) == ["h-best.yaml", "h-hybrid.yaml", "h-stable.yaml"]
+    html = (folder / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(list((folder / "figures").glob("*.png"))) >= 5
+    assert 'src="figures/' not in html  # self-contained
+
+
+def test_report_json_numbers(hier) -> None:
+    tmp, summary = hier
+    r = json.loads((tmp / "runs/sweeps/h/report/report.json").read_text())
+    assert {"best", "baseline", "best_vs_baseline", "score_delta_pp", "ranking", "recommended", "figures"} <= set(r)
+    assert r["baseline"]["score"] == pytest.approx(0.9653) and "96.53" in r["baseline"]["score_source"]
+    best_lr = summary["best"]["params"][LR]
+    rows = {c["key"]: c for c in r["best_vs_baseline"]}
+    assert rows[LR]["baseline"] == 4e-4 and rows[LR]["best"] == pytest.approx(best_lr)
+    assert rows[LR]["pct_change"] == pytest.approx((best_lr - 4e-4) / 4e-4 * 100)
+    assert rows[ETA]["best"] == pytest.approx(0.025 * best_lr, rel=1e-5) and rows[ETA]["coupled"]
+    # replicates: the pick's score is the mean over its runs, the pp delta against 96.53 %
+    assert summary["best"]["n"] == 3
+    assert r["score_delta_pp"] == pytest.approx((summary["best"]["score"] - 0.9653) * 100)
+    scores = [x["score"] for x in r["ranking"]]
+    assert scores == sorted(scores, reverse=True) and [x["rank"] for x in r["ranking"]] == list(range(1, len(scores) + 1))
+    for x in r["ranking"]:
+        assert x["delta_pp"] == pytest.approx((x["score"] - 0.9653) * 100)
+    (div,) = r["unscored"]
+    assert div["status"] == "diverged" and div["params"][LR] == 1e-2 and "nan" in div["reason"]
+    # impact: tertile bands of the tried values, means recomputed here
+    pts = [(x["params"][LR], x["score"]) for x in r["ranking"]]
+    q1, q2 = 10 ** np.quantile(np.log10([v for v, _ in pts]), [1 / 3, 2 / 3])
+    bands = {b["label"]: b for b in r["impact"][0]["bands"]}
+    for label, sel in (("low", lambda v: v <= q1), ("mid", lambda v: q1 < v <= q2), ("high", lambda v: v > q2)):
+        got = [s for v, s in pts if sel(v)]
+        assert bands[label]["n"] == len(got) and bands[label]["mean"] == pytest.approx(np.mean(got))
+    assert "scored best on average" in r["impact"][0]["sentence"]
+    assert "one parameter" in r["importance"]["note"]
+    # coarse-to-fine: the bracket around the pick and the equal-resolution grid
+    p = r["progress"]
+    assert [s["stage"] for s in p["stages"]] == [1, 2, 3, 4] and p["evaluations"] == 20
+    tried = sorted({x["params"][LR] for x in r["ranking"] if x["kind"] == "explore"} | {1e-2})
+    i = min(range(len(tried)), key=lambda j: abs(math.log10(tried[j]) - math.log10(best_lr)))
+    width = math.log10(tried[i + 1]) - math.log10(tried[i - 1])
+    assert p["resolution"] == pytest.approx(width)
+    assert p["grid_equivalent"] == math.ceil(3 / (width / 2) - 1e-9) + 1
+    assert p["stages"][1]["improvement_pp"] == pytest.approx((p["stages"][1]["best_so_far"] - p["stages"][0]["best_so_far"]) * 100)
+    assert set(r["recommended"]) == {"best", "stable", "hybrid"}
+    assert set(r["figures"]) >= {"search_path", "convergence_heatmap", "efficiency", "learning_curves", "score_vs_lr"}
+
+
+def test_recommended_presets_validate_load_and_keep_the_full_horizon(hier) -> None:
+    tmp, summary = hier
+    r = json.loads((tmp / "runs/sweeps/h/report/report.json").read_text())
+    best_lr = summary["best"]["params"][LR]
+    recs = {x["kind"]: x for x in r["recommendations"]}
+    best = load_preset(r["recommended"]["best"]).preset
+    assert best.models.optimizer.lr == pytest.approx(best_lr)
+    assert best.models.scheduler.eta_min == pytest.approx(0.025 * best_lr, rel=1e-5)
+    assert best.trainer.max_epochs == 22  # baseline's full horizon, not the trial's 3 epochs
+    text = Path(r["recommended"]["best"]).read_text()
+    assert text.startswith("# Written by `ocrtune sweep report h`") and yaml.safe_load(text)["extends"] == "baseline"
+    assert recs["best"]["command"].startswith("ocrtune train --preset ") and recs["best"]["command"].endswith("h-best.yaml")
+    assert recs["best"]["n"] == 3 and recs["best"]["spread"] is not None  # replicates: mean +- spread
+    assert "short horizon" in recs["best"]["risk"]
+    hybrid = load_preset(r["recommended"]["hybrid"]).preset
+    assert hybrid.models.optimizer.lr == pytest.approx(math.sqrt(4e-4 * best_lr))  # geometric on a log scale
+    assert recs["hybrid"]["score"] is None and "not measured" in recs["hybrid"]["risk"]
+    stable = load_preset(r["recommended"]["stable"]).preset
+    assert stable.models.scheduler.eta_min < stable.models.optimizer.lr
+
+
+def test_methods_text_carries_the_sweeps_numbers(hier) -> None:
+    tmp, _ = hier
+    r = json.loads((tmp / "runs/sweeps/h/report/report.json").read_text())
+    md = (tmp / "runs/sweeps/h/report/methods.md").read_text()
+    tex = (tmp / "runs/sweeps/h/report/methods.tex").read_text()
+    p = r["progress"]
+    for text in (md, tex):
+        assert f"{p['evaluations']} evaluations" in text and f"{p['grid_equivalent']} evaluations" in text
+        assert "3 epoch(s)" in text and "hierarchical" in text
+    assert "\\%" in tex or "%" not in md  # LaTeX escapes
+
+
+def test_report_against_a_measured_run_and_on_a_two_key_grid(cli, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(f"{LR}: {{distribution: log_uniform, min: 1.0e-4, max: 1.0e-2}}\n"
+                     f"{THRESH}: {{values: [0.2, 0.3, 0.4, 0.5]}}\n")
+    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "two_keys", "--space",
+                         str(space), "--strategy", "grid", "--points", "3", "--epochs", "2", "--name", "g",
+                         "--no-report", "--json")
+    assert code == 0, err
+    assert json.loads(out)["report"] is None and not (tmp_path / "runs/sweeps/g/report").exists()
+    run = tmp_path / "runs" / "2026-01-01-ref"
+    run.mkdir(parents=True)
+    cfg = load_preset("cpu-demo", ["models.optimizer.lr=0.002"]).preset.model_dump(mode="json")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "best": {"hmean": 0.81}, "best_epoch": 1}))
+    code, out, err = cli("sweep", "report", "g", "--runs-dir", str(tmp_path / "runs"), "--baseline", str(run),
+                         "--out", str(tmp_path / "rep"), "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["baseline"]["kind"] == "run" and r["baseline"]["score"] == 0.81 and "measured" in r["baseline"]["score_source"]
+    assert r["score_delta_pp"] == pytest.approx((r["best"]["score"] - 0.81) * 100)
+    assert r["progress"] is None and "parallel_coordinates" in r["figures"]
+    assert {i["key"] for i in r["impact"]} == {LR, THRESH}
+    thresh = next(i for i in r["impact"] if i["key"] == THRESH)
+    assert [b["label"] for b in thresh["bands"]] == ["0.2", "0.3", "0.4", "0.5"]  # a categorical: one band per value
+    assert r["importance"]["values"] is not None and set(r["importance"]["values"]) == {LR, THRESH}  # 12 trials
+    assert (tmp_path / "rep/report.md").is_file()
+    code, out, err = cli("sweep", "report", "g", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"))
+    assert code == 0 and "report:" in out and "hybrid" in out  # the rich summary; the folder is replaced whole
+
+
+def test_report_of_a_running_sweep_names_the_running_trials(cli, tmp_path: Path) -> None:
+    assert cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range", "1e-4,1e-2",
+               "--points", "3", "--stages", "1", "--name", "r", "--no-report")[0] == 0
+    store = Store.open("r", None, runs_dir=tmp_path / "runs")
+    try:  # one more attempt, claimed by this (live) process: running
+        plan = store.plans()[0]
+        store.enqueue(plan, 0, attempt=2)
+        claimed = store.claim()
+        code, out, err = cli("sweep", "report", "r", "--runs-dir", str(tmp_path / "runs"), "--json")
+    finally:
+        store.close()
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["running"] == [claimed.number]
+    assert "Still running" in (tmp_path / "runs/sweeps/r/report/report.md").read_text()
+
+
+def test_report_errors_are_one_line(cli, tmp_path: Path) -> None:
+    code, _, err = cli("sweep", "report", "nope", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "nope" in err
+    assert cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range", "1e-4,1e-2",
+               "--points", "2", "--stages", "1", "--name", "e", "--no-report")[0] == 0
+    code, _, err = cli("sweep", "report", "e", "--runs-dir", str(tmp_path / "runs"), "--baseline", "no-such-preset")
+    assert code == 2 and "no-such-preset" in err and "Traceback" not in err
