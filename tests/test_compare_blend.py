@@ -9,7 +9,17 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from ocrtune.errors import InputError
-from ocrtune.presets.compare import blend_values, diff, flatten, pct_change, settings
+from ocrtune.presets.compare import (
+    NO_PERCENT_KEYS,
+    SCORE_KEYS,
+    blend_values,
+    delta_pp,
+    diff,
+    flatten,
+    pct_change,
+    score_fraction,
+    settings,
+)
 from ocrtune.presets.load import load_preset
 
 
@@ -111,3 +121,101 @@ def test_compare_cli_errors(cli):
     assert code == 2 and "nosuch: preset not found" in err and "Traceback" not in err
     code, _, err = cli("compare", "baseline")
     assert code == 2
+
+
+# --- scores in percentage points, identifiers without a % change ---------------------------
+
+def _fake_run(folder, preset: str, best: dict) -> str:
+    """A run directory as training leaves it: the resolved preset and a summary (fractions)."""
+    from ocrtune.train.fit import preset_yaml
+    from ocrtune.train.rundir import RunDir
+
+    folder.mkdir(parents=True)
+    run = RunDir(folder)
+    run.config.write_text(preset_yaml(load_preset(preset).preset, f"resolved from {preset}"), encoding="utf-8")
+    run.write_summary({"status": "completed", "epochs_completed": 22, "best_epoch": 20, "best": best,
+                       "wall_time_s": 100.0})
+    return str(folder)
+
+
+def test_score_units_and_pp():
+    assert set(SCORE_KEYS) >= {"reported.hmean", "run.best.hmean", "run.best.iou_hmean"}
+    assert "seed" in NO_PERCENT_KEYS
+    assert score_fraction("reported.hmean", 96.53) == pytest.approx(0.9653)
+    assert score_fraction("run.best.hmean", 0.9653) == pytest.approx(0.9653)
+    assert score_fraction("models.optimizer.lr", 0.1) is None
+    assert score_fraction("reported.hmean", None) is None
+    assert delta_pp("reported.hmean", 96.53, 96.6) == 0.07
+    # a run's fraction against a preset's percent
+    assert delta_pp("run.best.hmean", 96.53, 0.9661, key_a="reported.hmean") == pytest.approx(0.08)
+    assert delta_pp("seed", 1, 2) is None
+    # pct_change itself stays the plain engine (the sweep report uses it)
+    assert pct_change(42, 7) == pytest.approx(-83.33, abs=0.01)
+
+
+def test_diff_scores_have_pp_not_percent():
+    rows = {r.key: r for r in diff([("baseline", flat("baseline")), ("run8", flat("run8"))])}
+    hm = rows["reported.hmean"]
+    assert hm.deltas == (None, None) and hm.pp == (None, 0.07) and hm.score
+    rows = {r.key: r for r in diff([("baseline", flat("baseline")), ("cpu-demo", flat("cpu-demo"))])}
+    assert rows["seed"].deltas == (None, None) and rows["seed"].values == (42, 7)
+    assert rows["trainer.max_epochs"].deltas[1] == pytest.approx(-27.27, abs=0.01)  # still a quantity
+
+
+def test_compare_cli_reported_hmean_in_pp(cli):
+    code, out, err = cli("compare", "baseline", "run8")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "reported.hmean" in x)
+    assert "96.53" in line and "96.60 ▲ +0.07 pp" in line and "%" not in line
+    code, out, _ = cli("compare", "baseline", "run8", "--markdown")
+    assert "| reported.hmean | 96.53 | 96.60 (▲ +0.07 pp) |" in out
+
+
+def test_compare_cli_no_percent_on_seed(cli):
+    code, out, err = cli("compare", "baseline", "cpu-demo")
+    assert code == 0, err
+    seed = next(x for x in out.splitlines() if x.strip("│ ").startswith("seed "))
+    assert "42" in seed and "7" in seed and "%" not in seed and "▼" not in seed
+    code, out, _ = cli("compare", "baseline", "cpu-demo", "--json")
+    rows = {r["key"]: r for r in json.loads(out)["rows"]}
+    assert rows["seed"]["pct_change"] == {"cpu-demo": None} and "delta_pp" not in rows["seed"]
+    assert rows["seed"]["values"] == {"baseline": 42, "cpu-demo": 7}
+
+
+def test_compare_cli_preset_against_run_in_pp(cli, tmp_path):
+    run = _fake_run(tmp_path / "runs" / "2024-01-01-b", "baseline",
+                    {"hmean": 0.9661, "precision": 0.97, "recall": 0.9601, "iou_hmean": 0.95})
+    code, out, err = cli("compare", "run8", run)
+    assert code == 0, err
+    lines = {x.split("│")[1].strip(): x for x in out.splitlines() if x.startswith("│")}
+    # the run's fraction 0.9661 shown in percent, measured against run8's reported 96.60
+    assert "96.60 (reported.hmean)" in lines["run.best.hmean"] and "96.61 ▲ +0.01 pp" in lines["run.best.hmean"]
+    assert "97.00" in lines["run.best.precision"] and "95.00" in lines["run.best.iou_hmean"]
+    # the run's config reports baseline's 96.53: -0.07 pp vs run8's 96.60
+    assert "96.53 ▼ -0.07 pp" in lines["reported.hmean"]
+    assert "%" not in lines["run.best.hmean"] + lines["reported.hmean"]
+    code, out, _ = cli("compare", "run8", run, "--json")
+    name = "2024-01-01-b"
+    rows = {r["key"]: r for r in json.loads(out)["rows"]}
+    best = rows["run.best.hmean"]
+    assert best["values"] == {"run8": None, name: 0.9661}  # raw, as each states it
+    assert best["pct_change"] == {name: None}
+    assert best["delta_pp"][name] == pytest.approx(0.01)
+    assert best["reference"] == {"key": "reported.hmean", "value": 96.6}
+    hm = rows["reported.hmean"]
+    assert hm["values"] == {"run8": 96.6, name: 96.53} and hm["delta_pp"] == {name: -0.07}
+    assert hm["pct_change"] == {name: None}
+    assert "delta_pp" not in rows["models.optimizer.lr"]
+    assert rows["models.optimizer.lr"]["pct_change"][name] == pytest.approx(-22.09, abs=0.01)
+
+
+def test_compare_two_runs_scores_in_pp(cli, tmp_path):
+    a = _fake_run(tmp_path / "a", "baseline", {"hmean": 0.9, "precision": 0.91, "recall": 0.89, "iou_hmean": 0.8})
+    b = _fake_run(tmp_path / "b", "baseline", {"hmean": 0.925, "precision": 0.91, "recall": 0.9, "iou_hmean": 0.79})
+    code, out, _ = cli("compare", a, b, "--json")
+    rows = {r["key"]: r for r in json.loads(out)["rows"]}
+    assert rows["run.best.hmean"]["delta_pp"] == {"b": pytest.approx(2.5)}
+    assert rows["run.best.iou_hmean"]["delta_pp"] == {"b": pytest.approx(-1.0)}
+    assert "run.best.precision" not in rows  # equal scores do not differ
+    code, out, _ = cli("compare", a, b)
+    assert "90.00" in out and "92.50 ▲ +2.50 pp" in out

@@ -1,4 +1,9 @@
-"""`ocrtune compare A B [C ...]`: what differs between presets, with percentage deltas."""
+"""`ocrtune compare A B [C ...]`: what differs between presets, with percentage deltas.
+
+Parameters show their % change vs the first; scores are shown in percent (2 decimals) with
+their difference in percentage points; identifiers such as ``seed`` only show the changed
+value. The rules are ``ocrtune.presets.compare``'s (``SCORE_KEYS``, ``NO_PERCENT_KEYS``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from pathlib import Path
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, fmt, markdown_table, print_json, table
 from ocrtune.comparable import load_comparable
-from ocrtune.presets.compare import DiffRow, diff
+from ocrtune.presets.compare import DiffRow, diff, score_percent
 
 
 def compare(
@@ -26,8 +31,10 @@ def compare(
 ) -> None:
     """Parameters that differ, each with its % change relative to the first preset.
 
-    Run directories add their outcome (status, best epoch and scores) as run.* rows.
-    --set overrides apply to every compared preset.
+    Scores (reported.*, run.best.*) are shown in percent with their difference in percentage
+    points (pp); a run's best score is measured against a preset's reported one. Identifiers
+    such as seed show only the changed value. Run directories add their outcome (status, best
+    epoch and scores) as run.* rows. --set overrides apply to every compared preset.
     """
     loaded = [load_comparable(r, set_ or [], presets_dir or [], runs_dir) for r in refs]
     names = [name for name, _ in loaded]
@@ -36,10 +43,7 @@ def compare(
         print_json(
             {
                 "presets": names,
-                "rows": [
-                    {"key": r.key, "values": dict(zip(names, r.values)), "pct_change": dict(zip(names[1:], r.deltas[1:])), "differs": r.differs}
-                    for r in rows
-                ],
+                "rows": [_json_row(r, names) for r in rows],
             }
         )
         return
@@ -54,18 +58,48 @@ def compare(
     console.print(table(title, ["parameter", *names], cells))
 
 
+def _json_row(r: DiffRow, names: list[str]) -> dict:
+    """Raw values as the presets and runs state them; score rows add ``delta_pp``."""
+    out: dict = {"key": r.key, "values": dict(zip(names, r.values)), "pct_change": dict(zip(names[1:], r.deltas[1:]))}
+    if r.score:
+        out["delta_pp"] = dict(zip(names[1:], r.pp[1:]))
+        if r.reference is not None:
+            out["reference"] = {"key": r.reference[0], "value": r.reference[1]}
+    out["differs"] = r.differs
+    return out
+
+
+def _text(row: DiffRow, value: object) -> str:
+    if row.score:
+        pct = score_percent(row.key, value)
+        if pct is not None:
+            return f"{pct:.2f}"
+    return fmt(value)
+
+
 def _cell(row: DiffRow, i: int, plain: bool) -> str | Text:
-    value, delta = row.values[i], row.deltas[i]
-    text = fmt(value)
-    if i == 0 or delta is None:
+    value = row.values[i]
+    text = _text(row, value)
+    if i == 0 and row.reference is not None:  # a preset's reported score, what a run is measured against
+        ref_key, ref = row.reference
+        pct = score_percent(ref_key, ref)
+        return f"{pct:.2f} ({ref_key})" if plain else Text(f"{pct:.2f} ({ref_key})", style="dim")
+    if row.score:
+        delta = row.pp[i] if row.pp else None
+        shown = None if delta is None else f"{delta:+.2f} pp"
+    else:
+        delta = row.deltas[i]
+        shown = None if delta is None else f"{delta:+.1f}%"
+    if i == 0 or delta is None or shown is None:
         if i > 0 and row.values[0] != value and not plain:
             return Text(text, style="yellow")
         return text
-    arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
-    change = f"{arrow} {delta:+.1f}%"
+    if shown in ("+0.00 pp", "-0.00 pp", "+0.0%", "-0.0%"):
+        arrow = "="
+    else:
+        arrow = "▲" if delta > 0 else "▼" if delta < 0 else "="
+    change = f"{arrow} {shown}"
     if plain:
         return f"{text} ({change})"
-    colour = "green" if delta > 0 else "red" if delta < 0 else "dim"
+    colour = "green" if arrow == "▲" else "red" if arrow == "▼" else "dim"
     return Text.assemble(text, " ", (change, colour))
-
-

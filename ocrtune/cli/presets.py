@@ -9,11 +9,12 @@ import typer
 from rich.text import Text
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
-from ocrtune.cli._output import console, error, info, print_json, table
+from ocrtune.cli._output import console, error, fmt, info, print_json, table
 from ocrtune.errors import InputError
 from ocrtune.presets.compare import blend_values, settings
 from ocrtune.presets.load import available_presets, load_preset, preset_dirs
-from ocrtune.presets.write import blend_preset, dump, new_preset
+from ocrtune.presets.sources import kind_of, read_source
+from ocrtune.presets.write import blend_preset, dump, new_preset, preset_from_source
 
 app = typer.Typer(help="List, show, validate and create presets.", no_args_is_help=True)
 
@@ -110,15 +111,47 @@ def validate(
 @app.command()
 def new(
     name: Annotated[str, typer.Argument(help="Name of the new preset (file stem; a .yaml suffix is dropped).")],
-    from_: Annotated[str, typer.Option("--from", help="Preset to start from.")],
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="Preset to start from, or a run directory (path or name under --runs-dir), "
+                     "or SWEEP:TRIAL (e.g. lr-b4:7, a sweep under --runs-dir/sweeps)."),
+    ],
     set_: SetOption = None,
     out_dir: DirOption = Path("presets"),
     force: ForceOption = False,
+    keep_epochs: Annotated[
+        bool, typer.Option("--keep-epochs", help="From a run or trial: also copy its trainer.max_epochs (e.g. a sweep's --epochs).")
+    ] = False,
+    keep_data: Annotated[
+        bool, typer.Option("--keep-data", help="From a run or trial: also copy its datasets.root (the data it trained on).")
+    ] = False,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where run directories and sweeps live.")] = Path("runs"),
     presets_dir: PresetsDirOption = None,
 ) -> None:
-    """Write a new commented preset from an existing one with --set changes."""
-    path = new_preset(name, from_, set_ or [], out_dir, presets_dir or [], force)
-    info(f"wrote {path}")
+    """Write a new commented preset from an existing one, a run or a sweep trial, with --set changes.
+
+    From a run or a trial (SWEEP:TRIAL) the preset extends the preset it started from, when
+    that is found by name, with only the changed keys; else it holds every resolved setting.
+    The epochs and the data root set for that run only are not copied unless --keep-epochs /
+    --keep-data.
+    """
+    dirs = presets_dir or []
+    if kind_of(from_, runs_dir, dirs) == "preset":
+        if keep_epochs or keep_data:
+            raise InputError("only with --from a run directory or SWEEP:TRIAL", key="--keep-epochs" if keep_epochs else "--keep-data")
+        path = new_preset(name, from_, set_ or [], out_dir, dirs, force)
+        info(f"wrote {path}")
+        return
+    src = read_source(from_, runs_dir, dirs)
+    done = preset_from_source(name, src, set_ or [], out_dir, dirs, force, keep_epochs, keep_data)
+    values = [v for v in done.values if v[0] != "reported"]  # reported: cleared, not yet measured
+    how = f"extends {done.extends}, sets {len(values)} value(s)" if done.extends else f"standalone, {len(values)} setting(s)"
+    info(f"wrote {done.path} from {done.source} ({how})")
+    if done.extends:
+        for key, value, note in values:
+            info(f"  {key} = {fmt(value)}" + (f"  # {note}" if note else ""))
+    for key, value, why in done.dropped:
+        info(f"not copied: {key}={fmt(value)} ({why})")
 
 
 @app.command()

@@ -1,48 +1,48 @@
 """`ocrtune runs list|show`: what has been trained, with status and best scores.
 
+``runs list --sweep NAME`` lists a sweep's trial runs (``runs/sweeps/NAME/trials/*/runs/*``)
+with each trial's number and swept values.
+
 Tables count epochs from 1, as training prints them; ``--json`` gives the run's files as they
 are (``epoch`` and ``best_epoch`` from 0, as ``summary.json`` says with ``epoch_base``).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from ocrtune.cli._options import JsonOption
-from ocrtune.cli._output import console, print_json, table
+from ocrtune.cli._output import console, fmt, print_json, table
 from ocrtune.errors import InputError
-from ocrtune.train.rundir import find_run, list_runs, shown_epoch
+from ocrtune.sweep.types import TrialResult, TrialSpec
+from ocrtune.train.rundir import RunDir, find_run, list_runs, list_trial_runs, shown_epoch
 
 app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
 
 
 @app.command("list")
-def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -> None:
-    """Runs with status, epochs and best validation scores."""
-    records = []
-    for run in list_runs(runs_dir):
-        try:
-            s = run.read_summary()
-        except InputError as e:  # one broken run does not hide the others
-            s = {"status": f"unreadable summary ({e.problems[0].message})"}
-        best = s.get("best") or {}
-        records.append(
-            {
-                "run": run.path.name,
-                "status": s.get("status", "unknown"),
-                "preset": s.get("preset"),
-                "epochs": s.get("epochs_completed"),
-                "best_epoch": s.get("best_epoch"),
-                "hmean": best.get("hmean"),
-                "precision": best.get("precision"),
-                "recall": best.get("recall"),
-                "wall_time_s": s.get("wall_time_s"),
-            }
-        )
+def list_(
+    runs_dir: RunsDirOption = Path("runs"),
+    sweep: Annotated[
+        Optional[str],
+        typer.Option("--sweep", help="List this sweep's trial runs (runs/sweeps/NAME/trials/*/runs/*) instead."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Runs with status, epochs and best validation scores.
+
+    With --sweep NAME: the sweep's trial runs, each with its trial number and swept values;
+    its status is the trial's (result.json) once it has one, else the run's.
+    """
+    if sweep is not None:
+        _list_sweep(runs_dir, sweep, as_json)
+        return
+    records = [_record(run) for run in list_runs(runs_dir)]
     if as_json:
         print_json(records)
         return
@@ -52,6 +52,83 @@ def list_(runs_dir: RunsDirOption = Path("runs"), as_json: JsonOption = False) -
     cols = ["run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
     rows = [[r["run"], r["status"], r["epochs"], shown_epoch(r["best_epoch"]), r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
     console.print(table(None, cols, rows))
+
+
+def _record(run: RunDir) -> dict[str, Any]:
+    """One run as ``runs list`` shows it (its summary's status, epochs and best scores)."""
+    try:
+        s = run.read_summary()
+    except InputError as e:  # one broken run does not hide the others
+        s = {"status": f"unreadable summary ({e.problems[0].message})"}
+    best = s.get("best") or {}
+    return {
+        "run": run.path.name,
+        "status": s.get("status", "unknown"),
+        "preset": s.get("preset"),
+        "epochs": s.get("epochs_completed"),
+        "best_epoch": s.get("best_epoch"),
+        "hmean": best.get("hmean"),
+        "precision": best.get("precision"),
+        "recall": best.get("recall"),
+        "wall_time_s": s.get("wall_time_s"),
+    }
+
+
+def _list_sweep(runs_dir: Path, name: str, as_json: bool) -> None:
+    sweep_dir = runs_dir / "sweeps" / name
+    if not sweep_dir.is_dir():
+        raise InputError(f"no sweep named {name!r} under {runs_dir / 'sweeps'}", file=str(sweep_dir))
+    records = []
+    for number, run in list_trial_runs(sweep_dir):
+        trial = run.path.parent.parent
+        spec, result = _trial_files(trial)
+        rec = _record(run)
+        records.append(
+            {
+                "trial": number,
+                **rec,
+                "run_dir": str(run.path),
+                "params": spec.params if spec else None,
+                "derived": spec.derived if spec else None,
+                "run_status": rec["status"],
+                "status": result.status.value if result else rec["status"],
+                "score": result.score if result else None,
+            }
+        )
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        console.print(f"sweep {name}: no trial runs in {sweep_dir / 'trials'} (objective trials train no run)", markup=False)
+        return
+    cols = ["trial", "values", "run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
+    rows = [
+        [r["trial"], _values(r["params"]), r["run"], r["status"], r["epochs"], shown_epoch(r["best_epoch"]),
+         r["hmean"], r["precision"], r["recall"], r["wall_time_s"]]
+        for r in records
+    ]
+    console.print(table(f"sweep {name}: {len(records)} trial run(s)", cols, rows))
+
+
+def _trial_files(trial: Path) -> tuple[TrialSpec | None, TrialResult | None]:
+    """The trial's spec.json and result.json; None for one that is missing or unreadable."""
+    try:
+        spec = TrialSpec.read(trial / "spec.json")
+    except (OSError, ValueError, TypeError):
+        spec = None
+    try:
+        result = TrialResult.from_json(json.loads((trial / "result.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        result = None
+    return spec, result
+
+
+def _values(params: dict[str, Any] | None) -> str:
+    """Swept values by their last key segment (``lr=0.0003``), the full key where two share it."""
+    if params is None:
+        return "?"
+    last = [k.rsplit(".", 1)[-1] for k in params]
+    return ", ".join(f"{s if last.count(s) == 1 else k}={fmt(v)}" for k, s, v in zip(params, last, params.values()))
 
 
 @app.command()

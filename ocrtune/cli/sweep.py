@@ -68,11 +68,14 @@ def sweep(
         "--trial-timeout", help="Stop a trial still running after this many seconds and record it failed "
         "(default: no limit; a trial with no new epoch for 5x the median epoch time, at least 30 min, is "
         "stopped anyway).")] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the sweep report when the sweep ends.")] = False,
     runs_dir: RunsDirOption = Path("runs"),
     presets_dir: PresetsDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run a sweep, or resume it: re-running the same command never re-runs a finished trial."""
+    """Run a sweep, or resume it: re-running the same command never re-runs a finished trial.
+    When it ends, the report (ranking, impact, recommended presets, figures) is written to
+    runs/sweeps/NAME/report/."""
     if ctx.invoked_subcommand is not None:
         return
     from ocrtune.sweep.api import Hooks, Place, run_sweep
@@ -102,7 +105,32 @@ def sweep(
         raise typer.Exit(EXIT_STOPPED) from None
     finally:
         view.__exit__(None, None, None)
-    _finish(summary, as_json)
+    _finish(summary, as_json, report=None if no_report else (storage, runs_dir, presets_dir or []))
+
+
+@app.command("report")
+def report(
+    target: Annotated[str, typer.Argument(metavar="NAME|DIR", help="Sweep name, or a sweep folder holding study.db.")],
+    baseline: Annotated[Optional[str], typer.Option(
+        "--baseline", help="Preset or run directory to compare with (default: the sweep's preset and its reported "
+        "score).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default runs/sweeps/NAME/report).")] = None,
+    storage: StorageOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    presets_dir: PresetsDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a sweep's report: ranking vs a baseline in pp, parameter changes in %, impact,
+    coarse-to-fine progress, recommended presets with train commands, figures, methods text."""
+    from ocrtune.sweep.report.build import ReportRequest, make_report
+
+    rep, folder = make_report(ReportRequest(target, baseline, out, storage, runs_dir, presets_dir or []))
+    if as_json:
+        print_json({**rep.to_json(), "folder": str(folder)})
+        return
+    from ocrtune.cli.sweep_report import render_report
+
+    console.print(render_report(rep, folder))
 
 
 @app.command("status")
@@ -152,14 +180,67 @@ def worker(
         info(f"worker done: ran {len(outcomes)} trial(s)")
 
 
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="W&B 'export runs' CSV (or any CSV with one row per run), or JSON records.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the new sweep.")],
+    preset: Annotated[str, typer.Option("--preset", "-p", help="Preset the runs trained (name or path): keys and values are checked against it.")],
+    metric: Annotated[str, typer.Option("--metric", help="Column holding each run's score, e.g. val/hmean or summary.val_loss.")],
+    column: Annotated[Optional[list[str]], typer.Option(
+        "--column", help="Map a column to a preset key: SHORT=models.optimizer.lr (repeatable).", show_default=False)] = None,
+    direction: Annotated[Optional[str], typer.Option(
+        "--direction", help="maximize (default; recorded as hmean) or minimize (default for a loss column; recorded as val_loss).")] = None,
+    percent: Annotated[Optional[bool], typer.Option(
+        "--percent/--fraction", help="The H-mean column holds percent (converted to a fraction) or fractions 0..1 "
+        "(default: percent when a value is above 1 and none above 100).", show_default=False)] = None,
+    storage: StorageOption = None,
+    runs_dir: RunsDirOption = Path("runs"),
+    presets_dir: PresetsDirOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing sweep of that name.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Import sweep results run elsewhere (W&B, a spreadsheet) as a finished sweep, so that
+    `sweep status` and `sweep report` read them like any sweep."""
+    from ocrtune.sweep.importer import ImportOutcome, ImportRequest, import_sweep
+
+    request = ImportRequest(
+        file=file, name=name, preset=preset, metric=metric, columns=tuple(column or ()), direction=direction,
+        unit="auto" if percent is None else "percent" if percent else "fraction", storage=storage,
+        runs_dir=runs_dir, presets_dir=tuple(presets_dir or ()), force=force)
+    done: list[ImportOutcome] = []
+    summary = import_sweep(request, on_done=done.append)
+    outcome = done[0]
+    if outcome.ignored:
+        shown = ", ".join(outcome.ignored[:10]) + (f" and {len(outcome.ignored) - 10} more" if len(outcome.ignored) > 10 else "")
+        info(f"ignored columns (not preset keys; map one with --column SHORT=dotted.key): {shown}")
+    if as_json:
+        info(outcome.line())
+        print_json(summary.to_json())
+        return
+    console.print(Text(outcome.line()), soft_wrap=True)
+    b = summary.best
+    if b is not None:
+        console.print(Text(f"best: {_params(b.params)} {summary.metric} {fmt(b.score)} (trial {b.trial})"), soft_wrap=True)
+    info(f"see it with: ocrtune sweep status {name}" + (f" --runs-dir {runs_dir}" if runs_dir != Path("runs") else "")
+         + (" (and the same --storage)" if storage else ""))
+
+
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _finish(summary: SweepSummary, as_json: bool) -> None:
+def _finish(summary: SweepSummary, as_json: bool, report: tuple[Any, Path, Any] | None = None) -> None:
+    folder = None
+    if report is not None and summary.best is not None:
+        from ocrtune.sweep.report.build import ReportRequest, make_report
+
+        storage, runs_dir, presets_dir = report
+        _, folder = make_report(ReportRequest(summary.name, None, None, storage, runs_dir, presets_dir))
     if as_json:
-        print_json(summary.to_json())
+        print_json({**summary.to_json(), "report": str(folder) if folder else None})
     else:
         console.print(render(summary, final=True))
+    if folder is not None:
+        info(f"report: {folder / 'report.md'} (also report.html, figures/, presets/)")
     if summary.best is None:
         info("no trial produced a score (all diverged or failed); see the errors above")
         raise typer.Exit(1)

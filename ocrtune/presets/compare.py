@@ -1,7 +1,10 @@
 """Parameter diffs between presets, and blend arithmetic.
 
 Both work on flattened dotted keys of fully resolved presets (defaults filled in), so a value
-left implicit in one file still compares against an explicit one in another.
+left implicit in one file still compares against an explicit one in another. Parameters change
+by a percentage (``pct_change``, also the sweep report's); scores (``SCORE_KEYS``) differ in
+percentage points whatever unit they are stated in, and identifiers such as ``seed``
+(``NO_PERCENT_KEYS``) have no % change at all.
 """
 
 from __future__ import annotations
@@ -52,12 +55,82 @@ def pct_change(base: Any, value: Any) -> float | None:
     return (value - base) / abs(base) * 100.0
 
 
+# --- scores and units --------------------------------------------------------------------
+#
+# Scores are compared in percentage points, never as a % of a percentage. Presets state them in
+# percent (``reported.hmean: 96.53``), runs in fractions (``run.best.hmean: 0.9653``, as
+# summary.json has them); the key says which.
+
+# Scores stated in percent (a preset's ``reported`` block; the schema's Percent type).
+PERCENT_SCORE_KEYS = ("reported.hmean", "reported.precision", "reported.recall")
+# Scores stated as fractions (a run's outcome, from summary.json).
+FRACTION_SCORE_KEYS = ("run.best.hmean", "run.best.precision", "run.best.recall", "run.best.iou_hmean")
+SCORE_KEYS = PERCENT_SCORE_KEYS + FRACTION_SCORE_KEYS
+# Numbers that are not quantities (identifiers, positions, machine resources): a % change of
+# them means nothing, so they only show the changed value.
+NO_PERCENT_KEYS = (
+    "seed",
+    "dataloader.num_workers",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "reported.epoch",
+    "run.best_epoch",
+)
+# Where a row's reference has no value of its own, the score it is measured against: a run's
+# best H-mean against the H-mean a preset reports (``compare baseline RUN``).
+SCORE_COUNTERPART = {f"run.best.{m}": f"reported.{m}" for m in ("hmean", "precision", "recall")}
+
+
+def is_score(key: str) -> bool:
+    return key in SCORE_KEYS
+
+
+def score_fraction(key: str, value: Any) -> float | None:
+    """A score of ``key`` as a fraction (0.9653), whichever unit the key states it in; None for
+    a missing or non-numeric value or a key that is not a score."""
+    if not is_score(key) or not is_number(value):
+        return None
+    return float(value) / 100.0 if key in PERCENT_SCORE_KEYS else float(value)
+
+
+def score_percent(key: str, value: Any) -> float | None:
+    """A score of ``key`` in percent (96.53), the unit scores are shown in."""
+    f = score_fraction(key, value)
+    return None if f is None else f * 100.0
+
+
+def delta_pp(key: str, a: Any, b: Any, key_a: str | None = None) -> float | None:
+    """``b - a`` in percentage points; ``a`` is a value of ``key_a`` (default ``key``), so a
+    run's fraction compares with a preset's percent. None unless both are scores."""
+    pa, pb = score_percent(key_a or key, a), score_percent(key, b)
+    if pa is None or pb is None:
+        return None
+    return round(pb - pa, 10)  # 96.6 - 96.53 is 0.07, not 0.0699999999999932
+
+
+def change(key: str, base: Any, value: Any) -> float | None:
+    """The % change shown for ``key``: ``pct_change``, except for scores (in pp instead) and
+    for ``NO_PERCENT_KEYS``, which have none."""
+    if is_score(key) or key in NO_PERCENT_KEYS:
+        return None
+    return pct_change(base, value)
+
+
 @dataclass(frozen=True)
 class DiffRow:
     key: str
     values: tuple[Any, ...]  # one per preset; None where a preset lacks the key
-    deltas: tuple[float | None, ...]  # percent vs the first preset (first entry always None)
+    deltas: tuple[float | None, ...]  # percent vs the first preset (first entry always None; None for scores)
     differs: bool
+    # Score rows: the difference vs the first preset in percentage points (first entry None).
+    pp: tuple[float | None, ...] = ()
+    # Score rows whose first preset has no value of this key: the key and value measured
+    # against instead (a preset's ``reported.hmean`` for a run's ``run.best.hmean``).
+    reference: tuple[str, Any] | None = None
+
+    @property
+    def score(self) -> bool:
+        return is_score(self.key)
 
 
 def diff(named: Sequence[tuple[str, dict[str, Any]]], include_equal: bool = False) -> list[DiffRow]:
@@ -77,8 +150,17 @@ def diff(named: Sequence[tuple[str, dict[str, Any]]], include_equal: bool = Fals
         differs = any(_differs(values[0], v) for v in values[1:])
         if not (differs or include_equal):
             continue
-        deltas = (None, *(pct_change(values[0], v) for v in values[1:]))
-        rows.append(DiffRow(k, values, deltas, differs))
+        deltas = (None, *(change(k, values[0], v) for v in values[1:]))
+        pp: tuple[float | None, ...] = ()
+        reference = None
+        if is_score(k):
+            ref_key, ref = k, values[0]
+            other = SCORE_COUNTERPART.get(k)
+            if ref is None and other is not None and is_number(named[0][1].get(other)):
+                ref_key, ref = other, named[0][1][other]
+                reference = (other, ref)
+            pp = (None, *(delta_pp(k, ref, v, key_a=ref_key) for v in values[1:]))
+        rows.append(DiffRow(k, values, deltas, differs, pp, reference))
     return rows
 
 

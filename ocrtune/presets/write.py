@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import io
+import math
 import os
 import re
 import shutil
@@ -19,17 +21,20 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
 from ocrtune.errors import InputError
-from ocrtune.presets.compare import BlendedValue
+from ocrtune.presets.compare import BlendedValue, flatten, is_number
 from ocrtune.presets.load import (
     SUFFIXES,
     LoadedPreset,
+    apply_overrides,
     find_preset,
     load_preset,
     parse_scalar,
     preset_dirs,
     read_yaml,
     show_path,
+    validate,
 )
+from ocrtune.presets.sources import DATA, EPOCHS, NOT_COPIED, PER_RUN_KEYS, Source
 from ocrtune.train.rundir import write_text_atomic
 
 
@@ -191,6 +196,154 @@ def blend_preset(
 
     written = _write_checked(path, header, doc, overrides, was, dirs, overwrite)
     return Blend(path, _as_written(blended, overrides, pa, pb, written))
+
+
+def derived_preset(
+    path: Path,
+    extends: str | None,
+    values: Sequence[tuple[str, Any, str]],
+    header: str,
+    description: str,
+    dirs: Sequence[str | Path] = (),
+    overwrite: bool = True,
+) -> LoadedPreset:
+    """Write a preset at ``path`` that ``extends`` a base (or stands alone when None) and sets
+    each ``(key, value, comment)``, checked by loading it where it lies; a preset that does
+    not load leaves nothing behind (the previous file, if any, is put back)."""
+    doc = CommentedMap()
+    if extends is not None:
+        doc["extends"] = extends
+        _fix_extends(doc, find_preset(extends, dirs), path, dirs)
+    doc["description"] = description
+    for key, value, note in values:
+        set_path(doc, key, value, comment=note or None)
+    head = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return _write_checked(path, head, doc, (), lambda key: "", dirs, overwrite)
+
+
+@dataclass(frozen=True)
+class FromSource:
+    """A preset written from a run directory or a sweep trial (``presets new --from``)."""
+
+    path: Path
+    extends: str | None  # the preset it extends (None: standalone, every setting written)
+    values: list[tuple[str, Any, str]]  # (key, value, comment) as the file sets them
+    dropped: list[tuple[str, Any, str]]  # per-run values not copied: (key, source's value, why)
+    source: str  # "run 2024-05-01-baseline", "sweep lr-b4 trial 7"
+
+
+def preset_from_source(
+    name: str,
+    src: Source,
+    overrides: Sequence[str] = (),
+    out_dir: Path = Path("presets"),
+    dirs: Sequence[str | Path] = (),
+    overwrite: bool = False,
+    keep_epochs: bool = False,
+    keep_data: bool = False,
+) -> FromSource:
+    """Write ``out_dir/name.yaml`` with the settings a run or a sweep trial trained with.
+
+    It ``extends`` the preset the source started from when that is found by name, setting only
+    the keys that differ from it, each commented; otherwise it stands alone with every resolved
+    setting. The values set for that run only (its epochs, its data root: ``PER_RUN_KEYS``) are
+    not copied unless ``keep_epochs`` / ``keep_data``; the preset keeps its own (returned in
+    ``dropped``). ``--set`` overrides apply last. Written through ``derived_preset``: a preset
+    that does not load leaves nothing behind.
+    """
+    name = _clean_name(name, None)
+    path = out_dir / f"{name}.yaml"
+    _check_free(name, path, dirs, overwrite)
+    target = dict(src.settings)
+    notes = dict(src.notes)
+    dropped: list[tuple[str, Any, str]] = []
+    keep = {EPOCHS: (keep_epochs, "--keep-epochs"), DATA: (keep_data, "--keep-data")}
+    for key in PER_RUN_KEYS:
+        if key not in src.per_run or _same(target.get(key), src.own.get(key)):
+            continue
+        kept, flag = keep[key]
+        if kept:
+            notes[key] = f"{src.per_run[key]} in {src.label} (kept by {flag})"
+        else:
+            own = _show(src.own.get(key))
+            dropped.append((key, target.get(key), f"{src.per_run[key]}; the preset keeps {src.own_from} {own}, {flag} copies it"))
+            target[key] = src.own.get(key)
+    base: dict[str, Any] | None = None
+    if src.preset is not None:
+        try:
+            base = _plain_settings(load_preset(src.preset, (), dirs).preset)
+        except InputError:
+            base = None
+    description = src.description
+    set_keys: list[str] = []
+    if overrides:  # checked against the source's settings, located at --set, before the disk
+        data = _unflatten(target)
+        origins: dict[Any, Any] = {}
+        apply_overrides(data, origins, overrides)
+        validate(data, origins, default_file=src.label)
+        for item in overrides:
+            key, _, raw = item.partition("=")
+            key = key.strip()
+            value = parse_scalar(raw, key)
+            if key == "description":
+                description = value
+                continue
+            was = f"was {_show(target[key])} in {src.label}" if key in target else f"not set in {src.label}"
+            for k, v in (flatten(value, key) if isinstance(value, dict) else {key: value}).items():
+                target[k] = v
+                notes[k] = f"--set; {was}"
+                set_keys.append(k)
+    values: list[tuple[str, Any, str]] = []
+    for key, value in target.items():
+        if base is None:
+            values.append((key, value, notes.get(key, "")))
+        elif key not in base or not _same(base[key], value):
+            why = notes.get(key) or src.other_note or f"as {src.label} had it"
+            values.append((key, value, f"{why}; {src.preset} has {_show(base[key])}" if key in base else why))
+    if not any(k == "reported" or k.startswith("reported.") for k in set_keys):
+        values.append(("reported", None, ""))  # scores it reaches are not yet measured
+    flags = "".join(f" {f}" for kept, f in keep.values() if kept)
+    sets = f" with {len(overrides)} --set" if overrides else ""
+    header = [f"Created {_dt.date.today().isoformat()} by `ocrtune presets new {name} --from {src.ref}{flags}`{sets}.",
+              *src.header]
+    if base is None:
+        named = src.preset or src.recorded
+        header.append((f"Its preset {named} is not found by name" if named else "It records no preset")
+                      + ": every resolved setting is written.")
+    for key, value, why in dropped:
+        header.append(f"Not copied: {key}={_show(value)} ({why}).")
+    derived_preset(path, src.preset if base is not None else None, values, "\n".join(header), description, dirs,
+                   overwrite=overwrite)
+    return FromSource(path, src.preset if base is not None else None, values, dropped, src.label)
+
+
+def _show(v: Any) -> str:
+    """A value as YAML spells it (null, true), strings quoted."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if is_number(a) and is_number(b):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return a == b
+
+
+def _plain_settings(preset: Any) -> dict[str, Any]:
+    flat = flatten(preset.model_dump(mode="json"))
+    return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_COPIED)}
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = copy.deepcopy(value)
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union
@@ -503,9 +503,12 @@ def _field_names(cls: type) -> set[str]:
 
 
 def _plain(v: Any) -> Any:
-    """JSON values: enums as their value, tuples as lists, so stored and fresh settings compare."""
+    """JSON values: enums as their value, dataclasses as dicts, tuples as lists, so stored and
+    fresh settings compare (and print)."""
     if isinstance(v, Enum):
         return v.value
+    if is_dataclass(v) and not isinstance(v, type):
+        return _plain(asdict(v))
     if isinstance(v, Mapping):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -520,6 +523,9 @@ def _diff(key: str, stored: Any, new: Any) -> list[Difference]:
         for k in list(stored) + [k for k in new if k not in stored]:
             out += _diff(f"{key}.{k}", stored.get(k, "(absent)"), new.get(k, "(absent)"))
         return out
+    if isinstance(stored, list) and isinstance(new, list) and len(stored) == len(new) \
+            and any(isinstance(x, Mapping) for x in stored):
+        return [d for i, (a, b) in enumerate(zip(stored, new)) for d in _diff(f"{key}[{i}]", a, b)]
     if isinstance(stored, float) and isinstance(new, float) and math.isclose(stored, new, rel_tol=1e-12):
         return []
     return [] if stored == new else [Difference(key, stored, new)]

@@ -222,6 +222,20 @@ def list_runs(runs_dir: Path = Path("runs")) -> list[RunDir]:
     return [RunDir(p) for p in sorted(runs_dir.iterdir()) if p.is_dir() and (p / CONFIG).exists()]
 
 
+def list_trial_runs(sweep_dir: Path) -> list[tuple[int, RunDir]]:
+    """A sweep's trial runs, ``trials/NNNN/runs/<date>-<name>/``, as ``(trial number, run)``
+    by trial number. Folders an earlier sweep of the same name left (``NNNN.replaced-...``)
+    are not this sweep's; trials that trained nothing (objective trials) have no run."""
+    trials = sweep_dir / "trials"
+    if not trials.is_dir():
+        return []
+    out: list[tuple[int, RunDir]] = []
+    for t in sorted(trials.iterdir()):
+        if t.is_dir() and t.name.isdigit():
+            out += [(int(t.name), run) for run in list_runs(t / "runs")]
+    return sorted(out, key=lambda x: (x[0], x[1].path.name))
+
+
 def best_row(rows: Iterable[dict[str, Any]], key: str = "val_hmean") -> dict[str, Any] | None:
     """The epoch with the highest ``key`` (first one on ties), skipping epochs without it."""
     best = None

@@ -92,6 +92,9 @@ def test_resume_may_change_only_the_fields_marked_resumable() -> None:
     got = [str(d) for d in changed.differences(stored)]
     assert got == ["base.models.optimizer.weight_decay: stored 0.0001, now 0.1", "points: stored 5, now 7",
                    "epochs: stored 3, now 5"]
+    ratio = replace(stored, couplings=(Coupling(ETA, LR, 0.05),))
+    (d,) = ratio.differences(stored)
+    assert str(d) == "couplings[0].ratio: stored 0.025, now 0.05"
     other = replace(stored, search=GridSearch())
     assert [str(d) for d in other.differences(stored)] == ["strategy: stored 'hierarchical', now 'grid'"]
 

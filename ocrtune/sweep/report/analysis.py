@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ocrtune.presets.compare import blend_values, is_number, pct_change
+from ocrtune.presets.compare import blend_values, change, is_number
 from ocrtune.sweep.plan.planner import PlannerConfig, Trial, plan_stage, smoothed_scores
 from ocrtune.sweep.report.model import (
     Band,
@@ -88,8 +88,9 @@ def build_report(inp: ReportInput) -> Report:
     best_values = {**(best_trial.params if best_trial else {}), **(best_trial.derived if best_trial else {})}
     if s.best is not None:
         best_values.update(s.best.params)
+    best_values.pop("seed", None)  # a replicate's seed: the pick is the value, over every seed
     changes = [ParamChange(k, inp.baseline.values.get(k), best_values.get(k),
-                           pct_change(inp.baseline.values.get(k), best_values.get(k)), coupled=k in s.derived)
+                           change(k, inp.baseline.values.get(k), best_values.get(k)), coupled=k in s.derived)
                for k in [*cfg.keys, *s.derived] if k in best_values]
     best_score = s.best.score if s.best else None
     placement = [_placement(d, inp.baseline.values.get(d["key"]), best_values.get(d["key"]), s.trials)

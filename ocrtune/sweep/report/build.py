@@ -80,8 +80,8 @@ def _locate(req: ReportRequest) -> tuple[str, str | None, Path]:
     p = Path(req.target)
     if req.storage is None and (p / "study.db").is_file():
         return check_name(p.resolve().name, key="NAME|DIR"), f"sqlite:///{p / 'study.db'}", p
-    if os.sep in req.target or (p.exists() and p.is_dir()):
-        raise InputError("not a sweep folder (no study.db in it) and not a sweep name", key=req.target)
+    if os.sep in req.target:  # a bare name is a sweep name, even where a folder of that name exists
+        raise InputError("not a sweep folder (no study.db in it)", key=req.target)
     name = check_name(req.target, key="NAME|DIR")
     return name, req.storage, req.runs_dir / "sweeps" / name
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.run.liveness import gone_here, host_id, me, pid_alive
@@ -22,6 +23,7 @@ from ocrtune.sweep.store.backends import (
     close_backend,
     file_errors,
     file_lock,
+    first_line,
     lock_path,
     open_backend,
     resolve_storage,
@@ -279,6 +281,40 @@ class Store:
             return False
         return True
 
+    def add_finished(self, plan: Plan, slot: int, status: Status | str, score: float | None = None,
+                     attrs: Mapping[str, Any] | None = None, duration_s: float | None = None) -> StoredTrial:
+        """Record slot ``slot`` of ``plan`` as an attempt that already ended elsewhere (``sweep
+        import``), in one write: the user attrs a trial run here carries (``plan``, ``plan_slot``,
+        ``batch``, ``kind``, ``params``, ``status``, ``score`` ...), its swept values as Optuna params
+        with the space's distributions, its value (completed and pruned attempts) and its state.
+        ``duration_s`` (how long the run took, when known) sets its start before its end."""
+        status = Status(status)
+        if not status.is_result:
+            raise ValueError(f"{status} is not how a finished trial ends")
+        attrs = dict(attrs or {})
+        score = scored(status, score)
+        if status == Status.COMPLETED and score is None:
+            status = Status.FAILED
+            attrs["error"] = attrs.get("error") or "finished without a score"
+        params = dict(plan.params[slot])
+        dims = self._dims()
+        values: dict[str, Any] = {}
+        dists: dict[str, Any] = {}
+        for key, value in params.items():
+            got = param_value(*dims[key], value) if key in dims else None
+            if got is not None:
+                values[key], dists[key] = got[1].to_external_repr(got[0]), got[1]
+        user = {"plan": plan.seq, "plan_slot": slot, "batch": plan.index, "kind": plan.kind, "params": params,
+                "attempt": 1, **attrs, "status": status, "score": score, "ended": _now()}
+        state = TrialState[status.store_state.upper()]
+        frozen = create_trial(state=state, value=score if state != TrialState.FAIL else None, params=values,
+                              distributions=dists, user_attrs=_jsonable(user))
+        if duration_s is not None and duration_s >= 0 and frozen.datetime_complete is not None:
+            frozen.datetime_start = frozen.datetime_complete - timedelta(seconds=float(duration_s))
+        with self._lock:
+            trial_id = self._storage.create_new_trial(self._sid, template_trial=frozen)
+        return self.trial(trial_id)
+
     def reap_stale(self, grace_s: float, adopt: Adopt | None = None) -> list[StoredTrial]:
         """Mark RUNNING trials whose process died (this host) or went silent (``grace_s``) as
         lost, or finish them with their written result (``adopt``). Returns those changed."""
@@ -361,6 +397,33 @@ class Store:
                     self._set(_COORD, None)
             finally:
                 held.release()
+
+    # --- analysis ----------------------------------------------------------------------------
+
+    def curves(self) -> dict[int, list[tuple[int, float]]]:
+        """Each attempt's reported metric per epoch (Optuna's intermediate values)."""
+        with self._lock:
+            frozen = self._storage.get_all_trials(self._sid, deepcopy=False)
+        return {ft.number: sorted((int(k), float(v)) for k, v in ft.intermediate_values.items()) for ft in frozen
+                if ft.intermediate_values}
+
+    def importance(self, min_trials: int = 10) -> tuple[dict[str, float] | None, str]:
+        """Optuna's parameter importance estimate over the completed trials, or why there is
+        none: one parameter (nothing to apportion) or fewer than ``min_trials`` trials."""
+        done = [t for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.params]
+        keys = {k for t in done for k in t.params}
+        if len(keys) < 2:
+            return None, "one parameter was searched: there is nothing to apportion"
+        if len(done) < min_trials:
+            return None, f"only {len(done)} completed trials: too few to trust an importance estimate (need {min_trials})"
+        try:
+            with self._lock:
+                values = optuna.importance.get_param_importances(self.study)
+        except (ValueError, RuntimeError, ImportError) as e:
+            return None, f"Optuna could not estimate importance: {first_line(e)}"
+        return {k: float(v) for k, v in values.items()}, (
+            f"Optuna's fANOVA estimate over {len(done)} completed trials (the share of the score's variance "
+            "each parameter explains)")
 
     # --- pruning -----------------------------------------------------------------------------
 
