@@ -188,3 +188,33 @@ def test_report_errors_are_one_line(cli, tmp_path: Path) -> None:
                "--points", "2", "--stages", "1", "--name", "e", "--no-report")[0] == 0
     code, _, err = cli("sweep", "report", "e", "--runs-dir", str(tmp_path / "runs"), "--baseline", "no-such-preset")
     assert code == 2 and "no-such-preset" in err and "Traceback" not in err
+
+
+def test_report_of_a_tpe_sweep_and_of_an_imported_csv(cli, tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text(f"{LR}: {{distribution: log_uniform, min: 1.0e-4, max: 1.0e-2}}\n"
+                     f"{THRESH}: {{distribution: uniform, min: 0.1, max: 0.5}}\n")
+    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "two_keys", "--space",
+                         str(space), "--strategy", "tpe", "--trials", "6", "--epochs", "2", "--name", "t", "--json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "runs/sweeps/t/report/report.json").read_text())
+    assert r["strategy"] == "tpe" and len(r["ranking"]) == 6 and r["progress"] is None
+    assert "only 6 completed trials" in r["importance"]["note"]  # too few to trust
+    assert {x["kind"] for x in r["recommendations"]} == {"best", "stable", "hybrid"}
+    assert load_preset(r["recommended"]["stable"]).preset.models.head.postprocess.thresh == pytest.approx(
+        next(x for x in r["recommendations"] if x["kind"] == "stable")["values"][THRESH])
+    # a W&B export, imported, reported like any sweep (H-mean in percent in the file)
+    csv = tmp_path / "wandb.csv"
+    csv.write_text("Name,State,models.optimizer.lr,val/hmean\n"
+                   "a,finished,0.0001,71.2\nb,finished,0.001,85.5\nc,crashed,0.01,\nd,finished,0.0005,80.25\n")
+    code, out, err = cli("sweep", "import", str(csv), "--name", "w", "--preset", "cpu-demo", "--metric", "val/hmean",
+                         "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    code, out, err = cli("sweep", "report", "w", "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["strategy"] == "imported" and [x["score"] for x in r["ranking"]] == pytest.approx([0.855, 0.8025, 0.712])
+    assert r["unscored"][0]["reason"] == "state crashed in the file"
+    assert r["best_vs_baseline"][0]["best"] == 1e-3
+    assert r["best_vs_baseline"][0]["pct_change"] == pytest.approx((1e-3 - 2e-3) / 2e-3 * 100)  # cpu-demo lr 2e-3
+    assert load_preset(r["recommended"]["best"]).preset.models.optimizer.lr == 1e-3
