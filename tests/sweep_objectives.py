@@ -107,6 +107,14 @@ def hang(params: Mapping[str, Any], *, report: Callable[..., None]) -> float:
     return 0.5
 
 
+def timed(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None]) -> float:
+    """Sleeps 0.2 s an epoch; reports epoch 2 with its own epoch_time_s of 7 s (which wins)."""
+    for e in range(1, epochs + 1):
+        time.sleep(0.2)
+        report(e, 0.5, **({"epoch_time_s": 7.0} if e == 2 else {}))
+    return 0.5
+
+
 def makes_run_dir(params: Mapping[str, Any], *, trial_dir: Any) -> float:
     """Leaves a run directory the way ``fit`` does (``runs/<name>/config.yaml``)."""
     from pathlib import Path

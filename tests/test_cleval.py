@@ -318,6 +318,19 @@ def test_load_words_json_missing_file(tmp_path: Path) -> None:
         load_words_json(tmp_path / "nope.json")
 
 
+def test_huge_integers_and_bom_in_json(tmp_path, cli):
+    huge = "1" + "0" * 400
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": {"a.jpg": {"words": {"1": {"points": [[%s, 0], [1, 0], [1, 1], [0, 1]]}}}}}' % huge)
+    with pytest.raises(InputError, match="images.a.jpg.words.1.points"):
+        load_words_json(bad)
+    code, _, err = cli("data", "check", tmp_path / "nowhere")
+    assert code == 2
+    bom = tmp_path / "bom.json"
+    bom.write_text('\ufeff{"images": {"a.jpg": {"words": {}}}}', encoding="utf-8")
+    assert load_words_json(bom) == {"a.jpg": []}
+
+
 def test_metrics_import_without_torch() -> None:
     """The metrics are core modules: importing them must not pull in torch."""
     import subprocess

@@ -372,6 +372,38 @@ def test_csv_bad_input_is_located(tmp_path: Path, text: str, line: int, fragment
     assert problem.file == str(path) and problem.line == line and fragment in problem.message
 
 
+def test_submission_csv_with_huge_rows_reads_back(tmp_path):
+    rng = np.random.default_rng(0)
+    preds = {"a.jpg": [rng.uniform(0, 1000, (24, 2)) for _ in range(600)]}
+    path = tmp_path / "big.csv"
+    write_submission_csv(preds, path)
+    assert path.stat().st_size > 131072
+    back = read_submission_csv(path)
+    assert len(back["a.jpg"].words) == 600
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("filename,polygons\na.jpg,0 0 nan 0 1 1 0 1\n", "finite"),
+        ("filename,polygons\na.jpg,0 0 1e400 0 1 1 0 1\n", "finite"),
+    ],
+)
+def test_submission_csv_bad_numbers_are_located(tmp_path, body, message):
+    path = tmp_path / "p.csv"
+    path.write_text(body)
+    with pytest.raises(InputError) as e:
+        read_submission_csv(path)
+    assert "p.csv:2" in e.value.lines[0] and message in e.value.lines[0]
+
+
+def test_utf16_csv_is_an_input_error(tmp_path):
+    path = tmp_path / "u.csv"
+    path.write_text("filename,polygons\na.jpg,\n", encoding="utf-16")
+    with pytest.raises(InputError, match="not UTF-8"):
+        read_submission_csv(path)
+
+
 # ----------------------------------------------------------------------------- sanitize
 
 

@@ -19,6 +19,7 @@ from ocrtune.data.transforms import (
     rotate,
     zoom,
 )
+from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.schema import AugmentConfig
 
 
@@ -217,6 +218,26 @@ def test_resize_and_pad_grey_and_tall() -> None:
     assert out.shape == (64, 64)
     assert out[:, :16].min() == 200 and out[:, 16:].max() == 0
     assert isinstance(inv, Inverse) and inv.scale == pytest.approx(0.16)
+
+
+@pytest.mark.parametrize("w, h", [(1281, 97), (97, 1281), (1000, 3), (4001, 3001)])
+def test_resize_uses_the_exact_ratio_on_each_axis(w, h):
+    image = np.zeros((h, w, 3), np.uint8)
+    box = np.array([[0.2 * w, 0.25 * h], [0.9 * w, 0.25 * h], [0.9 * w, h], [0.2 * w, h]])
+    out, (moved,), inv = resize_and_pad(image, [box], 256)
+    assert moved[:, 0].max() == pytest.approx(round(w * 256 / max(w, h)) * 0.9, rel=1e-9)
+    assert moved[:, 1].max() == pytest.approx(round(h * 256 / max(w, h)), rel=1e-9)
+    np.testing.assert_allclose(inv.points_to_original(moved), box, atol=1e-6)
+    # a map drawn from the moved box comes back to original pixels with per-axis scale
+    prob = np.zeros((256, 256), np.float32)
+    x0, y0 = moved.min(0)
+    x1, y1 = moved.max(0)
+    prob[int(np.ceil(y0)): int(y1), int(np.ceil(x0)): int(x1)] = 1.0
+    post = DBPostProcessor(thresh=0.5, box_thresh=0.5, box_unclip_ratio=0.0001, min_size=0)
+    dets = post(prob, scale=inv.xy, original_size=(h, w))
+    if dets:  # a 3-pixel-tall image may leave nothing detectable at 256 px
+        got = dets[0].polygon
+        assert got[:, 1].max() == pytest.approx(h, abs=2.0 / inv.xy[1])
 
 
 def test_normalize_round_trip() -> None:

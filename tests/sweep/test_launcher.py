@@ -1,4 +1,4 @@
-"""Slots, GPU pinning, process identity and group termination (no torch)."""
+"""Slots, GPU pinning and --gpus against the GPUs present, process identity and group termination."""
 
 from __future__ import annotations
 
@@ -6,22 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.run.launcher import Child, Slot, gpu_ids, make_slots
 from ocrtune.sweep.run.liveness import host_id, me, pid_alive, process_start
-
-
-def fake_nvidia_smi(tmp_path, monkeypatch, *indices: int) -> None:
-    """An ``nvidia-smi`` on PATH that lists GPUs ``indices`` (the query ``gpu_ids`` makes)."""
-    bin_dir = tmp_path / "fake-bin"
-    bin_dir.mkdir(exist_ok=True)
-    exe = bin_dir / "nvidia-smi"
-    exe.write_text("#!/bin/sh\n" + "".join(f"echo {i}\n" for i in indices))
-    exe.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+from tests.sweep.helpers import OBJ, fake_nvidia_smi, one_line, sweep
 
 
 def test_slots(monkeypatch, tmp_path):
@@ -86,6 +78,19 @@ def test_gpu_indices_are_within_the_visible_gpus(monkeypatch):
     assert gpu_ids("1") == ["GPU-bb22"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,-1,2")  # CUDA ignores everything from -1 on
     assert gpu_ids("all") == ["1"]
+
+
+def test_gpu_indices_must_exist_without_cuda_visible_devices(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCRTUNE_SWEEP_POLL_S", "0.05")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no nvidia-smi: a machine without GPUs
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--gpus", "0")
+    assert code == 2 and one_line(err).startswith("--gpus: no GPU found") and not (tmp_path / "runs").exists()
+    fake_nvidia_smi(tmp_path, monkeypatch, 0, 1)
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--gpus", "5")
+    assert code == 2 and one_line(err) == "--gpus: GPU 5 is not present: this machine has GPUs 0, 1 (got '5')"
+    assert gpu_ids("1,0") == ["1", "0"]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_process_identity():

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from ocrtune.sweep.store import Store
-from tests.test_sweep_e2e import LR, MAIN, REPO, assert_each_slot_once, calls, env_for, sweep_cmd
+from tests.sweep.helpers import LR, MAIN, REPO, assert_each_slot_once, calls, env_for, sweep_cmd
 
 PG = os.environ.get("OCRTUNE_TEST_POSTGRES")
 pytestmark = [pytest.mark.postgres, pytest.mark.slow,

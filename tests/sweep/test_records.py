@@ -1,4 +1,5 @@
-"""Per-trial records from epoch rows, and reading rows while a trial writes them."""
+"""Per-trial records from epoch rows, reading rows while a trial writes them, and the epoch
+times an objective trial records."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from ocrtune.sweep.run.records import find_run_dir, loss_reduction_rate, progress, read_rows, score_of, spread, trial_records
 from ocrtune.train.rundir import RunDir, new_run_dir
+from tests.sweep.helpers import sweep, table_rows
 
 ROWS = [
     {"epoch": 0, "train_loss": 4.0, "val_hmean": 0.20, "val_loss": 3.0, "epoch_time_s": 10.0, "peak_mem_mb": 900.0},
@@ -49,3 +51,17 @@ def test_reads_metrics_csv_of_the_run_or_objective_progress(tmp_path):
     run.write_metrics(ROWS[:2])
     assert find_run_dir(tmp_path) == run.path
     assert [r["val_hmean"] for r in read_rows(tmp_path)] == [0.2, 0.5]  # metrics.csv wins once it exists
+
+
+def test_objective_trials_record_time_per_epoch(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCRTUNE_SWEEP_POLL_S", "0.05")
+    code, s, err = sweep(cli, tmp_path, "--objective", "tests.sweep_objectives:timed", "--strategy", "grid",
+                         "--points", "2", "--range", "1e-4,1e-3", "--epochs", "3", "--name", "t")
+    assert code == 0, err
+    for t in s["trials"]:
+        assert t["epochs"] == 3
+        # epochs 1 and 3 measured (0.2 s each, more on a busy machine), epoch 2 as the objective gave it
+        assert (7.0 + 0.4) / 3 <= t["time_per_epoch_s"] < (7.0 + 30) / 3
+    code, out, _ = cli("sweep", "status", "t", "--runs-dir", tmp_path / "runs")
+    rows = table_rows(out)
+    assert rows and all(float(r["s/epoch"]) > 2 for r in rows)

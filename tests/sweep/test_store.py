@@ -10,19 +10,20 @@ import textwrap
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.run.liveness import host_id, process_start
 from ocrtune.sweep.plan.space import parse_space
-from ocrtune.sweep.store import TPE, Store, make_pruner, propose_tpe, resolve_storage, show_storage
-from ocrtune.sweep.plan.strategies import Batch, Result
+from ocrtune.sweep.plan.strategies import TPE
+from ocrtune.sweep.run.liveness import host_id, process_start
+from ocrtune.sweep.store import Store, make_pruner, propose_tpe, resolve_storage, show_storage
+from ocrtune.sweep.types import Batch, GridSearch, Result, Status, SweepConfig
+from tests.sweep.helpers import LR, REPO
 
-REPO = Path(__file__).resolve().parents[1]
 PG = os.environ.get("OCRTUNE_TEST_POSTGRES")
-LR = "models.optimizer.lr"
 STORAGES = [
     "memory",
     "sqlite",
@@ -71,13 +72,15 @@ def plan_of(store: Store, values, index: int = 0):
 def test_settings_plans_and_reopen(opened):
     kind, url, name, store = opened
     assert store.config() is None and store.plans() == []
-    store.set_config({"strategy": "grid", "base": {"seed": 7}, "score": math.nan})
+    cfg = SweepConfig(name=name, search=GridSearch(points=3), base={"seed": 7, "score": math.nan},
+                      dims=({"key": LR, "kind": "log_uniform", "leaf": "float", "low": 1e-5, "high": 1e-2},))
+    store.set_config(cfg)
     plan_of(store, [1e-4, 1e-3])
     plan_of(store, [3e-4], index=1)
     again = Store.open(name, url)
-    assert again.config() == {"strategy": "grid", "base": {"seed": 7}, "score": None}
+    assert again.config() == replace(cfg, base={"seed": 7, "score": None})  # NaN is stored as null
     assert [(p.seq, p.index, p.params) for p in again.plans()] == [(0, 0, ({LR: 1e-4}, {LR: 1e-3})), (1, 1, ({LR: 3e-4},))]
-    queued = again.trials(("waiting",))
+    queued = again.trials(Status.QUEUED)
     assert [(t.plan, t.slot, t.params, t.status) for t in queued] == [
         (0, 0, {LR: 1e-4}, "queued"), (0, 1, {LR: 1e-3}, "queued"), (1, 0, {LR: 3e-4}, "queued")]
     with pytest.raises(InputError, match="minimizes its metric|maximizes its metric"):
@@ -111,7 +114,7 @@ def test_claims_are_exclusive_across_threads(opened):
     assert sorted(got) == list(range(12))
     assert store.claim() is None
     assert len(store.trials()) == 12  # claiming never creates trials
-    running = store.trials(("running",))
+    running = store.trials(Status.RUNNING)
     assert all(t.attrs["host"] == host_id() and t.attrs["pid"] == os.getpid() for t in running)
 
 
@@ -398,7 +401,7 @@ def score(p) -> float:
 def test_tpe_proposals_are_valid_deterministic_and_learn():
     first = propose_tpe(SPACE.dims, [], 3, seed=5, direction="maximize")
     assert first == propose_tpe(SPACE.dims, [], 3, seed=5, direction="maximize")
-    tpe = TPE(SPACE, trials=40, batch=4, seed=1)
+    tpe = TPE(SPACE, 40, propose_tpe, batch=4, seed=1)
     hist: list[Result] = []
     while not (b := tpe.next_batch(hist)).done:
         assert len({repr(sorted(p.items())) for p in b.params}) == len(b.params)  # constant liar: no repeats

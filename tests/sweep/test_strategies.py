@@ -11,7 +11,8 @@ import pytest
 from ocrtune.errors import InputError
 from ocrtune.sweep.plan.planner import PlannerConfig, top_values
 from ocrtune.sweep.plan.space import parse_space
-from ocrtune.sweep.plan.strategies import Batch, Grid, Hierarchical, Random, Result
+from ocrtune.sweep.plan.strategies import Grid, Hierarchical, Random
+from ocrtune.sweep.types import Batch, Result
 
 LR = "models.optimizer.lr"
 

@@ -1,5 +1,6 @@
 """Running one trial: outcome from what the subprocess left, lost trials stop, adoption,
-and the trial entry point (params applied like --set, objectives called by signature)."""
+and the trial entry point (params applied like --set, objectives called by signature, a GPU
+slot never training on the CPU)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,32 @@ import math
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 
+from ocrtune.errors import InputError
 from ocrtune.presets.load import load_preset
-from ocrtune.sweep import worker
+from ocrtune.sweep.run import worker
 from ocrtune.sweep.run.coordinator import fill_missing
 from ocrtune.sweep.run.guards import Limits, StoreUnreachable
-from ocrtune.sweep.run.launcher import Slot
+from ocrtune.sweep.run.launcher import SLOT_GPU_ENV, Slot
 from ocrtune.sweep.run.liveness import pid_alive
-from ocrtune.sweep.store import Store, StoredTrial
-from ocrtune.sweep.plan.strategies import Batch
 from ocrtune.sweep.run.trial import build_preset, call_objective, main, run_training
 from ocrtune.sweep.run.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
+from ocrtune.sweep.store import Store, StoredTrial
+from ocrtune.sweep.types import Batch, Status, SweepConfig, TrialSpec
+from tests.sweep.helpers import LR, REPO
 from tests.sweep_objectives import curve
-
-LR = "models.optimizer.lr"
 
 
 def one_trial(objective: str, epochs: int = 2):
     store = Store.open(f"w-{uuid.uuid4().hex[:8]}", f"memory:{uuid.uuid4().hex}", create=True)
     plan = store.add_plan(Batch(({LR: 5e-4},), 0, False, "test"))
     store.enqueue(plan, 0)
-    config = {"objective": objective, "epochs": epochs, "metric": "hmean", "base": {}, "preset": "x"}
+    config = SweepConfig(name=store.name, objective=objective, epochs=epochs, metric="hmean", base={}, preset="x")
     return store, config, store.claim()
 
 
@@ -73,7 +75,7 @@ def test_old_files_in_a_trial_folder_are_never_read_as_this_trials(tmp_path):
 
 
 def test_stored_paths_are_absolute(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the objective, from elsewhere
+    monkeypatch.setenv("PYTHONPATH", str(REPO))  # the objective, from elsewhere
     monkeypatch.chdir(tmp_path)
     store, config, trial = one_trial("tests.sweep_objectives:makes_run_dir")
     out = run_trial(store, config, trial, Slot("cpu0"), WorkerSettings(Path("rel/sweep"), poll_s=0.05), threading.Event())
@@ -134,16 +136,17 @@ def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch):
 
 
 def test_the_coordinator_rides_out_store_errors_too(tmp_path):
+    from ocrtune.sweep.prepare import SweepRequest, prepare
     from ocrtune.sweep.run.coordinator import Coordinator
-    from ocrtune.sweep.prepare import prepare
 
-    cfg = prepare(load_preset("cpu-demo").preset, "cpu-demo", strategy="grid", range_text="1e-4,1e-3", points=3,
-                  objective="tests.sweep_objectives:curve_only", name=f"c-{uuid.uuid4().hex[:8]}")
+    request = SweepRequest(strategy="grid", range_text="1e-4,1e-3", points=3,
+                           objective="tests.sweep_objectives:curve_only", name=f"c-{uuid.uuid4().hex[:8]}")
+    cfg = prepare(request, load_preset("cpu-demo").preset)
     store = Store.open(cfg.name, f"memory:{uuid.uuid4().hex}", create=True)
     store.plans = Flaky(store.plans, fail=3)
     summary = Coordinator(store, cfg, [Slot("cpu0")], WorkerSettings(tmp_path, poll_s=0.05, grace_s=30)).run()
-    assert store.plans.calls > 3 and summary["state"] == "finished" and summary["reason"] == "all 3 grid trials finished"
-    assert [t["status"] for t in summary["trials"]] == ["completed"] * 3
+    assert store.plans.calls > 3 and summary.state == "finished" and summary.reason == "all 3 grid trials finished"
+    assert [t.status for t in summary.trials] == ["completed"] * 3
 
 
 def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
@@ -154,7 +157,8 @@ def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
     done = store.claim()
     store.finish(done.trial_id, "completed", 0.8, {"epochs": 3, "time_per_epoch_s": 0.01})
     trial = store.claim()
-    config = {"objective": "tests.sweep_objectives:hang", "epochs": 3, "metric": "hmean", "base": {}, "preset": "x"}
+    config = SweepConfig(name=store.name, objective="tests.sweep_objectives:hang", epochs=3, metric="hmean", base={},
+                         preset="x")
     settings = WorkerSettings(tmp_path, poll_s=0.05, stall_floor_s=0.6)  # limit: max(5 x 0.01 s, 0.6 s)
     start = time.monotonic()
     out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
@@ -166,7 +170,8 @@ def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
 
 
 def test_limits():
-    finished = [StoredTrial(i, i, "complete", "completed", 0, i, 0, "explore", {}, 0.5, {"time_per_epoch_s": v, "epochs": 2})
+    finished = [StoredTrial(i, i, "complete", Status.COMPLETED, 0, i, 0, "explore", {}, 0.5,
+                            {"time_per_epoch_s": v, "epochs": 2})
                 for i, v in enumerate((10.0, 20.0, 400.0))]
     lim = Limits(None, factor=5, floor_s=60)
     assert lim.check(1e9, 1e9) is None  # nothing finished yet: no stall rule
@@ -204,7 +209,8 @@ def test_adoption_only_takes_final_results(tmp_path):
     store, config, trial = one_trial("tests.sweep_objectives:logged")
     d = tmp_path / "t"
     d.mkdir()
-    (d / "spec.json").write_text(json.dumps({"metric": "hmean"}))
+    spec = TrialSpec(name="t", params={LR: 5e-4}, epochs=2, metric="hmean", base={})
+    (d / "spec.json").write_text(json.dumps(spec.to_json()))
     (d / "progress.jsonl").write_text(json.dumps({"epoch": 0, "val_hmean": 0.4, "train_loss": 2.0}) + "\n")
     store.set_attrs(trial.trial_id, trial_dir=str(d))
     t = store.trial(trial.trial_id)
@@ -227,12 +233,13 @@ def test_a_failed_local_slot_gets_its_trial_requeued():
 
 def test_trial_params_are_applied_like_set_and_validated(tmp_path):
     base = load_preset("cpu-demo").preset.model_dump(mode="json")
-    spec = {"base": base, "params": {LR: 3e-4, "seed": 9, "models.encoder.out_indices": [2, 3, 4]}, "name": "t", "preset": "cpu-demo"}
+    spec = TrialSpec(name="t", params={LR: 3e-4, "seed": 9, "models.encoder.out_indices": [2, 3, 4]}, epochs=1,
+                     metric="hmean", base=base, preset="cpu-demo")
     loaded = build_preset(spec, tmp_path / "spec.json")
     assert loaded.preset.models.optimizer.lr == 3e-4 and loaded.preset.seed == 9
     assert loaded.preset.models.encoder.out_indices == [2, 3, 4]
-    spec = {**spec, "params": {LR: 1e-6}, "metric": "hmean", "epochs": 1}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    spec = replace(spec, params={LR: 1e-6})  # cpu-demo's eta_min, with nothing coupled to it
+    (tmp_path / "spec.json").write_text(json.dumps(spec.to_json()))
     assert main([str(tmp_path / "spec.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "failed" and "eta_min" in result["error"]
@@ -249,10 +256,10 @@ def test_a_run_that_diverged_after_a_good_epoch_has_no_score(tmp_path, monkeypat
     fake.TrainOptions = lambda **kw: kw
     fake.fit = lambda loaded, opts: result
     monkeypatch.setitem(__import__("sys").modules, "ocrtune.train.fit", fake)
-    spec = {"base": load_preset("cpu-demo").preset.model_dump(mode="json"), "params": {LR: 3e-4}, "name": "t",
-            "preset": "cpu-demo", "metric": "hmean", "epochs": 2}
+    spec = TrialSpec(name="t", params={LR: 3e-4}, epochs=2, metric="hmean",
+                     base=load_preset("cpu-demo").preset.model_dump(mode="json"), preset="cpu-demo")
     out = run_training(spec, tmp_path / "spec.json")
-    assert (out["status"], out["score"]) == ("diverged", None)
+    assert (out.status, out.score) == ("diverged", None)
     # and whatever a trial writes, the store keeps no score for it (planner, TPE and best read this)
     store, config, trial = one_trial("x:y")
     assert store.finish(trial.trial_id, "diverged", 0.6)
@@ -270,3 +277,25 @@ def test_objective_gets_only_the_keywords_it_takes(tmp_path):
 
     call_objective(anything, {}, 2, print, tmp_path)
     assert set(seen) == {"epochs", "report", "trial_dir"}
+
+
+def test_a_gpu_slot_fails_rather_than_training_on_the_cpu(tmp_path, monkeypatch):
+    import torch
+
+    from ocrtune.data.synthetic import synthesize
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    data = tmp_path / "data"
+    synthesize(data, n=2, seed=0, size=128)
+    base = load_preset("cpu-demo", ["datasets.image_size=128", "dataloader.batch_size=2",
+                                    "dataloader.num_workers=0"]).preset.model_dump(mode="json")
+    spec = TrialSpec(name="g", params={LR: 1e-3}, epochs=1, metric="hmean", base=base, preset="cpu-demo",
+                     data=str(data), objective=None)
+    spec_path = tmp_path / "trial" / "spec.json"
+    spec_path.parent.mkdir()
+    spec_path.write_text(json.dumps(spec.to_json()))
+    monkeypatch.setenv(SLOT_GPU_ENV, "0")
+    with pytest.raises(InputError, match="accelerator=gpu"):
+        run_training(spec, spec_path)
+    assert not (tmp_path / "trial" / "runs").exists()  # failed before any run directory, no CPU run

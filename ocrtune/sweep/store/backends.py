@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import sqlalchemy
+from optuna.exceptions import StorageInternalError
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -33,7 +34,8 @@ MAX_NAME = 100
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 _MEMORY: dict[str, InMemoryStorage] = {}
 # What a file that is no study (or cannot be one) raises while it is opened.
-_FILE_ERRORS = (OSError, json.JSONDecodeError, UnicodeDecodeError, sqlalchemy.exc.SQLAlchemyError)
+_FILE_ERRORS = (OSError, json.JSONDecodeError, UnicodeDecodeError, sqlalchemy.exc.SQLAlchemyError,
+                StorageInternalError)
 
 
 def check_name(name: str, key: str = "--name") -> str:
@@ -154,7 +156,8 @@ def file_errors(kind: str, target: str) -> Iterator[None]:
     try:
         yield
     except _FILE_ERRORS as e:
-        raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first_line(e)} "
+        cause = e.__cause__ if isinstance(e, StorageInternalError) and e.__cause__ is not None else e
+        raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first_line(cause)} "
                            "(is it a sweep study file, in a folder you can write?)") from None
 
 
