@@ -1,5 +1,6 @@
-"""Import layering: the pure core never loads torch/Lightning/Optuna/Typer/rich; only the sweep
-store package imports Optuna; nothing outside the CLI imports the CLI."""
+"""Import layering: the pure core never loads torch/Lightning/Optuna/Typer/rich/matplotlib; only
+the sweep store package imports Optuna, only the report's figures matplotlib; the sweep's plan
+imports neither the store nor the processes; nothing outside the CLI imports the CLI."""
 
 from __future__ import annotations
 
@@ -28,12 +29,16 @@ CORE = [
     "ocrtune.metrics",
     "ocrtune.metrics.files",
     "ocrtune.model.postprocess",
+    "ocrtune.sweep.types",
+    "ocrtune.sweep.plan.coupling",
     "ocrtune.sweep.plan.planner",
     "ocrtune.sweep.plan.space",
     "ocrtune.sweep.plan.strategies",
+    "ocrtune.sweep.report.model",
+    "ocrtune.sweep.report.analysis",
     "ocrtune.train.rundir",
 ]
-HEAVY = ["torch", "lightning", "optuna", "typer", "rich", "timm"]
+HEAVY = ["torch", "lightning", "optuna", "typer", "rich", "timm", "matplotlib"]
 
 
 def test_core_modules_load_no_framework():
@@ -58,5 +63,10 @@ def test_only_the_store_imports_optuna_and_nothing_imports_the_cli():
         mods = _imports(path)
         if any(m == "optuna" or m.startswith("optuna.") for m in mods):
             assert rel.startswith("sweep/store/"), f"{rel} imports optuna"
+        if any(m == "matplotlib" or m.startswith("matplotlib.") for m in mods):
+            assert rel == "sweep/report/figures.py", f"{rel} imports matplotlib"
+        if rel.startswith("sweep/plan/"):  # pure planning: no store, no processes, no reports
+            assert not any(m.startswith(("ocrtune.sweep.store", "ocrtune.sweep.run", "ocrtune.sweep.report"))
+                           for m in mods), f"{rel} imports beyond the plan"
         if not rel.startswith("cli/"):
             assert not any(m.startswith("ocrtune.cli") for m in mods), f"{rel} imports the CLI"
