@@ -201,7 +201,10 @@ def test_dead_worker_is_lost_and_written_result_adopted(opened):
 
 
 def test_silent_worker_is_lost_after_grace(opened):
+    """Journal and in-memory studies (no Optuna heartbeat): silence timed by the observer's clock."""
     kind, url, name, store = opened
+    if kind in ("sqlite", "postgres"):
+        pytest.skip("RDB storages use Optuna's heartbeat: test_rdb_silence_is_optunas_stale_trial_check")
     plan_of(store, [1e-4, 1e-3])
     quiet, beating = store.claim(), store.claim()
     for t in (quiet, beating):
@@ -218,6 +221,38 @@ def test_silent_worker_is_lost_after_grace(opened):
     assert [(t.slot, t.status) for t in lost] == [(0, "lost")]
     assert "no heartbeat" in lost[0].attrs["error"]
     assert not store.heartbeat(quiet.trial_id)  # the silent worker learns it lost the trial
+
+
+@pytest.mark.parametrize("kind", ["sqlite", STORAGES[-1]])
+def test_rdb_silence_is_optunas_stale_trial_check(kind, tmp_path):
+    """SQLite and PostgreSQL: Optuna's RDB heartbeat (recorded at claim and by every beat, timed
+    by the database's clock) and its stale-trial check decide silence; the failed trial reads
+    as lost, with the reason, and its worker learns it lost the trial."""
+    import optuna
+
+    url, name = storage_url(kind, tmp_path), f"hb-{uuid.uuid4().hex[:10]}"
+    store = Store.open(name, url, create=True)
+    try:
+        plan_of(store, [1e-4, 1e-3])
+        quiet, beating = store.claim(), store.claim()
+        for t in (quiet, beating):
+            store.set_attrs(t.trial_id, host="elsewhere/remote", pid=1)
+        assert store.reap_stale(grace_s=2) == []
+        time.sleep(1.6)
+        assert store.heartbeat(beating.trial_id)
+        time.sleep(1.6)  # quiet: >= 3 s since its claim; beating: <= 2 s (the database counts whole seconds)
+        lost = store.reap_stale(grace_s=2)
+        assert [(t.slot, t.status) for t in lost] == [(0, "lost")]
+        assert "Optuna's stale-trial check" in lost[0].attrs["error"]
+        by = {t.slot: t for t in store.trials()}
+        assert by[0].status == "lost" and not by[0].is_live and by[1].status == "running"
+        assert not store.heartbeat(quiet.trial_id)  # the silent worker learns it lost the trial
+        assert optuna.load_study(study_name=name, storage=store._storage).trials[quiet.number].state == \
+            optuna.trial.TrialState.FAIL
+    finally:
+        if kind == "postgres":
+            store.drop()
+        store.close()
 
 
 @pytest.mark.parametrize("kind", [s for s in STORAGES if s != "memory"])

@@ -14,11 +14,12 @@ import importlib.util
 import json
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import sqlalchemy
-from optuna.exceptions import StorageInternalError
+from optuna.exceptions import ExperimentalWarning, StorageInternalError
 from optuna.storages import BaseStorage, InMemoryStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -103,7 +104,7 @@ def open_backend(kind: str, target: str, read_only: bool = False) -> BaseStorage
             path.parent.mkdir(parents=True, exist_ok=True)
             if kind == "journal":
                 return JournalStorage(JournalFileBackend(str(path)))
-            rdb = RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+            rdb = _rdb(f"sqlite:///{path}", {"connect_args": {"timeout": 60}})
             sqlalchemy.event.listen(rdb.engine, "connect", _sqlite_pragmas)
             rdb.engine.dispose()  # reconnect with the pragmas
             return rdb
@@ -114,6 +115,18 @@ def open_backend(kind: str, target: str, read_only: bool = False) -> BaseStorage
                          "(PostgreSQL) or pymysql (MySQL)", key="--storage") from None
     except Exception as e:  # connection refused, bad credentials, unknown database
         raise OcrtuneError(f"cannot open storage {show_storage(kind, target)}: {first_line(e)}") from None
+
+
+HEARTBEAT_S = 10  # workers record a trial's heartbeat this often (Optuna's RDB heartbeat)
+
+
+def _rdb(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    """An RDB storage with Optuna's heartbeat on: workers record each running trial's
+    heartbeat in the database (by its clock), and ``Store.reap_stale`` fails the silent ones
+    with Optuna's stale-trial check."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S)
 
 
 def _open_sqlite_read_only(path: Path) -> RDBStorage:
@@ -136,7 +149,7 @@ def _open_rdb(url: str, attempts: int = 6) -> RDBStorage:
     loser's retry finds the tables made; a real error (a missing grant) fails every try."""
     for attempt in range(attempts):
         try:
-            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+            return _rdb(url, {"pool_pre_ping": True})
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise

@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from ocrtune.errors import InputError, OcrtuneError
@@ -227,6 +228,8 @@ class Store:
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(tid, k, v)
                 self._set_params(tid, dict(ft.user_attrs.get("params") or {}))
+                if self._optuna_heartbeat:
+                    self._storage.record_heartbeat(tid)  # type: ignore[attr-defined]
                 return self._stored(self._storage.get_trial(tid))
         return None
 
@@ -246,7 +249,18 @@ class Store:
         self._active.discard(trial_id)
 
     def heartbeat(self, trial_id: int) -> bool:
-        return self.set_attrs(trial_id, heartbeat=time.time())
+        """Tell the store the trial's worker is alive: Optuna's RDB heartbeat where the storage
+        has one, and the ``heartbeat`` user attr everywhere (journal and in-memory studies
+        have no other; ``sweep status`` reads it). False if the trial ended elsewhere."""
+        ok = self.set_attrs(trial_id, heartbeat=time.time())
+        if ok and self._optuna_heartbeat:
+            with self._lock:
+                self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+        return ok
+
+    @property
+    def _optuna_heartbeat(self) -> bool:
+        return isinstance(self._storage, RDBStorage) and self._storage.heartbeat_interval is not None
 
     def report(self, trial_id: int, step: int, value: float) -> None:
         with self._lock, contextlib.suppress(UpdateFinishedTrialError, RuntimeError):
@@ -317,7 +331,30 @@ class Store:
 
     def reap_stale(self, grace_s: float, adopt: Adopt | None = None) -> list[StoredTrial]:
         """Mark RUNNING trials whose process died (this host) or went silent (``grace_s``) as
-        lost, or finish them with their written result (``adopt``). Returns those changed."""
+        lost, or finish them with their written result (``adopt``). Returns those changed.
+
+        A process gone on this host is seen at once (pid and start time). Silence is Optuna's
+        stale-trial check on RDB storages (heartbeats timed by the database's clock, failed
+        trials reported through the storage's stale-trial callback); journal and in-memory
+        studies, which Optuna gives no heartbeat, use the ``heartbeat`` attr timed by this
+        process's clock (``clock``), so clock skew between machines does not matter."""
+        changed = self._reap(grace_s, adopt)
+        if self._optuna_heartbeat:
+            changed += self._fail_stale(grace_s)
+        return changed
+
+    def _fail_stale(self, grace_s: float) -> list[StoredTrial]:
+        storage = self._storage
+        assert isinstance(storage, RDBStorage)
+        stale: list[int] = []
+        storage.grace_period = grace_s  # type: ignore[assignment]
+        storage.heartbeat_stale_trial_callback = lambda study, ft: stale.append(ft.number)
+        with self._exclusive(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+        return [self.trial(self._tid(n)) for n in stale]
+
+    def _reap(self, grace_s: float, adopt: Adopt | None) -> list[StoredTrial]:
         here, mine, now = host_id(), me(), self.clock()
         changed = []
         for t in self.trials(Status.RUNNING):
@@ -329,7 +366,7 @@ class Store:
             seen = self._beats.get(t.trial_id)
             if seen is None or seen[0] != beat:
                 self._beats[t.trial_id] = (beat, now)
-            silent = seen is not None and seen[0] == beat and now - seen[1] > grace_s
+            silent = seen is not None and seen[0] == beat and now - seen[1] > grace_s and not self._optuna_heartbeat
             dead = ours or gone_here(a)
             if not (dead or silent):
                 continue
@@ -475,6 +512,9 @@ class Store:
         a = dict(ft.user_attrs)
         state = ft.state.name.lower()
         status = Status.from_store(state, a.get("status"))
+        if status == Status.LOST and a.get("status") == Status.RUNNING.value and not a.get("error"):
+            a["error"] = ("no heartbeat within the grace period: failed by Optuna's stale-trial check; the slot is "
+                          "queued again")
         score = finite(a.get("score")) if "score" in a else (finite(ft.value) if ft.values else None)
         if not status.is_live:
             score = scored(status, score)  # studies written before the rule was enforced
