@@ -41,7 +41,7 @@ from pydantic import ValidationError
 from ocrtune.errors import InputError, Problem
 from ocrtune.presets.load import Origin, did_you_mean, problem_for, show_path
 from ocrtune.presets.schema import Preset, field_names
-from ocrtune.sweep.plan.space import Dim, Space, leaf_kind, parse_space
+from ocrtune.sweep.plan.space import Dim, Space, leaf_kind, parse_space, set_dotted
 from ocrtune.sweep.types import Batch, Direction, ImportedSearch, Status, SweepConfig, SweepSummary
 
 Unit = Literal["auto", "percent", "fraction"]
@@ -692,7 +692,7 @@ def check_values(table: Table, cols: Columns, preset: Preset) -> tuple[Space, li
             continue
         data = base
         for key, v in mine.items():
-            data = _set(data, key, v)
+            data = set_dotted(data, key, v)
         try:
             Preset.model_validate(data)
         except ValidationError as err:
@@ -718,19 +718,6 @@ def _dim(key: str, spec: Mapping[str, Any]) -> Dim:
         return Dim(key, "choice", leaf, values=tuple(spec["values"]))
     kind = spec["distribution"]
     return Dim(key, kind, leaf, spec["min"], spec["max"])
-
-
-def _set(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
-    parts = key.split(".")
-    out = dict(data)
-    node = out
-    for part in parts[:-1]:
-        child = node.get(part)
-        child = dict(child) if isinstance(child, Mapping) else {}
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
-    return out
 
 
 # --- the metric ------------------------------------------------------------------------------

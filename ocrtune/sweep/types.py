@@ -73,11 +73,6 @@ class Status(str, Enum):
         return self in (Status.COMPLETED, Status.PRUNED)
 
     @property
-    def reruns(self) -> bool:
-        """Ended without a result: its plan slot is queued again."""
-        return self in (Status.LOST, Status.INTERRUPTED)
-
-    @property
     def is_live(self) -> bool:
         return self in (Status.QUEUED, Status.RUNNING)
 

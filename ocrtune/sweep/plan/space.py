@@ -441,13 +441,13 @@ def _check_in_preset(d: Dim, spec: Mapping[str, Any], where: Problem, base: Pres
               for i in range(len(_corners(d)))]
     for label, value in zip(labels, _corners(d)):
         for combo in combos:
-            trial = _set(data, d.key, value)
+            trial = set_dotted(data, d.key, value)
             values = {d.key: value}
             for o, ov in zip(others, combo):
-                trial = _set(trial, o.key, ov)
+                trial = set_dotted(trial, o.key, ov)
                 values[o.key] = ov
             for k, v in derived_values(values, couplings).items():
-                trial = _set(trial, k, v)
+                trial = set_dotted(trial, k, v)
             err = _first_error(trial, d.key, swept)
             if err is None:
                 continue
@@ -477,14 +477,14 @@ def _first_error(data: dict[str, Any], key: str, swept: set[str]) -> tuple[Probl
     return None
 
 
-def _set(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+def set_dotted(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
     """Copy of ``data`` with the dotted ``key`` set (only the touched path is copied)."""
     parts = key.split(".")
     out = dict(data)
     node = out
     for part in parts[:-1]:
         child = node.get(part)
-        child = dict(child) if isinstance(child, dict) else {}
+        child = dict(child) if isinstance(child, Mapping) else {}
         node[part] = child
         node = child
     node[parts[-1]] = value
