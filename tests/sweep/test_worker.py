@@ -25,7 +25,7 @@ from ocrtune.sweep.run.liveness import pid_alive
 from ocrtune.sweep.run.trial import build_preset, call_objective, main, run_training
 from ocrtune.sweep.run.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
 from ocrtune.sweep.store import Store, StoredTrial
-from ocrtune.sweep.types import Batch, Status, SweepConfig, TrialSpec
+from ocrtune.sweep.types import Batch, GridSearch, Status, SweepConfig, TrialSpec
 from tests.sweep.helpers import LR, REPO
 from tests.sweep_objectives import curve
 
@@ -54,6 +54,36 @@ def test_a_trial_killed_without_a_result_is_requeued_then_failed(tmp_path):
     stored = store.trials()
     assert [t.attrs["attempt"] for t in stored] == list(range(1, MAX_CRASHES + 1))
     assert stored[-1].is_result and stored[-1].attrs["exit_code"] == -9 and "not retried" in stored[-1].attrs["error"]
+
+
+def test_a_trial_longer_than_the_grace_period_keeps_its_claim(tmp_path, monkeypatch):
+    """The worker's heartbeat reaches Optuna's RDB heartbeat: a trial that runs past the grace
+    period while its worker beats is not declared lost (on SQLite, silence is Optuna's check)."""
+    from ocrtune.sweep.run.coordinator import Coordinator
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "1.5")  # 2 epochs: 3 s, past a 2 s grace
+    name = f"hb-{uuid.uuid4().hex[:8]}"
+    store = Store.open(name, f"sqlite:///{tmp_path}/study.db", create=True)
+    cfg = SweepConfig(name=name, objective="tests.sweep_objectives:logged", epochs=2, metric="hmean", base={},
+                      preset="x", search=GridSearch(points=1), dims=({"key": LR, "kind": "choice", "leaf": "float",
+                                                                      "low": None, "high": None, "q": None,
+                                                                      "values": [5e-4]},))
+    settings = WorkerSettings(tmp_path, poll_s=0.05, heartbeat_s=0.3, grace_s=2)
+    coord = Coordinator(store, cfg, [Slot("cpu0")], settings)
+    box: dict = {}
+    th = threading.Thread(target=lambda: box.update(summary=coord.run()), daemon=True)
+    try:
+        th.start()
+        th.join(60)
+        if th.is_alive():  # without the heartbeat, every attempt is declared lost and queued again
+            coord.stop.set()
+            th.join(30)
+            pytest.fail(f"the trial never finished: {[t.status.value for t in store.trials()]}")
+    finally:
+        store.close()
+    summary = box["summary"]
+    assert [t.status for t in summary.trials] == ["completed"] and summary.trials[0].duration_s > 2
 
 
 def test_old_files_in_a_trial_folder_are_never_read_as_this_trials(tmp_path):

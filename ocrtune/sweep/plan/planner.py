@@ -181,8 +181,8 @@ def top_values(history: Sequence[Trial], k: int, cfg: PlannerConfig) -> tuple[fl
 def smoothed_scores(history: Sequence[Trial], cfg: PlannerConfig) -> list[tuple[float, float | None]]:
     """(value, smoothed score) for every distinct evaluated value, in the metric's own units
     (None where every run of the value diverged): what the pick and the stop rule rank by."""
-    sign = 1.0 if cfg.direction == "maximize" else -1.0
-    return [(v, sign * g if math.isfinite(g) else None) for v, g in _smoothed(_points(history, cfg), cfg)]
+    sign = 1.0 if cfg.direction == "maximize" else -1.0  # rounded: a far neighbour's 1e-198 is not news
+    return [(v, round(sign * g, 12) if math.isfinite(g) else None) for v, g in _smoothed(_points(history, cfg), cfg)]
 
 
 def same_value(a: float, b: float, cfg: PlannerConfig) -> bool:

@@ -235,11 +235,14 @@ class Store:
 
     def set_attrs(self, trial_id: int, **attrs: Any) -> bool:
         """Update a running trial's attrs; False if it already ended (another process reaped
-        it). Storage failures raise: callers decide whether to retry."""
+        it). A ``heartbeat`` among them is also recorded as Optuna's RDB heartbeat, which is
+        what decides silence there. Storage failures raise: callers decide whether to retry."""
         try:
             with self._lock:
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(trial_id, k, v)
+                if "heartbeat" in attrs and self._optuna_heartbeat:
+                    self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
         except (UpdateFinishedTrialError, RuntimeError):
             return False
         return True
@@ -252,11 +255,7 @@ class Store:
         """Tell the store the trial's worker is alive: Optuna's RDB heartbeat where the storage
         has one, and the ``heartbeat`` user attr everywhere (journal and in-memory studies
         have no other; ``sweep status`` reads it). False if the trial ended elsewhere."""
-        ok = self.set_attrs(trial_id, heartbeat=time.time())
-        if ok and self._optuna_heartbeat:
-            with self._lock:
-                self._storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-        return ok
+        return self.set_attrs(trial_id, heartbeat=time.time())
 
     @property
     def _optuna_heartbeat(self) -> bool:
