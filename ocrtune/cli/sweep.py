@@ -97,15 +97,16 @@ def sweep(
         view.__enter__()
 
     try:
-        summary = run_sweep(request, Place(storage, runs_dir), sets=set_ or [], presets_dir=presets_dir or [],
-                            gpus=gpus, parallel=parallel, hooks=Hooks(started, view.event, view.update))
+        outcome = run_sweep(request, Place(storage, runs_dir), sets=set_ or [], presets_dir=presets_dir or [],
+                            gpus=gpus, parallel=parallel, hooks=Hooks(started, view.event, view.update),
+                            report=not no_report)
     except KeyboardInterrupt:
         view.__exit__(None, None, None)
         info(f"stopped; running trials were re-queued. Resume with the same command (sweep {names[0] if names else ''}).")
         raise typer.Exit(EXIT_STOPPED) from None
     finally:
         view.__exit__(None, None, None)
-    _finish(summary, as_json, report=None if no_report else (storage, runs_dir, presets_dir or []))
+    _finish(outcome.summary, as_json, outcome.report_dir, outcome.report_error, name=outcome.summary.name)
 
 
 @app.command("report")
@@ -228,19 +229,18 @@ def import_(
 # --- rendering -------------------------------------------------------------------------------
 
 
-def _finish(summary: SweepSummary, as_json: bool, report: tuple[Any, Path, Any] | None = None) -> None:
-    folder = None
-    if report is not None and summary.best is not None:
-        from ocrtune.sweep.report.build import ReportRequest, make_report
-
-        storage, runs_dir, presets_dir = report
-        _, folder = make_report(ReportRequest(summary.name, None, None, storage, runs_dir, presets_dir))
+def _finish(summary: SweepSummary, as_json: bool, folder: Path | None = None, report_error: str | None = None,
+            name: str = "") -> None:
     if as_json:
         print_json({**summary.to_json(), "report": str(folder) if folder else None})
     else:
         console.print(render(summary, final=True))
     if folder is not None:
         info(f"report: {folder / 'report.md'} (also report.html, figures/, presets/)")
+    if report_error is not None:
+        info(f"error: report not written: {report_error}; the results are in the study: "
+             f"re-make it with 'ocrtune sweep report {name}'")
+        raise typer.Exit(1)
     if summary.best is None:
         info("no trial produced a score (all diverged or failed); see the errors above")
         raise typer.Exit(1)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ocrtune.errors import InputError
+from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.prepare import SweepRequest, check_worker_data, prepare
 from ocrtune.sweep.run.coordinator import Coordinator
 from ocrtune.sweep.run.launcher import Slot, make_slots, sigterm_as_interrupt
@@ -43,10 +43,21 @@ class Place:
         return self.runs_dir / "sweeps" / name
 
 
+@dataclass(frozen=True)
+class SweepOutcome:
+    """A sweep that ran to its end: its summary, and its report folder (None when not asked
+    for or when no trial has a score; ``report_error`` when writing it failed)."""
+
+    summary: SweepSummary
+    report_dir: Path | None = None
+    report_error: str | None = None
+
+
 def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), presets_dir: Sequence[str] = (),
-              gpus: str | None = None, parallel: int | None = None, hooks: Hooks | None = None) -> SweepSummary:
-    """Check everything, open (or create) the study and drive the sweep to its end.
-    Ctrl-C (or SIGTERM) raises ``KeyboardInterrupt`` once running trials are re-queued."""
+              gpus: str | None = None, parallel: int | None = None, hooks: Hooks | None = None,
+              report: bool = True) -> SweepOutcome:
+    """Check everything, open (or create) the study, drive the sweep to its end and write its
+    report. Ctrl-C (or SIGTERM) raises ``KeyboardInterrupt`` once running trials are re-queued."""
     from ocrtune.presets.load import load_preset
 
     hooks = hooks or Hooks()
@@ -58,9 +69,21 @@ def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), 
     try:
         coord = Coordinator(store, cfg, slots, WorkerSettings(sweep_dir=place.sweep_dir(cfg.name)), on_event=hooks.event)
         with sigterm_as_interrupt():
-            return coord.run(on_update=hooks.update, on_attached=lambda: hooks.started(cfg, store.url, slots))
+            summary = coord.run(on_update=hooks.update, on_attached=lambda: hooks.started(cfg, store.url, slots))
     finally:
         store.close()
+    if not report or summary.best is None:
+        return SweepOutcome(summary)
+    from ocrtune.sweep.report.build import ReportRequest, make_report
+
+    try:
+        _, folder = make_report(ReportRequest(cfg.name, None, None, place.storage, place.runs_dir, presets_dir))
+    except OSError as e:  # the sweep's results are safe in the study; the report can be re-made
+        where = f"{e.filename}: " if e.filename else ""
+        return SweepOutcome(summary, None, f"{where}{e.strerror or e}")
+    except OcrtuneError as e:
+        return SweepOutcome(summary, None, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return SweepOutcome(summary, folder)
 
 
 def sweep_status(name: str, place: Place) -> SweepSummary:

@@ -218,3 +218,21 @@ def test_report_of_a_tpe_sweep_and_of_an_imported_csv(cli, tmp_path: Path) -> No
     assert r["best_vs_baseline"][0]["best"] == 1e-3
     assert r["best_vs_baseline"][0]["pct_change"] == pytest.approx((1e-3 - 2e-3) / 2e-3 * 100)  # cpu-demo lr 2e-3
     assert load_preset(r["recommended"]["best"]).preset.models.optimizer.lr == 1e-3
+
+
+def test_a_report_that_cannot_be_written_keeps_the_sweeps_results(cli, tmp_path: Path, monkeypatch) -> None:
+    import ocrtune.sweep.report.build as build
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "write_files", broken)
+    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range",
+                         "1e-4,1e-2", "--points", "2", "--stages", "1", "--name", "x")
+    assert code == 1 and "report not written: No space left on device" in err and "sweep report x" in err
+    assert "Traceback" not in err and not (tmp_path / "runs/sweeps/x/report").exists()
+    assert not [p for p in (tmp_path / "runs/sweeps/x").iterdir() if p.name.startswith(".report")]  # no staging left
+    monkeypatch.undo()
+    monkeypatch.chdir(REPO)
+    code, out, err = cli("sweep", "report", "x", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0 and (tmp_path / "runs/sweeps/x/report/report.md").is_file()
