@@ -201,3 +201,47 @@ def test_status_works_on_a_read_only_copy(cli, tmp_path: Path) -> None:
         for p in [top, *top.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         shutil.rmtree(top)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+@pytest.mark.parametrize("with_shm", [True, False])
+def test_status_reads_a_read_only_copy_taken_while_the_sweep_was_writing(tmp_path: Path, with_shm: bool) -> None:
+    """A copy of a live SQLite study holds its recent writes in study.db-wal: they are read (an
+    immutable open would ignore them), with or without the -shm file beside it."""
+    import tempfile
+
+    from ocrtune.sweep.store import Store
+    from ocrtune.sweep.types import Batch
+
+    store = Store.open("live", f"sqlite:///{tmp_path}/study.db", create=True)
+    top = Path(tempfile.mkdtemp(prefix="ocrtune-ro-"))
+    try:
+        plan = store.add_plan(Batch(tuple({LR: 1e-4 * (i + 1)} for i in range(5)), 0, False, "test"))
+        for i in range(5):
+            store.enqueue(plan, i)
+        names = [p.name for p in tmp_path.iterdir()]
+        assert "study.db-wal" in names and (tmp_path / "study.db-wal").stat().st_size > 0  # writes not yet in study.db
+        copy = top / "copy"
+        copy.mkdir()
+        for f in ("study.db", "study.db-wal", *(["study.db-shm"] if with_shm else [])):
+            shutil.copy2(tmp_path / f, copy / f)
+        for p in copy.iterdir():
+            p.chmod(0o444)
+        copy.chmod(0o555)
+        top.chmod(0o755)
+        code = ("import sys; from ocrtune.sweep.store import Store; "
+                "s = Store.open('live', sys.argv[1], read_only=True); print(len(s.trials()), len(s.plans()))")
+        r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", sys.executable, "-c",
+                            code, f"sqlite:///{copy}/study.db"], capture_output=True, text=True, cwd=top,
+                           env={**os.environ, "HOME": str(top), "PYTHONPATH": str(REPO)}, timeout=120)
+        if "Permission denied" in r.stderr and "python" in r.stderr.lower():
+            pytest.skip("the venv is not readable by nobody here")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["5", "1"]
+        assert sorted(p.name for p in copy.iterdir()) == sorted(["study.db", "study.db-wal",
+                                                                 *(["study.db-shm"] if with_shm else [])])
+    finally:
+        store.close()
+        for p in [top, *top.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        shutil.rmtree(top)

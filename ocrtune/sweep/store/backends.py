@@ -130,17 +130,42 @@ def _rdb(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
 
 
 def _open_sqlite_read_only(path: Path) -> RDBStorage:
-    """A SQLite study opened read only. A WAL database needs its ``-shm`` file writable even
-    to read, so in a folder this process cannot write the file is opened ``immutable``
-    (a copy: nobody writes it)."""
+    """A SQLite study opened without writing anything where it lies.
+
+    In a folder this process can write, ``mode=ro``. In one it cannot (a read-only copy): with
+    no pending write-ahead log, ``immutable`` (exact: everything is in the main file); with a
+    ``-wal`` beside it, ``mode=ro`` works when its ``-shm`` is there too; otherwise the file
+    and its log are copied to a temporary folder and read there, since an immutable open
+    would ignore the log's recent writes."""
+    import atexit
     import os
+    import shutil
+    import sqlite3
+    import tempfile
     from urllib.parse import quote
 
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    if not os.access(path.parent, os.W_OK):
-        uri += "&immutable=1"
-    return RDBStorage(f"sqlite:///{uri}&uri=true", engine_kwargs={"connect_args": {"timeout": 60}},
-                      skip_table_creation=True, skip_compatibility_check=True)
+    def opened(file: Path, extra: str = "") -> RDBStorage:
+        uri = f"file:{quote(str(file.resolve()))}?mode=ro{extra}"
+        rdb = RDBStorage(f"sqlite:///{uri}&uri=true", engine_kwargs={"connect_args": {"timeout": 60}},
+                         skip_table_creation=True, skip_compatibility_check=True)
+        with rdb.engine.connect() as conn:  # fail here, not at the first query
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+        return rdb
+
+    wal = path.with_name(path.name + "-wal")
+    if os.access(path.parent, os.W_OK):
+        return opened(path)
+    if not wal.is_file() or wal.stat().st_size == 0:
+        return opened(path, "&immutable=1")
+    try:
+        return opened(path)
+    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, StorageInternalError):
+        pass  # no -shm to share: read a copy
+    tmp = Path(tempfile.mkdtemp(prefix="ocrtune-status-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    for f in (path, wal):
+        shutil.copy2(f, tmp / f.name)
+    return opened(tmp / path.name)
 
 
 def _open_rdb(url: str, attempts: int = 6) -> RDBStorage:
