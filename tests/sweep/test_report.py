@@ -79,8 +79,8 @@ def test_report_json_numbers(hier) -> None:
         assert x["delta_pp"] == pytest.approx((x["score"] - 0.9653) * 100)
     (div,) = r["unscored"]
     assert div["status"] == "diverged" and div["params"][LR] == 1e-2 and "nan" in div["reason"]
-    # impact: tertile bands of the tried values, means recomputed here
-    pts = [(x["params"][LR], x["score"]) for x in r["ranking"]]
+    # impact: tertile bands of the explored values (replicates would count their values twice)
+    pts = [(x["params"][LR], x["score"]) for x in r["ranking"] if x["kind"] == "explore"]
     q1, q2 = 10 ** np.quantile(np.log10([v for v, _ in pts]), [1 / 3, 2 / 3])
     bands = {b["label"]: b for b in r["impact"][0]["bands"]}
     for label, sel in (("low", lambda v: v <= q1), ("mid", lambda v: q1 < v <= q2), ("high", lambda v: v > q2)):
@@ -236,3 +236,49 @@ def test_a_report_that_cannot_be_written_keeps_the_sweeps_results(cli, tmp_path:
     monkeypatch.chdir(REPO)
     code, out, err = cli("sweep", "report", "x", "--runs-dir", str(tmp_path / "runs"))
     assert code == 0 and (tmp_path / "runs/sweeps/x/report/report.md").is_file()
+
+
+def test_report_never_replaces_a_folder_that_is_not_a_report(cli, tmp_path: Path) -> None:
+    assert cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range", "1e-4,1e-2",
+               "--points", "2", "--stages", "1", "--name", "o")[0] == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "afile").write_text("keep me too")
+    for out in (mine, tmp_path / "runs/sweeps/o", tmp_path / "runs", tmp_path / "afile"):
+        code, _, err = cli("sweep", "report", "o", "--runs-dir", str(tmp_path / "runs"), "--out", str(out))
+        assert code == 2 and "--out" in err and len(err.strip().splitlines()) == 1, (out, err)
+    assert (mine / "notes.txt").read_text() == "keep me" and (tmp_path / "afile").read_text() == "keep me too"
+    assert (tmp_path / "runs/sweeps/o/study.db").is_file()
+    assert not [p for p in tmp_path.rglob(".*tmp-*")]  # no staging folder left behind
+    # an earlier report (default place or --out) is replaced whole
+    assert cli("sweep", "report", "o", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"))[0] == 0
+    assert cli("sweep", "report", "o", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"))[0] == 0
+
+
+def test_against_another_preset_every_differing_setting_is_compared_and_blended(cli, tmp_path: Path) -> None:
+    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--preset", "baseline", "--objective",
+                         CURVES + "peak", "--stages", "2", "--name", "b8", "--set", "models.optimizer.weight_decay=0.001",
+                         "--json")
+    assert code == 0, err
+    r = json.loads((tmp_path / "runs/sweeps/b8/report/report.json").read_text())
+    rows = {c["key"]: c for c in r["best_vs_baseline"]}
+    # the baseline is the preset as written: the sweep's --set shows as a setting it kept fixed
+    wd = rows["models.optimizer.weight_decay"]
+    assert (wd["baseline"], wd["best"], wd["swept"]) == (1e-4, 1e-3, False) and wd["pct_change"] == pytest.approx(900)
+    best = load_preset(r["recommended"]["best"]).preset
+    assert best.models.optimizer.weight_decay == 1e-3 and best.reported is None  # scores are not inherited
+    code, out, err = cli("sweep", "report", "b8", "--runs-dir", str(tmp_path / "runs"), "--baseline", "run8",
+                         "--out", str(tmp_path / "vs-run8"), "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    rows = {c["key"]: c for c in r["best_vs_baseline"]}
+    assert rows["models.scheduler.T_max"]["baseline"] == 24 and rows["models.scheduler.T_max"]["best"] == 22
+    assert r["baseline"]["epochs"] == 10 and "not a full run" in r["baseline"]["score_source"]
+    hybrid = load_preset(r["recommended"]["hybrid"]).preset
+    assert hybrid.models.scheduler.T_max == 23  # run8 24 and best 22, blended
+    assert hybrid.models.optimizer.weight_decay == pytest.approx((6.797303101020006e-05 + 1e-3) / 2)
+    text = Path(r["recommended"]["hybrid"]).read_text()
+    assert "--baseline run8" in text.splitlines()[0] and "reported:" in text
+    md = (tmp_path / "vs-run8/report.md").read_text()
+    assert "measured after 10 epoch(s), the trials' after 3" in md and "(fixed in the sweep)" in md

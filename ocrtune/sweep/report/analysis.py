@@ -24,13 +24,14 @@ Rules worth knowing (docs/reports.md has them for users):
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ocrtune.presets.compare import blend_values, change, is_number
+from ocrtune.presets.compare import blend_values, change, diff, flatten, is_number
 from ocrtune.sweep.plan.planner import PlannerConfig, Trial, plan_stage, smoothed_scores
 from ocrtune.sweep.report.model import (
     Band,
@@ -48,7 +49,7 @@ from ocrtune.sweep.report.model import (
     StageRow,
     UnscoredRow,
 )
-from ocrtune.sweep.types import HierarchicalSearch, Status, SweepConfig, SweepSummary, TrialRow
+from ocrtune.sweep.types import HierarchicalSearch, ImportedSearch, Status, SweepConfig, SweepSummary, TrialRow
 
 STRIP_WIDTH = 48
 KERNEL = 0.1  # neighbourhood width for strategies that do not smooth (fraction of each range)
@@ -89,28 +90,49 @@ def build_report(inp: ReportInput) -> Report:
     if s.best is not None:
         best_values.update(s.best.params)
     best_values.pop("seed", None)  # a replicate's seed: the pick is the value, over every seed
-    changes = [ParamChange(k, inp.baseline.values.get(k), best_values.get(k),
-                           change(k, inp.baseline.values.get(k), best_values.get(k)), coupled=k in s.derived)
-               for k in [*cfg.keys, *s.derived] if k in best_values]
+    changes = _changes(inp, best_values)
     best_score = s.best.score if s.best else None
     placement = [_placement(d, inp.baseline.values.get(d["key"]), best_values.get(d["key"]), s.trials)
                  for d in cfg.dims]
-    impact = [_impact(d, scored_rows, cfg) for d in cfg.dims]
+    explored = [t for t in scored_rows if t.kind == "explore"]  # replicates would weigh their values twice
+    impact = [_impact(d, explored, cfg) for d in cfg.dims]
     progress = _progress(cfg, s) if isinstance(cfg.search, HierarchicalSearch) else None
-    recommended = _recommend(inp, best_row, best_values, scored_rows, log_keys)
+    recommended = _recommend(inp, best_row, best_values, scored_rows, log_keys, changes)
     hours = sum(t.duration_s or 0.0 for t in s.trials if not t.status.is_live) / 3600
     device = "GPU" if any("cuda" in str(t.device or "").lower() or "gpu" in str(t.device or "").lower()
                           for t in s.trials) else "CPU"
     report = Report(
         name=s.name, storage=s.storage, strategy=s.strategy, metric=s.metric, direction=s.direction,
         unit="fraction" if s.metric == "hmean" else "loss", preset=s.preset, keys=list(cfg.keys), log_keys=log_keys,
-        epochs=cfg.epochs, max_epochs=inp.max_epochs, state=s.state, running=running, baseline=inp.baseline,
-        best=best_row, best_vs_baseline=changes,
+        epochs=cfg.epochs, max_epochs=inp.max_epochs, state=s.state, running=running, source=_source(cfg),
+        baseline=inp.baseline, best=best_row, best_note=s.best.note if s.best else None, best_vs_baseline=changes,
         score_delta_pp=delta_pp(best_score, inp.baseline.score, cfg.metric),
         ranking=ranking, unscored=unscored, placement=placement, impact=impact, importance=inp.importance,
         progress=progress, recommended=recommended, compute_hours=hours, device=device,
     )
     return _with_methods(report, s)
+
+
+def _source(cfg: SweepConfig) -> str:
+    if isinstance(cfg.search, ImportedSearch):
+        return f"imported from {cfg.search.source}"
+    return f"objective {cfg.objective}" if cfg.objective else "training"
+
+
+def _changes(inp: ReportInput, best_values: Mapping[str, Any]) -> list[ParamChange]:
+    """Every setting in which the best configuration (the sweep's preset with the best values)
+    differs from the baseline, by the engine ``ocrtune compare`` uses: the swept keys, the
+    coupled ones, and what the sweep kept fixed but the baseline has otherwise."""
+    cfg = inp.cfg
+    best_flat = {k: v for k, v in flatten(cfg.base).items() if not k.startswith(("reported", "description"))}
+    best_flat.update(best_values)
+    base_flat = {k: v for k, v in inp.baseline.values.items() if not k.startswith(("reported", "description"))}
+    derived = {c.key for c in cfg.couplings}
+    rows = diff([(inp.baseline.label, base_flat), ("best", best_flat)])
+    order = {k: i for i, k in enumerate([*cfg.keys, *derived])}
+    out = [ParamChange(r.key, r.values[0], r.values[1], change(r.key, r.values[0], r.values[1]),
+                       coupled=r.key in derived, swept=r.key in cfg.keys) for r in rows if r.key != "seed"]
+    return sorted(out, key=lambda c: (order.get(c.key, len(order)), c.key))
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -143,8 +165,11 @@ def short(key: str) -> str:
 
 
 def _reason(t: TrialRow) -> str:
-    lines = [line for line in str(t.error or "").strip().splitlines() if line.strip()]
-    return lines[-1] if lines else t.status.value
+    """The error's telling line: the last ``SomeError: ...`` line of a traceback (a message
+    may span lines), else its last line."""
+    lines = [line.strip() for line in str(t.error or "").strip().splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b:?", line)]
+    return (named or lines or [t.status.value])[-1]
 
 
 # --- where the values lie --------------------------------------------------------------------
@@ -228,8 +253,8 @@ def _band(label: str, pts: Sequence[tuple[Any, float]]) -> Band:
     values = [v for v, _ in pts]
     lo = min(values, key=_order) if values else None
     hi = max(values, key=_order) if values else None
-    return Band(label, lo, hi, statistics.fmean(scores) if scores else None,
-                statistics.stdev(scores) if len(scores) > 1 else None, len(scores))
+    spread = round(statistics.stdev(scores), 12) if len(scores) > 1 else None  # equal scores: 0, not 1e-16
+    return Band(label, lo, hi, statistics.fmean(scores) if scores else None, spread, len(scores))
 
 
 def _impact_sentence(key: str, bands: Sequence[Band], cfg: SweepConfig, numeric: bool) -> str:
@@ -296,16 +321,17 @@ def _progress(cfg: SweepConfig, s: SweepSummary) -> Progress:
 
 
 def _recommend(inp: ReportInput, best_row: RankRow | None, best_values: Mapping[str, Any],
-               rows: Sequence[TrialRow], log_keys: Sequence[str]) -> list[Recommendation]:
+               rows: Sequence[TrialRow], log_keys: Sequence[str], changes: Sequence[ParamChange]) -> list[Recommendation]:
     cfg, s = inp.cfg, inp.summary
     if best_row is None:
         return []
     sign = 1.0 if cfg.direction == "maximize" else -1.0
     horizon = (f"measured after {cfg.epochs} of the preset's {inp.max_epochs} epochs: only reached at a short "
                f"horizon, the order may change in a full run") if inp.max_epochs and cfg.epochs < inp.max_epochs else ""
+    smooth = isinstance(cfg.search, HierarchicalSearch)
     # best
     neighbours = _neighbour_gap(best_row, rows, cfg)
-    risks = [r for r in (horizon, f"neighbours score {neighbours:.2f} pp lower: a sharp optimum"
+    risks = [r for r in (horizon, f"its nearest neighbours{' (smoothed)' if smooth else ''} score {neighbours:.2f} pp lower: a sharp optimum"
                          if neighbours is not None and neighbours > SHARP_PP else "",
                          "one run: short runs differ by about 1 pp from seed to seed"
                          if s.best is not None and s.best.n <= 1 else "") if r]
@@ -330,22 +356,22 @@ def _recommend(inp: ReportInput, best_row: RankRow | None, best_values: Mapping[
         RecKind.STABLE, steady_values, steady.score, None, 1,
         "the same value as best: its neighbours and its last epochs agree" if same else
         "; ".join(x for x in (f"{abs(gap):.2f} pp below the best trial" if gap is not None else "", horizon) if x),
-        "best smoothed score minus the std of its last epochs (stability)", steady.number)
-    # hybrid
-    base = {k: inp.baseline.values.get(k) for k in best_values if k != "seed"}
+        ("best smoothed score minus the std of its last epochs (stability)" if smooth else
+         "best Gaussian-weighted mean of nearby trials (width 0.1 of each range) minus the std of its last epochs"),
+        steady.number)
+    # hybrid: every setting in which best and baseline differ, blended
     hybrid_values: dict[str, Any] = {}
-    for k, v in best_values.items():
-        if k == "seed":
-            continue
-        b = base.get(k)
+    for c in changes:
+        b, v = c.baseline, c.best
         if is_number(b) and is_number(v):
-            bv = blend_values({k: b}, {k: v}, 0.5, log=k in log_keys or (k in s.derived and b > 0 and v > 0))
-            hybrid_values[k] = bv[0].value if bv else v
-        else:
-            hybrid_values[k] = v
+            bv = blend_values({c.key: b}, {c.key: v}, 0.5, log=c.key in log_keys or (c.coupled and b > 0 and v > 0))
+            hybrid_values[c.key] = bv[0].value if bv else v
+        elif v is not None:
+            hybrid_values[c.key] = v
     hybrid = Recommendation(RecKind.HYBRID, hybrid_values, None, None, 0,
                             f"not measured: halfway between {inp.baseline.label} and the best trial",
-                            "baseline and best blended at weight 0.5 (geometric for log-scale parameters)")
+                            f"{inp.baseline.label} (the baseline) and best blended at weight 0.5 in every setting where "
+                            "they differ (geometric for log-scale parameters)")
     return [best, stable, hybrid]
 
 
@@ -357,14 +383,16 @@ def _neighbour_gap(best: RankRow, rows: Sequence[TrialRow], cfg: SweepConfig) ->
     v = best.params.get(key)
     if not is_number(v):
         return None
-    pts = sorted((float(t.params[key]), float(t.score)) for t in rows  # type: ignore[arg-type]
-                 if t.kind == "explore" and is_number(t.params.get(key)) and t.score is not None)
+    # smoothed where the strategy smooths: the pick was made to look past single noisy runs
+    pts = sorted((float(t.params[key]), float(t.smoothed if t.smoothed is not None else t.score))  # type: ignore[arg-type]
+                 for t in rows if t.kind == "explore" and is_number(t.params.get(key)) and t.score is not None)
+    own = next((s_ for x, s_ in pts if x == v), best.score)
     left = [s for x, s in pts if x < v]
     right = [s for x, s in pts if x > v]
     near = [side[-1] if side is left else side[0] for side in (left, right) if side]
     if not near:
         return None
-    return (best.score - statistics.fmean(near)) * 100
+    return (own - statistics.fmean(near)) * 100
 
 
 def _kernel_mean(t: TrialRow, rows: Sequence[TrialRow], cfg: SweepConfig) -> float:
@@ -404,7 +432,12 @@ def methods_text(r: Report) -> Methods:
     """A methods paragraph with the sweep's real numbers, in Markdown and in LaTeX."""
     keys = ", ".join(r.keys)
     n = len(r.ranking) + len(r.unscored)
-    metric = "CLEval H-mean on the validation split" if r.metric == "hmean" else "validation loss"
+    if r.source == "training":
+        metric = "CLEval H-mean on the validation split" if r.metric == "hmean" else "validation loss"
+    elif r.source.startswith("objective"):
+        metric = f"value of the {r.source}"
+    else:
+        metric = f"{r.metric} ({r.source})"
     parts = []
     p = r.progress
     if p is not None:
@@ -412,20 +445,29 @@ def methods_text(r: Report) -> Methods:
         unit = " decades" if p.log else ""
         stages = len(p.stages)
         pts = len(p.stages[0].values) if p.stages else 0
+        later = (f", then {stages - 1} refinement stage(s), each placing new values inside the best-ranked "
+                 "intervals between evaluated values (ranked by a kernel-smoothed score, width 1/60 of the range)"
+                 if stages > 1 else " (no refinement stage ran)")
         parts.append(
             f"We tuned {keys} with a hierarchical coarse-to-fine search over [{p.low:g}, {p.high:g}] "
-            f"({p.range_width:.3g}{unit}): a first stage of {pts} {scale} values, then {stages - 1} refinement "
-            f"stage(s), each placing new values inside the best-ranked intervals between evaluated values "
-            f"(ranked by a kernel-smoothed score, width 1/60 of the range).")
+            f"({p.range_width:.3g}{unit}): a first stage of {pts} {scale} values{later}.")
         parts.append(f"The search stopped because: {p.stop_reason or 'it was still running'}.")
         if p.resolution is not None and p.grid_equivalent is not None:
             parts.append(f"It ran {p.evaluations} evaluations and located the optimum within a bracket of "
                          f"{p.resolution:.3g}{unit}; a uniform grid of equal resolution over the same range needs "
                          f"{p.grid_equivalent} evaluations ({p.evaluations} vs {p.grid_equivalent}).")
+    elif r.source.startswith("imported"):
+        parts.append(f"We compared {n} runs of {keys} {r.source}.")
     else:
-        parts.append(f"We tuned {keys} with a {r.strategy} search ({n} trials).")
-    parts.append(f"Each trial trained for {r.epochs} epoch(s) and was scored by its best epoch's {metric}; "
-                 f"the sweep used {r.compute_hours:.3g} {r.device}-hours in all.")
+        article = "an" if r.strategy[:1] in "aeiou" else "a"
+        name = {"tpe": "TPE (tree-structured Parzen estimator)", "grid": "grid", "random": "random"}.get(r.strategy,
+                                                                                                       r.strategy)
+        parts.append(f"We tuned {keys} with {article if r.strategy != 'tpe' else 'a'} {name} search ({n} trials).")
+    if r.source.startswith("imported"):
+        parts.append(f"Each run was scored by its {metric}; the file records {r.compute_hours:.3g} hours of runtime.")
+    else:
+        parts.append(f"Each trial trained for {r.epochs} epoch(s) and was scored by its best epoch's {metric}; "
+                     f"the sweep used {r.compute_hours:.3g} {r.device}-hours in all.")
     best = next((x for x in r.recommended if x.kind == RecKind.BEST), None)
     if best is not None and r.best is not None:
         values = ", ".join(f"{short(k)} = {fmt_value(v)}" for k, v in best.values.items() if k in r.keys)

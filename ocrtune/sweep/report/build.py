@@ -26,6 +26,7 @@ from ocrtune.sweep.summary import summarize
 from ocrtune.sweep.types import SweepConfig
 
 REPORT_DIR = "report"
+MARKER = ".ocrtune-report"  # in every report folder: the only kind of folder a report replaces
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,11 @@ def make_report(req: ReportRequest) -> tuple[Report, Path]:
     report = build_report(ReportInput(cfg, summary, baseline, Importance(values, note), curves,
                                       max_epochs=base_preset.trainer.max_epochs))
     out = (req.out or sweep_dir / REPORT_DIR).resolve()
+    _check_replaceable(out, "--out" if req.out else None)
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}-{int(time.time())}")
     try:
         staging.mkdir(parents=True)
+        (staging / MARKER).write_text(f"written by ocrtune sweep report {name}\n", encoding="utf-8")
         report = _with_presets(report, cfg, staging / "presets", out / "presets", req.presets_dirs)
         from ocrtune.sweep.report.figures import draw_figures
 
@@ -73,6 +76,17 @@ def make_report(req: ReportRequest) -> tuple[Report, Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return report, out
+
+
+def _check_replaceable(out: Path, option: str | None) -> None:
+    """A report replaces only an earlier report: never a sweep, a run, or a folder of the user's."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder; pick another place for the report", key=option)
+    if not (out / MARKER).is_file():
+        raise InputError(f"{out} exists and is not an ocrtune report folder ({MARKER} missing): a report replaces only "
+                         "an earlier report; pick another --out or remove the folder yourself", key=option)
 
 
 def _locate(req: ReportRequest) -> tuple[str, str | None, Path]:
@@ -92,34 +106,44 @@ def resolve_baseline(ref: str | None, cfg: SweepConfig, runs_dir: Path, dirs: Se
     from ocrtune.comparable import is_run_ref
     from ocrtune.train.rundir import find_run
 
-    keys = [*cfg.keys, *(c.key for c in cfg.couplings)]
-    if ref is None:
-        flat = flatten(cfg.base)
-        score, source = _reported(Preset.model_validate(cfg.base), cfg.metric, cfg.preset)
-        return Baseline(cfg.preset, "preset", {k: flat.get(k) for k in keys}, score, source)
+    if ref is None:  # the preset as written (its reported score is its own), not with the sweep's --set
+        try:
+            preset = load_preset(cfg.preset, (), dirs).preset
+        except InputError:  # not here (a sweep made elsewhere): the settings the sweep stored
+            preset = Preset.model_validate(cfg.base)
+        score, source, epochs = _reported(preset, cfg.metric, cfg.preset)
+        return Baseline(cfg.preset, "preset", settings(preset), score, source, epochs)
     if is_run_ref(ref, runs_dir):
         run = find_run(ref, runs_dir)
         flat = settings(load_preset(run.config, (), dirs).preset)
-        best = (run.read_summary().get("best") or {})
+        summary = run.read_summary()
+        best = summary.get("best") or {}
         col = "hmean" if cfg.metric == "hmean" else "val_loss"
         score = best.get(col)
-        source = f"measured by run {run.path.name} (best epoch)" if score is not None else None
-        return Baseline(run.path.name, "run", {k: flat.get(k) for k in keys},
-                        float(score) if isinstance(score, (int, float)) else None, source)
-    preset = load_preset(ref, (), dirs).preset
-    flat = settings(preset)
-    score, source = _reported(preset, cfg.metric, ref)
-    return Baseline(ref, "preset", {k: flat.get(k) for k in keys}, score, source)
+        epochs = summary.get("epochs_completed")
+        source = f"measured by run {run.path.name} (its best epoch of {epochs})" if score is not None else None
+        return Baseline(run.path.name, "run", flat, float(score) if isinstance(score, (int, float)) else None, source,
+                        epochs if isinstance(epochs, int) else None)
+    try:
+        preset = load_preset(ref, (), dirs).preset
+    except InputError as e:
+        why = e.problems[0].message if e.problems else "not found"
+        raise InputError(f"{ref!r} is neither a preset nor a run directory ({why})", key="--baseline") from None
+    score, source, epochs = _reported(preset, cfg.metric, ref)
+    return Baseline(ref, "preset", settings(preset), score, source, epochs)
 
 
-def _reported(preset: Preset, metric: str, label: str) -> tuple[float | None, str | None]:
-    """A preset states its scores in percent; runs and sweeps in fractions: one unit here."""
+def _reported(preset: Preset, metric: str, label: str) -> tuple[float | None, str | None, int | None]:
+    """A preset states its scores in percent; runs and sweeps in fractions: one unit here. The
+    epochs its score was measured after: ``reported.epoch``, else its full ``max_epochs``."""
     rep = preset.reported
     value = getattr(rep, "hmean", None) if rep is not None and metric == "hmean" else None
     if value is None:
-        return None, None
+        return None, None, None
     frac = float(value) / 100 if float(value) > 1 else float(value)
-    return frac, f"{label}'s reported H-mean ({float(value):g}{' %' if float(value) > 1 else ''})"
+    epochs = rep.epoch if rep is not None and rep.epoch is not None else preset.trainer.max_epochs
+    note = f"; {rep.note}" if rep is not None and rep.note else ""
+    return frac, f"{label}'s reported H-mean {float(value):g}{' %' if float(value) > 1 else ''}{note}", epochs
 
 
 def _with_presets(report: Report, cfg: SweepConfig, staging: Path, final: Path, dirs: Sequence[str | Path]) -> Report:
@@ -135,12 +159,14 @@ def _with_presets(report: Report, cfg: SweepConfig, staging: Path, final: Path, 
     except InputError:  # the preset is not here (a sweep made elsewhere): the preset stands alone
         extends, sets = None, [(k, v, "the sweep's preset") for k, v in flatten(cfg.base).items()
                                if v is not None and not k.startswith(("reported", "description"))]
+    sets.append(("reported", None, ""))  # the base's scores were measured on the base, not on this
     out = []
     for rec in report.recommended:
         name = f"{report.name}-{rec.kind.value}"
-        header = (f"Written by `ocrtune sweep report {report.name}`: the {rec.kind.value} configuration of sweep "
-                  f"{report.name}\n({report.strategy} over {', '.join(report.keys)}, {report.epochs} epoch(s) a trial).\n"
-                  f"Rule: {rec.rule}.\nScore: {_score_text(rec, report)}. Risk: {rec.risk}.")
+        against = f" --baseline {report.baseline.label}" if report.baseline.label != cfg.preset else ""
+        header = (f"Written by `ocrtune sweep report {report.name}{against}`: the {rec.kind.value} configuration of "
+                  f"sweep {report.name}\n({report.strategy} over {', '.join(report.keys)}, {report.epochs} epoch(s) a "
+                  f"trial).\nRule: {rec.rule}.\nScore: {_score_text(rec, report)}. Risk: {rec.risk}.")
         keys = [(k, v, f"{rec.kind.value}: {_was(k, report)}") for k, v in rec.values.items()]
         path = staging / f"{name}.yaml"
         derived_preset(path, extends, [*sets, *keys], header,
@@ -161,7 +187,7 @@ def _sweep_sets(cfg: SweepConfig, dirs: Sequence[str | Path]) -> list[tuple[str,
 
 def _was(key: str, r: Report) -> str:
     b = r.baseline.values.get(key)
-    return f"{r.baseline.label} has {fmt_value(b)}" if b is not None else f"swept by {r.name}"
+    return f"{r.baseline.label} has {fmt_value(b)}" if b is not None else f"not set in {r.baseline.label}"
 
 
 def _score_text(rec: Recommendation, r: Report) -> str:

@@ -21,9 +21,10 @@ class Baseline:
 
     label: str
     kind: Literal["preset", "run"]
-    values: dict[str, Any]  # the baseline's value of every swept (and coupled) key
+    values: dict[str, Any]  # every setting of the baseline (flattened dotted keys)
     score: float | None
     score_source: str | None
+    epochs: int | None = None  # how many epochs its score was measured after, when known
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ParamChange:
     best: Any
     pct_change: float | None
     coupled: bool = False
+    swept: bool = True  # False: a setting the sweep kept fixed (its preset, --set) that the baseline has otherwise
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,10 @@ class Report:
     max_epochs: int | None
     state: str
     running: list[int]  # trials still running
+    source: str  # what produced the scores: "training", "objective module:fn" or "imported from FILE"
     baseline: Baseline
     best: RankRow | None
+    best_note: str | None  # why the pick is not the top measured score, when it is not
     best_vs_baseline: list[ParamChange]
     score_delta_pp: float | None
     ranking: list[RankRow]

@@ -59,15 +59,16 @@ def blocks(r: Report) -> list[Block]:
     """Every section of the report, in order."""
     out: list[Block] = [H(1, f"Sweep report: {r.name}")]
     base = r.baseline
-    score_src = f"{_score(base.score, r)} ({base.score_source})" if base.score is not None else \
+    score_src = f"{_score(base.score, r)}: {base.score_source}" if base.score is not None else \
         "no score (pass --baseline RUN to compare against a measured run)"
     out.append(P(f"{r.strategy} sweep of {', '.join(r.keys)} on preset {r.preset}, {r.epochs} epoch(s) per "
-                 f"trial, ranked by {r.metric} ({'higher' if r.direction == 'maximize' else 'lower'} is better). "
-                 f"State: {r.state}. Baseline: {base.kind} {base.label}, {score_src}."))
-    if base.kind == "preset" and base.score is not None and r.max_epochs and r.epochs < r.max_epochs:
-        out.append(P(f"Note: the baseline's score comes from a full {r.max_epochs}-epoch run, the trials' from "
-                     f"{r.epochs} epoch(s): the pp differences mix horizons. Train the recommended presets (below) "
-                     "or pass --baseline RUN with a run of the same length for a like-for-like comparison."))
+                 f"trial ({r.source}), ranked by {r.metric} ({'higher' if r.direction == 'maximize' else 'lower'} is "
+                 f"better). State: {r.state}. Baseline: {base.kind} {base.label}, {score_src}."))
+    if base.score is not None and base.epochs and base.epochs != r.epochs and r.best is not None \
+            and not r.source.startswith("imported"):
+        out.append(P(f"Note: the baseline's score was measured after {base.epochs} epoch(s), the trials' after "
+                     f"{r.epochs}: the pp differences mix horizons. Train the recommended presets (below) or pass "
+                     "--baseline RUN with a run of the same length for a like-for-like comparison."))
     if r.running:
         out.append(P(f"Still running: trial(s) {', '.join(map(str, r.running))}; this report covers the trials "
                      "finished so far."))
@@ -77,10 +78,12 @@ def blocks(r: Report) -> list[Block]:
         out.append(P("No trial has a score yet."))
     else:
         delta = f", {fmt_pp(r.score_delta_pp)} vs {base.label}" if r.score_delta_pp is not None else ""
-        out.append(P(f"Best: trial {r.best.trial}, {r.metric} {_score(r.best.score, r)}{delta}."))
+        out.append(P(f"Best: trial {r.best.trial} (rank {r.best.rank}), {r.metric} {_score(r.best.score, r)}{delta}."))
+        if r.best_note:
+            out.append(P(f"Why not rank 1: {r.best_note}."))
         out.append(T(["parameter", base.label, "best", "change"],
-                     [[k.key + (" (coupled)" if k.coupled else ""), fmt_value(k.baseline), fmt_value(k.best),
-                       fmt_pct(k.pct_change)] for k in r.best_vs_baseline]))
+                     [[k.key + (" (coupled)" if k.coupled else "" if k.swept else " (fixed in the sweep)"),
+                       fmt_value(k.baseline), fmt_value(k.best), fmt_pct(k.pct_change)] for k in r.best_vs_baseline]))
     # ranking
     out.append(H(2, "Ranking"))
     keys = r.keys
@@ -107,7 +110,7 @@ def blocks(r: Report) -> list[Block]:
         out.append(P(imp.sentence))
         out.append(T([short(imp.key) + " band", "values", f"mean {r.metric}", "spread", "trials"],
                      [[b.label, f"{fmt_value(b.lo)} .. {fmt_value(b.hi)}", _score(b.mean, r),
-                       "-" if b.spread is None else f"{b.spread:.2g}", b.n] for b in imp.bands]))
+                       "-" if b.spread is None else _score(b.spread, r), b.n] for b in imp.bands]))
     if r.importance.values:
         out.append(P("Importance: " + ", ".join(f"{short(k)} {v:.2f}" for k, v in r.importance.values.items())
                      + f" ({r.importance.note})."))
@@ -120,10 +123,12 @@ def blocks(r: Report) -> list[Block]:
     if p is not None:
         out.append(H(2, "Coarse-to-fine progress"))
         unit = " decades" if p.log else ""
-        out.append(T(["stage", "intervals refined", "values tried", "best so far (smoothed)", "improvement", "why"],
-                     [[s.stage, ", ".join(f"{a:.3g}..{b:.3g} x{n}" for a, b, n in s.intervals) or "-",
-                       ", ".join(f"{v:.3g}" for v in s.values), _score(s.best_so_far, r), fmt_pp(s.improvement_pp),
-                       "" if s.reason.startswith("refine ") else s.reason] for s in p.stages]))
+        out.append(T(["stage", "intervals refined", "values tried", "best smoothed score", "change"],
+                     [[s.stage, ", ".join(f"{a:.3g}..{b:.3g} x{n}" for a, b, n in s.intervals) or s.reason,
+                       ", ".join(f"{v:.3g}" for v in s.values), _score(s.best_so_far, r), fmt_pp(s.improvement_pp)]
+                      for s in p.stages]))
+        out.append(P("The best smoothed score is recomputed over every trial so far, so it can fall when new "
+                     "neighbours of the best value score lower: the stop rule and the pick use it."))
         out.append(P(f"Stopped: {p.stop_reason or 'still running'}."))
         if p.resolution is not None and p.grid_equivalent is not None:
             out.append(P(f"Resolution reached: the pick is bracketed within {p.resolution:.3g}{unit} of the "
@@ -134,6 +139,8 @@ def blocks(r: Report) -> list[Block]:
                 out.append(Img(r.figures[name], FIGURE_CAPTIONS[name]))
     # recommendations
     out.append(H(2, "Recommendations"))
+    if not r.recommended:
+        out.append(P("None: no trial has a score. See the reasons above (sweep status shows each trial's error)."))
     for rec in r.recommended:
         score = "not measured" if rec.score is None else _score(rec.score, r) + (
             f" +- {rec.spread:.3g} over {rec.n} runs" if rec.spread is not None and rec.n > 1 else "")
@@ -211,4 +218,4 @@ def write_files(r: Report, folder: Path) -> None:
 def _score(v: float | None, r: Report) -> str:
     if v is None:
         return "-"
-    return f"{v:.4f}"
+    return f"{v:.4f}" if r.metric == "hmean" else f"{v:.4g}"
