@@ -23,7 +23,7 @@ MAIN = "import sys; from ocrtune.cli.app import main; sys.argv[0] = 'ocrtune'; m
 
 def sweep(cli, tmp_path: Path, *args: Any) -> tuple[int, dict | None, str]:
     """``ocrtune sweep --json`` in this process: (exit code, the summary or None, stderr)."""
-    code, out, err = cli("sweep", "--runs-dir", tmp_path / "runs", "--json", *args)
+    code, out, err = cli("sweep", "--runs-dir", tmp_path / "runs", "--json", "--no-report", *args)
     return code, (json.loads(out) if out.strip().startswith("{") else None), err
 
 
@@ -48,8 +48,9 @@ def table_rows(out: str) -> list[dict[str, str]]:
 
 
 def sweep_cmd(tmp_path: Path, *args: str) -> list[str]:
-    """``ocrtune sweep`` as its own process (run it with ``cwd=REPO``)."""
-    return [sys.executable, "-c", MAIN, "sweep", "--runs-dir", str(tmp_path / "runs"), *args]
+    """``ocrtune sweep`` as its own process (run it with ``cwd=REPO``), without the report (tests
+    of reports ask for it)."""
+    return [sys.executable, "-c", MAIN, "sweep", "--runs-dir", str(tmp_path / "runs"), "--no-report", *args]
 
 
 def env_for(tmp_path: Path, sleep: float) -> dict[str, str]:

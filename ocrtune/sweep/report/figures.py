@@ -235,13 +235,13 @@ def _search_path(fig: Figure, r: Report) -> bool:
     seg_kw = dict(color="#ff7f0e", alpha=0.35, linewidth=9, solid_capstyle="butt")
     for s in p.stages:
         spans = [(p.low, p.high, len(s.values))] if not s.intervals else s.intervals
-        for lo, hi, n in spans:
+        for j, (lo, hi, n) in enumerate(spans):
             ax.plot([lo, hi], [s.stage, s.stage], **seg_kw)
             ax.plot([lo, hi], [s.stage, s.stage], linestyle="none", marker="|", markersize=16, markeredgewidth=1.5,
                     color="#b35900", zorder=2)
             mid = math.sqrt(lo * hi) if log else (lo + hi) / 2
-            ax.annotate(f"+{n}", (mid, s.stage), xytext=(0, 7), textcoords="offset points", ha="center",
-                        va="bottom", fontsize=8, color="#b35900")
+            ax.annotate(f"+{n}", (mid, s.stage), xytext=(0, 7 if j % 2 == 0 else -8), textcoords="offset points",
+                        ha="center", va="bottom" if j % 2 == 0 else "top", fontsize=8, color="#b35900")
     handles.append(Line2D([], [], **seg_kw, marker="|", markersize=12, markeredgecolor="#b35900",
                           label="interval searched (+n new values; stage 1: the whole range)"))
     # every value tried, hollow; scored ones filled with their score's colour
@@ -260,7 +260,7 @@ def _search_path(fig: Figure, r: Report) -> bool:
     base = _num(r.baseline.values.get(key))
     if base is not None and (base > 0 or not log):
         ax.axvline(base, color=BASE, linestyle="--", linewidth=1.2, zorder=2)
-        handles.append(Line2D([], [], color=BASE, linestyle="--", label=f"baseline {r.baseline.label}: {fmt_value(base)}"))
+        handles.append(Line2D([], [], color=BASE, linestyle="--", label=f"baseline value ({r.baseline.label}): {fmt_value(base)}"))
     if r.best is not None and _num(r.best.params.get(key)) is not None:
         v = float(r.best.params[key])
         ax.axvline(v, color=BEST, linewidth=1.6, zorder=2)
