@@ -88,6 +88,11 @@ def sweep(
         data=str(data) if data else None, objective=objective, seed=seed, batch=batch, trial_timeout=trial_timeout)
     view = _View(live=not as_json and err_console.is_terminal)
     names: list[str] = []
+    started_trials = [0]
+
+    def event(kind: str, data: Mapping[str, Any]) -> None:
+        started_trials[0] += kind == "start"
+        view.event(kind, data)
 
     def started(cfg: Any, url: str, slots: Any) -> None:
         names.append(cfg.name)
@@ -98,7 +103,7 @@ def sweep(
 
     try:
         outcome = run_sweep(request, Place(storage, runs_dir), sets=set_ or [], presets_dir=presets_dir or [],
-                            gpus=gpus, parallel=parallel, hooks=Hooks(started, view.event, view.update),
+                            gpus=gpus, parallel=parallel, hooks=Hooks(started, event, view.update),
                             report=not no_report)
     except KeyboardInterrupt:
         view.__exit__(None, None, None)
@@ -106,6 +111,9 @@ def sweep(
         raise typer.Exit(EXIT_STOPPED) from None
     finally:
         view.__exit__(None, None, None)
+    if not started_trials[0] and outcome.summary.state == "finished":
+        info(f"nothing left to run: sweep {outcome.summary.name} had already finished ({outcome.summary.reason}); "
+             "raise --stages or --trials (or lower --min-improvement) to extend it")
     _finish(outcome.summary, as_json, outcome.report_dir, outcome.report_error, name=outcome.summary.name)
 
 
