@@ -243,3 +243,83 @@ def test_from_a_trial_run_directory_reads_the_trial(cli, here, sweep_runs, tmp_p
     assert "extends: cpu-demo" in text and "sweep t trial 1" in text and "Its run directory" in text
     p = load_preset(here / "presets" / "tr.yaml").preset
     assert p.models.optimizer.lr == lr and p.trainer.max_epochs == 16
+
+
+# --- from a trial that has no folder: the study itself --------------------------------------
+
+
+def test_from_an_imported_sweeps_trial_reads_the_study(cli, here):
+    """`sweep import` makes no trial folders: SWEEP:TRIAL reads the trial from the study."""
+    csv = here / "w.csv"
+    csv.write_text("Name,State,models.optimizer.lr,models.optimizer.weight_decay,val/hmean\n"
+                   "a,finished,0.0001,0.0001,0.7\nb,finished,0.001,0.0003,0.8\nc,crashed,0.01,0.0001,\n")
+    code, _, err = cli("sweep", "import", csv, "--name", "wb", "--preset", "cpu-demo", "--metric", "val/hmean")
+    assert code == 0, err
+    assert not (here / "runs" / "sweeps" / "wb" / "trials").exists()
+    code, _, err = cli("presets", "new", "imp", "--from", "wb:1")
+    assert code == 0, err
+    path = here / "presets" / "imp.yaml"
+    text = path.read_text()
+    p = load_preset(path).preset
+    assert p.models.optimizer.lr == 0.001 and p.models.optimizer.weight_decay == 0.0003
+    assert p.trainer.max_epochs == 16 and p.reported is None
+    assert "extends: cpu-demo" in text and "sweep wb trial 1 (swept); cpu-demo has 0.002" in text
+    head = text.split("extends:")[0]
+    assert "imported from " in head and "w.csv, line 3, run 'b'" in head and "score 0.8 (hmean, as imported)" in head
+    code, _, err = cli("presets", "new", "imp2", "--from", "wb:2")  # the crashed run: still its values
+    assert code == 0, err
+    assert "Result: failed (state crashed in the file), no score." in (here / "presets" / "imp2.yaml").read_text()
+    code, _, err = cli("presets", "new", "imp3", "--from", "wb:7")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "sweep 'wb' has no trial 7 (it has trials 0..2)" in lines[0], err
+
+
+@pytest.fixture(scope="module")
+def replicate_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An objective sweep ``r`` with one replicate: trials 0, 1 explore, trial 2 re-runs the
+    best value with cpu-demo's seed + 1."""
+    from ocrtune.cli.app import app
+
+    runs = tmp_path_factory.mktemp("replicates") / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        r = CliRunner().invoke(app, ["sweep", "--runs-dir", str(runs), "--objective", "tests.sweep.curves:peak",
+                                     "--range", "1e-4,1e-2", "--points", "2", "--stages", "1", "--epochs", "1",
+                                     "--replicates", "1", "--replicate-top", "1", "--name", "r"])
+    assert spec_of(runs, 2, "r")["params"].get("seed") == SEED + 1, r.stdout + r.stderr
+    return runs
+
+
+SEED = load_preset("cpu-demo").preset.seed
+
+
+def _check_replicate_preset(text: str) -> None:
+    body = text.split("extends:")[1]
+    assert f"seed: {SEED + 1}  # sweep r trial 2 (replicate seed); cpu-demo has {SEED}" in body
+    assert "lr: 0.0001  # sweep r trial 2 (swept)" in body
+    assert "eta_min: 5e-08  # sweep r trial 2 (coupled to models.optimizer.lr);" in body
+    assert "seed (swept)" not in text and "coupled to models.optimizer.lr, seed" not in text
+
+
+def test_a_replicates_seed_is_not_called_swept(cli, here, replicate_runs):
+    code, _, err = cli("presets", "new", "rep", "--from", "r:2", "--runs-dir", replicate_runs)
+    assert code == 0, err
+    text = (here / "presets" / "rep.yaml").read_text()
+    _check_replicate_preset(text)
+    assert load_preset(here / "presets" / "rep.yaml").preset.seed == SEED + 1
+
+
+def test_a_trial_whose_folder_is_gone_is_read_from_the_study(cli, here, replicate_runs, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(replicate_runs / "sweeps" / "r", runs / "sweeps" / "r")
+    spec = spec_of(runs, 2, "r")
+    shutil.rmtree(runs / "sweeps" / "r" / "trials" / "0002")
+    code, _, err = cli("presets", "new", "gone", "--from", "r:2", "--runs-dir", runs)
+    assert code == 0, err
+    text = (here / "presets" / "gone.yaml").read_text()
+    _check_replicate_preset(text)
+    p = load_preset(here / "presets" / "gone.yaml").preset
+    assert p.models.optimizer.lr == spec["params"]["models.optimizer.lr"]
+    assert p.models.scheduler.eta_min == spec["derived"]["models.scheduler.eta_min"]
+    assert p.trainer.max_epochs == 16
+    assert "the trial has no folder" in text and "Not copied: trainer.max_epochs=1" in text

@@ -113,3 +113,14 @@ def test_runs_list_sweep_without_trial_runs(cli, tmp_path):
     assert code == 0 and "no trial runs" in out
     code, out, _ = cli("runs", "list", "--sweep", "obj", "--runs-dir", tmp_path / "runs", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_runs_list_of_an_imported_sweep_says_why_it_is_empty(cli, tmp_path):
+    csv = tmp_path / "w.csv"
+    csv.write_text(f"Name,{LR},val/hmean\na,0.001,0.5\nb,0.002,0.6\n")
+    code, _, err = cli("sweep", "import", csv, "--name", "wb", "--preset", "cpu-demo", "--metric", "val/hmean",
+                       "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    code, out, err = cli("runs", "list", "--sweep", "wb", "--runs-dir", tmp_path / "runs")
+    assert code == 0, err
+    assert "imported sweeps have no run directories" in out and "objective trials" not in out

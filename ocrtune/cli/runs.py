@@ -99,7 +99,9 @@ def _list_sweep(runs_dir: Path, name: str, as_json: bool) -> None:
         print_json(records)
         return
     if not records:
-        console.print(f"sweep {name}: no trial runs in {sweep_dir / 'trials'} (objective trials train no run)", markup=False)
+        why = "imported sweeps have no run directories" if _strategy(runs_dir, name) == "imported" \
+            else "objective trials train no run"
+        console.print(f"sweep {name}: no trial runs in {sweep_dir / 'trials'} ({why})", markup=False)
         return
     cols = ["trial", "values", "run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
     rows = [
@@ -108,6 +110,26 @@ def _list_sweep(runs_dir: Path, name: str, as_json: bool) -> None:
         for r in records
     ]
     console.print(table(f"sweep {name}: {len(records)} trial run(s)", cols, rows))
+
+
+def _strategy(runs_dir: Path, name: str) -> str | None:
+    """The sweep's strategy (``imported`` for ``sweep import``), from its study in the default
+    place, opened read-only; None where it cannot be read (another --storage, no study)."""
+    from ocrtune.sweep.store import Store
+    from ocrtune.sweep.store.backends import resolve_storage
+
+    try:
+        _, target = resolve_storage(name, None, runs_dir)
+        if not Path(target).is_file():
+            return None
+        store = Store.open(name, None, runs_dir=runs_dir, read_only=True)
+        try:
+            cfg = store.config()
+        finally:
+            store.close()
+    except Exception:  # noqa: BLE001 - only the wording of an empty listing depends on it
+        return None
+    return cfg.search.kind if cfg is not None else None
 
 
 def _trial_files(trial: Path) -> tuple[TrialSpec | None, TrialResult | None]:

@@ -4,7 +4,8 @@
 resolved), the preset it started from when that is recorded, the values that were set for that
 run only (``PER_RUN_KEYS``: the epochs of ``--epochs``, the data of ``--data``) with what the
 preset itself has there, and the lines of a header saying where it all came from.
-``ocrtune.presets.write.preset_from_source`` writes it. Pure: no torch, no Optuna.
+``ocrtune.presets.write.preset_from_source`` writes it. Pure: no torch; Optuna only to read a
+study (below).
 
 A run's ``config.yaml`` is the resolved preset it trained with, per-run values included
 (``fit`` records the data root it resolved and the ``--epochs`` it was given); its
@@ -13,6 +14,12 @@ A run's ``config.yaml`` is the resolved preset it trained with, per-run values i
 swept and coupled values, and the sweep's ``--epochs`` and ``--data`` apart from the base;
 ``result.json`` its status and score. A run directory inside a trial folder is read as that
 trial, whose spec says what the sweep set per trial.
+
+A trial with no folder (every trial of an imported sweep, ``sweep import``; a trial not yet
+started) is read from the study (``runs/sweeps/NAME/study.db``, opened read-only): the stored
+``SweepConfig`` is the spec's base, preset, epochs, metric and data, the stored trial its
+values, status and score. That path (and only it, or a ``seed`` param to tell a replicate's
+seed from a swept one) imports Optuna.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ocrtune.errors import InputError
 from ocrtune.presets.compare import flatten
 from ocrtune.presets.load import Origin, find_preset, load_preset, set_value, show_path, validate
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.types import TrialResult, TrialSpec
+from ocrtune.sweep.types import Coupling, TrialResult, TrialSpec
 from ocrtune.train.rundir import CONFIG, RunDir, find_run, shown_epoch
 
 SPEC = "spec.json"  # ocrtune.sweep.run.trial's names for a trial folder's files
@@ -103,41 +110,74 @@ def trial_dir(runs_dir: Path, sweep: str, number: int) -> Path:
         raise InputError(f"no sweep named {sweep!r} under {runs_dir / 'sweeps'}", file=show_path(sweep_dir))
     d = sweep_dir / "trials" / f"{number:04d}"
     if not (d / SPEC).is_file():
-        have = sorted(int(t.name) for t in (sweep_dir / "trials").glob("[0-9]*") if t.name.isdigit() and (t / SPEC).is_file())
-        span = f"it has trials {have[0]}..{have[-1]}" if have else "it has no trials yet"
-        raise InputError(f"sweep {sweep!r} has no trial {number} ({span})", file=show_path(d / SPEC))
+        raise InputError(f"sweep {sweep!r} has no trial {number} ({_folder_span(sweep_dir)})", file=show_path(d / SPEC))
     return d
 
 
+def _folder_span(sweep_dir: Path) -> str:
+    have = sorted(int(t.name) for t in (sweep_dir / "trials").glob("[0-9]*")
+                  if t.name.isdigit() and (t / SPEC).is_file())
+    return f"it has trials {have[0]}..{have[-1]}" if have else "it has no trials yet"
+
+
 def read_trial(runs_dir: Path, sweep: str, number: int, ref: str | None = None, run: RunDir | None = None) -> Source:
+    """Trial ``number`` of sweep ``sweep``: from its folder's ``spec.json`` (and
+    ``result.json``), or, where the trial has no folder (an imported sweep, a trial not yet
+    started, a folder deleted), from the study itself."""
+    sweep_dir = runs_dir / "sweeps" / sweep
+    if sweep_dir.is_dir() and not (sweep_dir / "trials" / f"{number:04d}" / SPEC).is_file():
+        return _read_stored_trial(runs_dir, sweep, number, ref)
     d = trial_dir(runs_dir, sweep, number)
     try:
         spec = TrialSpec.read(d / SPEC)
     except (OSError, ValueError, TypeError) as e:
         raise InputError(f"unreadable trial spec ({e})", file=show_path(d / SPEC)) from None
     result = _read_result(d / RESULT)
+    replicate = "seed" in spec.params and _is_replicate(runs_dir, sweep, number, spec.params)
+    where = f"sweep {sweep} trial {number}"
+    first = (f"From {where} ({show_path(d)}): base preset {spec.preset or '(not recorded)'}, "
+             f"{spec.epochs} epoch(s) per trial, metric {spec.metric}"
+             + (f", data {spec.data}" if spec.data else "") + ".")
+    return _trial_source(spec, sweep, number, ref, replicate, None, first, show_path(d / SPEC),
+                         _trial_outcome(result, spec), run)
+
+
+def _trial_source(spec: TrialSpec, sweep: str, number: int, ref: str | None,
+                  replicate: bool, couplings: Sequence[Coupling] | None, first: str, file: str, outcome: str,
+                  run: RunDir | None = None, epochs_from: str = "the sweep's --epochs") -> Source:
+    """The ``Source`` of a trial, whether its spec came from ``spec.json`` or from the study.
+    ``replicate``: its ``seed`` param is a replicate's seed (not swept); ``couplings``: the
+    sweep's, or None to work them out from the base preset and the swept keys; ``first`` and
+    ``outcome``: the header's lines on where it comes from and how it ended; ``file``: where
+    a value the preset rules refuse is located."""
     data = copy.deepcopy(dict(spec.base))
     origins: dict[Any, Origin] = {}
     for key, value in spec.settings.items():
         set_value(data, origins, key, value, Origin(f"sweep {sweep} trial {number}"), where=f"{sweep}:{number}")
-    base = _flat(validate(copy.deepcopy(dict(spec.base)), {}, default_file=show_path(d / SPEC)))
-    settings = _flat(validate(data, origins, default_file=show_path(d / SPEC)))
+    base_preset = validate(copy.deepcopy(dict(spec.base)), {}, default_file=file)
+    base = _flat(base_preset)
+    settings = _flat(validate(data, origins, default_file=file))
     own = {EPOCHS: base.get(EPOCHS), DATA: base.get(DATA)}
-    per_run = {EPOCHS: "the sweep's --epochs"}
+    per_run = {EPOCHS: epochs_from}
     settings[EPOCHS] = spec.epochs
     if spec.data is not None:
         settings[DATA] = spec.data
         per_run[DATA] = "the sweep's --data"
     where = f"sweep {sweep} trial {number}"
-    notes = {k: f"{where} (swept)" for k in spec.params}
-    coupled = ", ".join(spec.params) or "the swept value"
-    notes.update({k: f"{where} (coupled to {coupled})" for k in spec.derived})
+    swept = [k for k in spec.params if not (replicate and k == "seed")]
+    notes = {k: f"{where} (replicate seed)" if k not in swept else f"{where} (swept)" for k in spec.params}
+    if couplings is None:
+        from ocrtune.sweep.plan.coupling import couplings_for
+
+        couplings = couplings_for(base_preset, swept)
+    for k in spec.derived:
+        sources = [c.source for c in couplings if c.key == k] or swept
+        notes[k] = f"{where} (coupled to {', '.join(sources) or 'the swept value'})"
     values = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()) or "none"
-    header = [f"From {where} ({show_path(d)}): base preset {spec.preset or '(not recorded)'}, "
-              f"{spec.epochs} epoch(s) per trial, metric {spec.metric}" + (f", data {spec.data}" if spec.data else "") + "."]
+    header = [first]
     header.append(f"Trial values: {values}" + (
         "; coupled: " + ", ".join(f"{k}={v!r}" for k, v in spec.derived.items()) if spec.derived else "") + ".")
-    header.append(_trial_outcome(result, spec))
+    header.append(outcome)
     if run is not None:
         header.append(f"Its run directory: {show_path(run.path)}.")
     return Source(
@@ -155,6 +195,92 @@ def read_trial(runs_dir: Path, sweep: str, number: int, ref: str | None = None, 
         recorded=spec.preset,
         other_note="the sweep's base preset (its --set)",
     )
+
+
+def _is_replicate(runs_dir: Path, sweep: str, number: int, params: dict[str, Any]) -> bool:
+    """Whether trial ``number``'s ``seed`` param is a replicate's seed (``--replicates``) rather
+    than a swept key: the study says so where it can be read; else a ``seed`` beside another
+    value is taken for one (a replicate re-runs one swept value with a new seed)."""
+    try:
+        found = _stored_trial(runs_dir, sweep, number)
+    except Exception:  # noqa: BLE001 - the study is only asked; the spec stands on its own
+        found = None
+    if found is not None and found[1] is not None:
+        cfg, trial, _ = found
+        return trial.kind == "replicate" or (cfg is not None and "seed" not in cfg.keys)
+    return len(params) > 1
+
+
+def _stored_trial(runs_dir: Path, sweep: str, number: int) -> tuple[Any, Any, list[int]] | None:
+    """``(config, trial or None, the study's trial numbers)`` from the study of ``sweep`` in
+    its default place (``runs/sweeps/NAME/study.db``), opened read-only; None when there is
+    no such file."""
+    from ocrtune.sweep.store import Store
+    from ocrtune.sweep.store.backends import resolve_storage
+
+    _, target = resolve_storage(sweep, None, runs_dir)
+    if not Path(target).is_file():
+        return None
+    store = Store.open(sweep, None, runs_dir=runs_dir, read_only=True)
+    try:
+        cfg = store.config()
+        trials = store.trials()
+    finally:
+        store.close()
+    trial = next((t for t in reversed(trials) if t.number == number), None)
+    return cfg, trial, sorted(t.number for t in trials)
+
+
+def _read_stored_trial(runs_dir: Path, sweep: str, number: int, ref: str | None) -> Source:
+    """A trial that has no folder, from the study: its settings (``SweepConfig``: the resolved
+    base preset, epochs, metric, data) and the trial's values, status and score, read as
+    ``spec.json`` and ``result.json`` would give them."""
+    from ocrtune.sweep.store.backends import resolve_storage
+
+    sweep_dir = runs_dir / "sweeps" / sweep
+    spec_file = show_path(sweep_dir / "trials" / f"{number:04d}" / SPEC)
+    try:
+        _, target = resolve_storage(sweep, None, runs_dir)
+        found = _stored_trial(runs_dir, sweep, number)
+    except InputError:  # a name a study cannot have, a study.db of another name (a copied folder)
+        target, found = None, None
+    if found is None or found[0] is None:  # no study here (another --storage), or not an ocrtune sweep
+        raise InputError(f"sweep {sweep!r} has no trial {number} ({_folder_span(sweep_dir)})", file=spec_file)
+    cfg, trial, numbers = found
+    study = show_path(Path(str(target)))
+    if trial is None:
+        span = f"it has trials {numbers[0]}..{numbers[-1]}" if numbers else "it has no trials yet"
+        raise InputError(f"sweep {sweep!r} has no trial {number} ({span})", file=study)
+    imported = cfg.search.kind == "imported"
+    attrs = trial.attrs
+    epochs = int(attrs["epochs"]) if imported and isinstance(attrs.get("epochs"), int) else int(cfg.epochs)
+    spec = TrialSpec(name=f"{sweep}-t{number:04d}", params=dict(trial.params), epochs=epochs, metric=cfg.metric,
+                     base=dict(cfg.base), preset=cfg.preset or None, data=cfg.data, objective=cfg.objective,
+                     derived=trial.derived)
+    result = (TrialResult(trial.status, trial.score, attrs.get("run_dir"), attrs.get("error"))
+              if trial.is_result else None)
+    replicate = "seed" in spec.params and (trial.kind == "replicate" or "seed" not in cfg.keys)
+    where = f"sweep {sweep} trial {number}"
+    if imported:
+        row = ", ".join(x for x in (f"line {attrs['imported_line']}" if attrs.get("imported_line") else "",
+                                    f"run {attrs['imported_name']!r}" if attrs.get("imported_name") else "") if x)
+        source = attrs.get("imported_from") or cfg.search.source
+        first = (f"From {where} (study {study}; imported from {source}" + (f", {row}" if row else "")
+                 + f"): base preset {spec.preset or '(not recorded)'}, {epochs} epoch(s), metric {spec.metric}.")
+        error = f" ({attrs['error']})" if attrs.get("error") else ""
+        score = (f", score {trial.score:.6g} ({spec.metric}, as imported)" if trial.score is not None
+                 else ", no score")
+        outcome = f"Result: {trial.status.value}{error}{score}."
+        epochs_from = "the epochs the imported run trained"
+    else:
+        first = (f"From {where} (study {study}; the trial has no folder): base preset "
+                 f"{spec.preset or '(not recorded)'}, {epochs} epoch(s) per trial, metric {spec.metric}"
+                 + (f", data {spec.data}" if spec.data else "") + ".")
+        outcome = (_trial_outcome(result, spec) if result is not None
+                   else f"Result: none yet (the trial is {trial.status.value}).")
+        epochs_from = "the sweep's --epochs"
+    return _trial_source(spec, sweep, number, ref, replicate, cfg.couplings, first, study, outcome,
+                         epochs_from=epochs_from)
 
 
 def _read_result(path: Path) -> TrialResult | None:

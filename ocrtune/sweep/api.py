@@ -88,7 +88,8 @@ def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), 
 
 def sweep_status(name: str, place: Place) -> SweepSummary:
     """The sweep's state; changes nothing (works on a read-only copy)."""
-    store = Store.open(check_name(name, key="NAME"), place.storage, runs_dir=place.runs_dir, read_only=True)
+    store = Store.open(check_name(name, key="NAME"), place.storage, runs_dir=place.runs_dir, read_only=True,
+                       key="NAME")
     try:
         cfg = store.config()
         if cfg is None:

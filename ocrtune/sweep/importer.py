@@ -15,7 +15,8 @@ located line (``FILE:LINE:COL key: message``, exit 2) and never half an import:
 - ``check_values``: the space of observed values is validated by ``plan.space.parse_space``
   against the preset (unknown keys with a did-you-mean), and every row's values by the
   preset's own rules, as that run set them together.
-- ``read_scores``: the metric per row, an H-mean in percent turned into a fraction.
+- ``read_scores``: the metric per row, an H-mean in percent turned into a fraction (a column
+  that mixes percent and fractions is refused at the first fraction).
 - ``import_rows``: one ``ImportedRow`` per run, with its status (failed when it has no metric
   value or did not finish) and score.
 
@@ -32,6 +33,7 @@ import json.decoder
 import json.scanner
 import math
 import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
@@ -121,6 +123,7 @@ class Scores:
     values: tuple[float | None, ...]
     unit: Literal["fraction", "percent", "other"]
     note: str | None
+    warnings: tuple[str, ...] = ()  # located lines, accepted but worth a look (stderr)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class ImportOutcome:
     keys: tuple[str, ...]
     unit_note: str | None
     ignored: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
 
     def line(self) -> str:
         metric = f"{self.column} recorded as {self.metric}" if self.column != self.metric else f"metric {self.metric}"
@@ -759,7 +763,9 @@ def _metric_value(cell: Cell | None) -> tuple[float | None, bool]:
 
 def read_scores(table: Table, column: str, metric: str, unit: Unit = "auto") -> Scores:
     """The metric of every record, H-mean as a fraction 0..1: a column with a value above 1
-    and none above 100 (or written with %, or ``--percent``) is percent and divided by 100."""
+    and none above 100 (or written with %, or ``--percent``) is percent and divided by 100.
+    A value in (0, 1] (not written with %) in a column found to be percent is most likely a
+    fraction: refused at its cell, unless ``--percent`` says so (then kept as a warning)."""
     file = table.file
     got = [_metric_value(r.cells.get(column)) for r in table.records]
     if metric != "hmean":
@@ -794,9 +800,25 @@ def read_scores(table: Table, column: str, metric: str, unit: Unit = "auto") -> 
         why = f"values up to {top[0]:g}" if top is not None else ""
     if not percent:
         return Scores(tuple(v for v, _ in got), "fraction", None)
+    warnings: tuple[str, ...] = ()
+    # A value in (0, 1] among percent is most likely a fraction written by another export:
+    # read as percent it would become 100 times smaller, silently.
+    mixed = next(((v, c) for (v, pct), c in zip(got, (r.cells.get(column) for r in table.records))
+                  if v is not None and 0 < v <= 1 and not pct), None)
+    if mixed is not None:
+        v, c = mixed
+        said = f"values up to {top[0]:g}" if top is not None and not written_pct else "other values written with %"
+        if unit == "percent":
+            warnings = (str(Problem(f"the column mixes percent and fractions: {v:g} is read as {v:g}% "
+                                    f"({v / 100:g}) because of --percent; fix the file if it is a fraction",
+                                    file, c.line if c else None, c.column if c else None, column)),)
+        else:
+            raise refuse(v, c, f"the column mixes percent and fractions: {said} read as percent, but {v:g} looks "
+                               f"like a fraction (it would become {v / 100:g}); fix the file, or pass --percent "
+                               "or --fraction to say which the column holds")
     values = tuple(None if v is None else float(f"{v / 100:.12g}") for v, _ in got)
     note = f"converted from percent to a fraction 0..1 (divided by 100; {why})"
-    return Scores(values, "percent", note)
+    return Scores(values, "percent", note, warnings)
 
 
 # --- the rows --------------------------------------------------------------------------------
@@ -844,11 +866,15 @@ def _epochs_of(cell: Cell | None, column: str | None) -> int | None:
 # --- the entry point -------------------------------------------------------------------------
 
 
-def import_sweep(request: ImportRequest, on_done: Callable[[ImportOutcome], None] | None = None) -> SweepSummary:
+def import_sweep(request: ImportRequest, on_done: Callable[[ImportOutcome], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> SweepSummary:
     """Read and check ``request.file``, then write it as the new sweep ``request.name``: its
     settings (``ImportedSearch``), one plan holding every row, one finished trial per row,
     and the finished mark. An existing sweep of that name is refused unless ``force`` (then
-    it is dropped first). Returns the sweep's summary; ``on_done`` gets what was done."""
+    it is dropped first). Returns the sweep's summary; ``on_done`` gets what was done.
+    ``on_warning`` gets each located line that was accepted but deserves a look (such as a
+    fraction in a column read as percent because of ``--percent``); by default it is printed
+    on stderr as ``warning: FILE:LINE:COL column: ...``."""
     from ocrtune.presets.load import load_preset
     from ocrtune.sweep.store import Store, check_name
     from ocrtune.sweep.store.trials import now
@@ -865,6 +891,11 @@ def import_sweep(request: ImportRequest, on_done: Callable[[ImportOutcome], None
     cols = plan_columns(table, r.metric, mappings)
     space, params = check_values(table, cols, loaded.preset)
     scores = read_scores(table, r.metric, metric, r.unit)
+    for line in scores.warnings:
+        if on_warning is not None:
+            on_warning(line)
+        else:
+            print(f"warning: {line}", file=sys.stderr, flush=True)
     rows = import_rows(table, cols, params, scores)
     epochs = max((row.epochs for row in rows if row.epochs), default=None) or loaded.preset.trainer.max_epochs
     source = str(r.file)
@@ -906,7 +937,7 @@ def import_sweep(request: ImportRequest, on_done: Callable[[ImportOutcome], None
             on_done(ImportOutcome(
                 file=table.file, name=r.name, storage=store.url, metric=metric, column=r.metric, rows=len(rows),
                 failed=sum(row.status != Status.COMPLETED for row in rows), keys=tuple(cfg.keys),
-                unit_note=scores.note, ignored=cols.ignored))
+                unit_note=scores.note, ignored=cols.ignored, warnings=scores.warnings))
         return summary
     finally:
         store.close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union
@@ -311,14 +311,29 @@ STRATEGIES = ("hierarchical", "grid", "random", "tpe")  # what ``--strategy`` ac
 
 @dataclass(frozen=True)
 class Difference:
-    """A setting a resume changed although it may not (``stored`` -> ``new``)."""
+    """A setting a resume changed although it may not (``stored`` -> ``new``). ``key`` is
+    where it lives in ``SweepConfig`` (``base.models.optimizer.lr``, ``search.points``,
+    ``search.range``, ``dims.models.optimizer.lr``); ``option`` names it as the user sets it
+    (``--points``, ``models.optimizer.lr (--preset/--set)``, ``--space models.x.y``), and is
+    what messages show."""
 
     key: str
     stored: Any
     new: Any
+    option: str = ""
 
     def __str__(self) -> str:
-        return f"{self.key}: stored {_show(self.stored)}, now {_show(self.new)}"
+        return f"{self.option or self.key}: stored {_show(self.stored)}, now {_show(self.new)}"
+
+
+# The option that sets each SweepConfig (and Search) field that a resume may not change.
+_OPTIONS = {
+    "preset": "--preset", "metric": "--metric", "epochs": "--epochs", "prune": "--prune", "min_epochs": "--min-epochs",
+    "seed": "--seed", "data": "--data", "objective": "--objective", "strategy": "--strategy", "param": "--param",
+    "points": "--points", "top": "--top", "log": "--linear", "range": "--range",
+    "source": "the imported file", "rows": "the imported rows",
+}
+PRESET_OPTION = "--preset/--set"
 
 
 @dataclass(frozen=True)
@@ -380,20 +395,25 @@ class SweepConfig:
 
     def differences(self, stored: SweepConfig) -> list[Difference]:
         """Every setting that differs from the stored sweep's and may not change on resume,
-        down to the preset key (``base.models.optimizer.lr``)."""
+        each named by the option that sets it, down to the preset key
+        (``models.optimizer.weight_decay (--preset/--set)``). Not listed, as they only repeat
+        what is listed: the couplings (they follow from the preset and the keys) and, for the
+        hierarchical strategy, the space (``--param``/``--range`` make it)."""
         out: list[Difference] = []
         for f in fields(self):
-            if f.metadata.get("resumable"):
+            if f.metadata.get("resumable") or f.name == "couplings":
                 continue
             if f.name == "search":
-                if self.search.kind != stored.search.kind:
-                    out.append(Difference("strategy", stored.search.kind, self.search.kind))
-                    continue
-                for sf in fields(self.search):
-                    if not sf.metadata.get("resumable"):
-                        out += _diff(sf.name, getattr(stored.search, sf.name), getattr(self.search, sf.name))
-                continue
-            out += _diff(f.name, _plain(getattr(stored, f.name)), _plain(getattr(self, f.name)))
+                out += _search_differences(stored.search, self.search)
+            elif f.name == "dims":
+                if "hierarchical" not in (self.search.kind, stored.search.kind):
+                    out += _space_differences(stored.dims, self.dims)
+            elif f.name == "base":
+                out += [replace(d, option=f"{d.key.removeprefix('base.')} ({PRESET_OPTION})")
+                        for d in _diff("base", _plain(stored.base), _plain(self.base))]
+            else:
+                out += [replace(d, option=_OPTIONS.get(f.name, f"--{f.name.replace('_', '-')}"))
+                        for d in _diff(f.name, _plain(getattr(stored, f.name)), _plain(getattr(self, f.name)))]
         return out
 
 
@@ -526,9 +546,66 @@ def _diff(key: str, stored: Any, new: Any) -> list[Difference]:
     return [] if stored == new else [Difference(key, stored, new)]
 
 
-def _show(v: Any) -> str:
-    if v == "(absent)":
+def _search_differences(stored: Search, new: Search) -> list[Difference]:
+    """The strategy's settings: ``--strategy`` alone when it changed; a range (low, high) as
+    one ``--range``; ``log`` as ``--linear`` (its opposite)."""
+    if new.kind != stored.kind:
+        return [Difference("search.kind", stored.kind, new.kind, "--strategy")]
+    out: list[Difference] = []
+    names = [f.name for f in fields(new) if not f.metadata.get("resumable") and f.name != "kind"]
+    for name in names:
+        if name == "high" and "low" in names:
+            continue
+        if name == "low" and "high" in names:
+            old_range, new_range = (stored.low, stored.high), (new.low, new.high)  # type: ignore[union-attr]
+            if any(_diff("range", a, b) for a, b in zip(old_range, new_range)):
+                out.append(Difference("search.range", _range_text(old_range), _range_text(new_range), "--range"))
+            continue
+        a, b = getattr(stored, name), getattr(new, name)
+        if name == "log":
+            a, b = not a, not b
+        out += [replace(d, key=f"search.{name}", option=_OPTIONS.get(name, f"--{name.replace('_', '-')}"))
+                for d in _diff(name, _plain(a), _plain(b))]
+    return out
+
+
+def _space_differences(stored: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[Difference]:
+    """The space (grid, random, TPE) key by key: ``--space models.x.y: stored log_uniform
+    1e-05..0.01, now (absent)``."""
+    old = {str(d["key"]): d for d in stored}
+    now = {str(d["key"]): d for d in new}
+    out: list[Difference] = []
+    for key in list(old) + [k for k in now if k not in old]:
+        a, b = old.get(key), now.get(key)
+        if a is not None and b is not None and not _diff(key, _plain(dict(a)), _plain(dict(b))):
+            continue
+        out.append(Difference(f"dims.{key}", _dim_text(a), _dim_text(b), f"--space {key}"))
+    return out
+
+
+class _Shown(str):
+    """Text shown as it is (not quoted) in a difference."""
+
+
+def _range_text(pair: tuple[Any, Any]) -> _Shown:
+    return _Shown(",".join(_show(v) for v in pair))
+
+
+def _dim_text(d: Mapping[str, Any] | None) -> str:
+    if d is None:
         return "(absent)"
+    kind, values = d.get("kind"), list(d.get("values") or [])
+    if kind == "fixed" and values:
+        return _Shown(f"value {_show(values[0])}")
+    if kind == "choice":
+        return _Shown(f"values [{', '.join(_show(v) for v in values)}]")
+    q = f" step {_show(d['q'])}" if d.get("q") is not None else ""
+    return _Shown(f"{kind} {_show(d.get('low'))}..{_show(d.get('high'))}{q}")
+
+
+def _show(v: Any) -> str:
+    if v == "(absent)" or isinstance(v, _Shown):
+        return str(v)
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, (list, dict)) and len(json.dumps(v)) > 60:

@@ -12,7 +12,7 @@ import pytest
 from ocrtune.sweep.plan.planner import PlannerConfig
 from ocrtune.sweep.plan.strategies import Hierarchical
 from ocrtune.sweep.types import Result
-from tests.sweep.helpers import LR, OBJ, calls, fake_nvidia_smi, sweep
+from tests.sweep.helpers import LR, OBJ, calls, fake_nvidia_smi, one_line, sweep
 from tests.sweep_objectives import curve
 
 
@@ -70,7 +70,15 @@ def test_changed_settings_are_refused_but_the_budget_can_grow(cli, tmp_path):
     assert code == 0, err
     assert len(s["trials"]) == 3
     code, _, err = sweep(cli, tmp_path, *base, "--stages", "1", "--epochs", "5")
-    assert code == 2 and "different settings: epochs: stored 3, now 5." in err
+    line = one_line(err)
+    assert code == 2 and "different settings: --epochs: stored 3, now 5." in line
+    assert not line.startswith("--name") and line.startswith("sweep 'g' exists with different settings")
+    narrower = tuple("2e-5,1e-3" if a == "2e-5,1e-2" else a for a in base)
+    code, _, err = sweep(cli, tmp_path, *narrower, "--stages", "1", "--points", "4")
+    line = one_line(err)
+    assert code == 2
+    assert "different settings: --range: stored 2e-05,0.01, now 2e-05,0.001; --points: stored 3, now 4." in line
+    assert "high" not in line and "dims" not in line
     code, s, err = sweep(cli, tmp_path, *base, "--stages", "2", "--min-improvement", "0")
     assert code == 0, err
     assert [b["index"] for b in s["batches"]] == [0, 1] and len(s["trials"]) == 6
@@ -90,6 +98,13 @@ def test_failures_are_recorded_and_the_sweep_goes_on(cli, tmp_path):
                          "--range", "2e-5,1e-2", "--name", "nan")
     assert code == 1 and "no trial produced a score" in err
     assert {t["status"] for t in s["trials"]} == {"failed"} and "not a number" in s["trials"][0]["error"]
+
+    # hierarchical: every value failed for a reason a lower range would not fix; the reason says where to look
+    code, s, err = sweep(cli, tmp_path, "--objective", OBJ + "not_a_number", "--range", "2e-5,1e-2", "--points", "2",
+                         "--stages", "2", "--name", "nanh")
+    assert code == 1 and s["state"] == "finished"
+    assert s["reason"] == ("every evaluated value diverged or failed: see the trials' errors (sweep status); "
+                           "if they diverged, try a lower range")
 
 
 def test_grid_random_and_tpe_over_a_space_file(cli, tmp_path):

@@ -43,14 +43,14 @@ def test_trial_process_finding_the_disk_full_stops_the_sweep_and_resume_finishes
     flag = tmp_path / "disk-is-full"
     flag.touch()
     monkeypatch.setenv("OCRTUNE_TEST_DISK_FULL", str(flag))
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), *ARGS)
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *ARGS)
     assert code == 1
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "No space left on device" in line]
     assert len(lines) == 1, err
     assert "trials/0000" in lines[0] and "MB free there" in lines[0] and "re-run the same command" in lines[0]
     flag.unlink()  # room again
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), *ARGS, "--json")
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *ARGS, "--json")
     assert code == 0, err
     assert json.loads(out)["state"] == "finished"
     _slots_once(tmp_path)
@@ -70,12 +70,12 @@ def test_sweep_files_that_cannot_be_written_stop_the_sweep_in_one_line(cli, tmp_
         real(path, data)
 
     monkeypatch.setattr(worker, "write_json_atomic", full)
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), *ARGS)
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *ARGS)
     assert code == 1 and "Traceback" not in err
     lines = [line for line in err.splitlines() if "No space left on device" in line]
     assert len(lines) == 1 and "spec.json" in lines[0], err
     monkeypatch.setattr(worker, "write_json_atomic", real)
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), *ARGS)
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *ARGS)
     assert code == 0, err
     _slots_once(tmp_path)
 

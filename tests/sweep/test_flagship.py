@@ -36,7 +36,7 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sweep(cli, tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    return cli("sweep", "--runs-dir", str(tmp_path / "runs"), *args)
+    return cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *args)
 
 
 @pytest.mark.slow
@@ -166,8 +166,9 @@ def test_resume_with_changed_settings_names_every_key(cli, tmp_path: Path) -> No
     assert sweep(cli, tmp_path, *args)[0] == 0
     code, _, err = sweep(cli, tmp_path, *args, "--epochs", "2", "--set", "models.optimizer.weight_decay=0.001")
     assert code == 2
-    assert "epochs: stored 3, now 2" in err
-    assert "base.models.optimizer.weight_decay: stored 0.0001, now 0.001" in err
+    assert "--epochs: stored 3, now 2" in err
+    assert "models.optimizer.weight_decay (--preset/--set): stored 0.0001, now 0.001" in err
+    assert "base." not in err and "dims[" not in err and "couplings" not in err and not err.startswith("--name")
     assert len(err.strip().splitlines()) == 1
     # the budget may grow without a word
     assert sweep(cli, tmp_path, *args[:-1], "2")[0] == 0

@@ -240,3 +240,31 @@ def test_a_failed_write_leaves_no_half_imported_sweep(cli, tmp_path, monkeypatch
     code, _, err = _import(cli, tmp_path, csv, "half", "--metric", "val/hmean")  # no --force needed
     assert code == 0, err
     assert _status(cli, tmp_path, "half")["counts"] == {"completed": 3, "failed": 3}
+
+
+def test_a_column_mixing_percent_and_fractions_is_refused_at_the_fraction(cli, tmp_path):
+    """80 makes the column percent; 0.82 read as percent would silently become 0.0082."""
+    csv = _write(tmp_path, "mixed.csv", f"Name,{LR},H-mean\na,0.001,80\nb,0.002,0.82\nc,0.003,75.5\n")
+    code, out, err = _import(cli, tmp_path, csv, "mix", "--metric", "H-mean")
+    assert code == 2 and out == ""
+    line = one_line(err)
+    assert line.startswith(f"{csv}:3:9 H-mean: the column mixes percent and fractions")
+    assert "0.82" in line and "--percent" in line and "--fraction" in line and "fix the file" in line
+    assert not (tmp_path / "runs" / "sweeps" / "mix" / "study.db").exists()
+
+    pct = _write(tmp_path, "pct.csv", f"Name,{LR},hmean\na,0.001,80%\nb,0.002,0.5\n")  # % says percent
+    code, _, err = _import(cli, tmp_path, pct, "mix2", "--metric", "hmean")
+    assert code == 2 and one_line(err).startswith(f"{pct}:3:9 hmean: the column mixes percent and fractions")
+
+    # an explicit --percent is taken at its word, with the located line kept as a warning
+    code, out, err = _import(cli, tmp_path, csv, "mix3", "--metric", "H-mean", "--percent", "--json")
+    assert code == 0, err
+    assert [t["score"] for t in json.loads(out)["trials"]] == [
+        pytest.approx(0.8), pytest.approx(0.0082), pytest.approx(0.755)]
+    warning = next(ln for ln in err.splitlines() if ln.startswith("warning:"))
+    assert warning.startswith(f"warning: {csv}:3:9 H-mean: the column mixes percent and fractions")
+    assert "Traceback" not in err
+
+    # --fraction refuses the 80 as before; values in (0, 1] with zeros only stay fractions
+    code, _, err = _import(cli, tmp_path, csv, "mix4", "--metric", "H-mean", "--fraction")
+    assert code == 2 and one_line(err).startswith(f"{csv}:2:9 H-mean: is 80, above 1")

@@ -85,7 +85,7 @@ def test_multi_parameter_sweep_reads_as_an_optuna_study(cli, tmp_path: Path, bac
 
 
 def test_hierarchical_sweep_has_the_learning_rate_as_a_log_param(cli, tmp_path: Path) -> None:
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range",
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range",
                          "1e-5,1e-2", "--stages", "2", "--epochs", "2", "--name", "h", "--json")
     assert code == 0, err
     s = json.loads(out)
@@ -98,7 +98,7 @@ def test_hierarchical_sweep_has_the_learning_rate_as_a_log_param(cli, tmp_path: 
 
 
 def test_pruned_trials_keep_their_last_value_and_failed_ones_none(cli, tmp_path: Path) -> None:
-    code, out, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective",
+    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), "--objective",
                          "ocrtune.sweep.objectives:lr_response", "--range", "1e-5,1e-1", "--stages", "1",
                          "--points", "5", "--name", "p", "--json")
     assert code == 0, err

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
 from ocrtune.sweep.run.liveness import process_start
 from ocrtune.sweep.store import Store
@@ -113,3 +114,19 @@ def test_stages_are_counted_from_one_in_output_but_stored_from_zero(cli, tmp_pat
         assert store.finished()["reason"].startswith("stage 2 improved")  # the stored text is for people too
     finally:
         store.close()
+
+
+def test_a_missing_sweep_is_named_by_the_argument_status_takes(cli, tmp_path):
+    """`sweep status NAME` takes a positional NAME: the line says NAME, not --name."""
+    code, out, err = cli("sweep", "status", "nosuch", "--runs-dir", tmp_path / "runs")
+    lines = err.strip().splitlines()
+    assert code == 2 and out == "" and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("NAME: no sweep named 'nosuch'") and "--name" not in lines[0]
+    store, _ = _sweep_store(tmp_path, "other")  # a study file that holds another sweep
+    store.close()
+    db = tmp_path / "runs" / "sweeps" / "other" / "study.db"
+    code, _, err = cli("sweep", "status", "nosuch", "--storage", db)
+    assert code == 2 and err.strip().startswith("NAME: no sweep named 'nosuch' in"), err
+    with pytest.raises(InputError, match="no sweep named") as e:  # elsewhere the default stays --name
+        Store.open("nosuch", runs_dir=tmp_path / "runs")
+    assert e.value.problems[0].key == "--name"

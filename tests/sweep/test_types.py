@@ -90,13 +90,39 @@ def test_resume_may_change_only_the_fields_marked_resumable() -> None:
     changed = replace(stored, epochs=5, base={**stored.base, "models": {"optimizer": {"lr": 4e-4, "weight_decay": 0.1}}},
                       search=replace(stored.search, points=7))
     got = [str(d) for d in changed.differences(stored)]
-    assert got == ["base.models.optimizer.weight_decay: stored 0.0001, now 0.1", "points: stored 5, now 7",
-                   "epochs: stored 3, now 5"]
-    ratio = replace(stored, couplings=(Coupling(ETA, LR, 0.05),))
-    (d,) = ratio.differences(stored)
-    assert str(d) == "couplings[0].ratio: stored 0.025, now 0.05"
+    assert got == ["models.optimizer.weight_decay (--preset/--set): stored 0.0001, now 0.1",
+                   "--points: stored 5, now 7", "--epochs: stored 3, now 5"]
+    assert [(d.key, d.option) for d in changed.differences(stored)] == [
+        ("base.models.optimizer.weight_decay", "models.optimizer.weight_decay (--preset/--set)"),
+        ("search.points", "--points"), ("epochs", "--epochs")]
+    # couplings follow from the preset and the keys (reported there): not a difference of their own
+    assert replace(stored, couplings=(Coupling(ETA, LR, 0.05),)).differences(stored) == []
     other = replace(stored, search=GridSearch())
-    assert [str(d) for d in other.differences(stored)] == ["strategy: stored 'hierarchical', now 'grid'"]
+    assert [str(d) for d in other.differences(stored)] == ["--strategy: stored 'hierarchical', now 'grid'"]
+
+
+def test_differences_are_named_by_the_options_that_set_them() -> None:
+    stored = _cfg()
+    dim = {**stored.dims[0], "high": 1e-3}
+    changed = replace(stored, search=replace(stored.search, high=1e-3, points=4, log=False, top=3,
+                                             param="models.optimizer.weight_decay"),
+                      dims=(dim,), epochs=2, metric="val_loss", prune="asha", min_epochs=2, seed=5, data="/data/x",
+                      objective="m:f", preset="cpu-demo")
+    got = [str(d) for d in changed.differences(stored)]
+    assert got == [
+        "--preset: stored 'baseline', now 'cpu-demo'", "--param: stored 'models.optimizer.lr', now "
+        "'models.optimizer.weight_decay'", "--range: stored 1e-05,0.01, now 1e-05,0.001",
+        "--linear: stored false, now true", "--points: stored 5, now 4", "--top: stored 2, now 3",
+        "--metric: stored 'hmean', now 'val_loss'", "--epochs: stored 3, now 2", "--prune: stored null, now 'asha'",
+        "--min-epochs: stored 1, now 2", "--seed: stored 0, now 5", "--data: stored null, now '/data/x'",
+        "--objective: stored null, now 'm:f'"]
+    assert not any("dims" in g or "couplings" in g for g in got)  # the hierarchical space repeats --param/--range
+    grid = _cfg(search=GridSearch())
+    choice = {"key": "x.y", "kind": "choice", "leaf": "str", "low": None, "high": None, "q": None, "values": ["a", "b"]}
+    wider = replace(grid, dims=(dim, choice))
+    assert [str(d) for d in wider.differences(grid)] == [
+        "--space models.optimizer.lr: stored log_uniform 1e-05..0.01, now log_uniform 1e-05..0.001",
+        "--space x.y: stored (absent), now values ['a', 'b']"]
 
 
 def test_config_stored_in_the_flat_layout_of_earlier_sweeps_still_loads() -> None:

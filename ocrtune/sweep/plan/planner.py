@@ -147,7 +147,8 @@ def plan_stage(history: Sequence[Trial], cfg: PlannerConfig) -> StagePlan:
     done = [t for t in history if t.stage < stage]
     points = _smoothed(_points(done, cfg), cfg)
     if not any(math.isfinite(g) for _, g in points):
-        return StagePlan((), stage, True, "every evaluated value diverged or failed; try a lower range")
+        return StagePlan((), stage, True, "every evaluated value diverged or failed: see the trials' errors "
+                         "(sweep status); if they diverged, try a lower range")
     tie = _tie(done, stage)
     if tie:
         return StagePlan((), stage, True, tie)

@@ -45,7 +45,7 @@ class ReportRequest:
 def make_report(req: ReportRequest) -> tuple[Report, Path]:
     """Build and write the report; returns it and its folder."""
     name, storage, sweep_dir = _locate(req)
-    store = Store.open(name, storage, runs_dir=req.runs_dir, read_only=True)
+    store = Store.open(name, storage, runs_dir=req.runs_dir, read_only=True, key="NAME|DIR")
     try:
         cfg = store.config()
         if cfg is None:

@@ -50,9 +50,10 @@ class Coordinator:
         if stored is not None:
             diff = self.cfg.differences(stored)
             if diff:
+                # each difference names the option that sets it; the name itself is not the problem
                 raise InputError(f"sweep {self.cfg.name!r} exists with different settings: "
                                  f"{'; '.join(str(d) for d in diff)}. Re-run it with the same options or pick "
-                                 "another --name", key="--name")
+                                 "another --name")
         self.store.set_config(self.cfg)  # budget settings may have grown
         self.store.set_finished(None)  # re-checked below; a larger budget may plan more
 

@@ -75,14 +75,16 @@ class Store:
 
     @classmethod
     def open(cls, name: str, storage: str | None = None, *, runs_dir: Path = Path("runs"),
-             create: bool = False, direction: Direction = "maximize", read_only: bool = False) -> Store:
+             create: bool = False, direction: Direction = "maximize", read_only: bool = False,
+             key: str = "--name") -> Store:
         """Open (``create``: or create) the study ``name``; a missing one is an InputError.
         ``read_only`` (``sweep status``) writes nothing, not even a lock file, so a copy of a
-        sweep on a read-only disk can be shown."""
+        sweep on a read-only disk can be shown. ``key`` is how messages about the name call it
+        (``NAME`` where a command takes it as an argument)."""
         kind, target = resolve_storage(name, storage, runs_dir)
         if kind in FILE_KINDS and not create and not Path(target).is_file():
             raise InputError(f"no sweep named {name!r} here ({target} does not exist; pass --storage or --runs-dir "
-                             "if it lives elsewhere)", key="--name")
+                             "if it lives elsewhere)", key=key)
         with contextlib.nullcontext() if read_only else _creating(kind, target):  # two creators of one SQLite schema collide
             backend = open_backend(kind, target, read_only=read_only)
             try:
@@ -92,7 +94,7 @@ class Store:
                 raise
         if study is None:
             close_backend(backend)
-            raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key="--name")
+            raise InputError(f"no sweep named {name!r} in {show_storage(kind, target)}", key=key)
         store = cls(name, kind, target, backend, study)
         if create and store.direction != direction:
             store.close()
