@@ -212,3 +212,12 @@ def test_a_finished_sweep_with_replicates_can_still_be_extended(cli, tmp_path):
     second = sorted(stage2 + [t for t in s["trials"] if t["batch"] < 2], key=lambda t: -(t["score"] or -1))[1]
     assert s["trials"][-1]["params"][LR] == second["params"][LR]
     assert s["best"]["n"] == 2 and s["state"] == "finished" and s["reason"] == "replicates finished"
+
+
+def test_rerunning_a_finished_sweep_says_there_was_nothing_to_run(cli, tmp_path):
+    args = ("--objective", OBJ + "curve_only", "--range", "1e-4,1e-2", "--points", "2", "--stages", "1", "--name", "done")
+    code, s, err = sweep(cli, tmp_path, *args)
+    assert code == 0 and "nothing left to run" not in err
+    code, again, err = sweep(cli, tmp_path, *args)
+    assert code == 0 and again["trials"] == s["trials"]
+    assert "nothing left to run: sweep done had already finished (reached 1 stages)" in err and "--stages" in err
