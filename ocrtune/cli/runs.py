@@ -116,13 +116,11 @@ def _strategy(runs_dir: Path, name: str) -> str | None:
     """The sweep's strategy (``imported`` for ``sweep import``), from its study in the default
     place, opened read-only; None where it cannot be read (another --storage, no study)."""
     from ocrtune.sweep.store import Store
-    from ocrtune.sweep.store.backends import resolve_storage
 
     try:
-        _, target = resolve_storage(name, None, runs_dir)
-        if not Path(target).is_file():
+        store = Store.open_here(name, runs_dir)
+        if store is None:
             return None
-        store = Store.open(name, None, runs_dir=runs_dir, read_only=True)
         try:
             cfg = store.config()
         finally:

@@ -216,12 +216,10 @@ def _stored_trial(runs_dir: Path, sweep: str, number: int) -> tuple[Any, Any, li
     its default place (``runs/sweeps/NAME/study.db``), opened read-only; None when there is
     no such file."""
     from ocrtune.sweep.store import Store
-    from ocrtune.sweep.store.backends import resolve_storage
 
-    _, target = resolve_storage(sweep, None, runs_dir)
-    if not Path(target).is_file():
+    store = Store.open_here(sweep, runs_dir)
+    if store is None:
         return None
-    store = Store.open(sweep, None, runs_dir=runs_dir, read_only=True)
     try:
         cfg = store.config()
         trials = store.trials()

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 from pydantic import ValidationError
 
 from ocrtune.errors import InputError, Problem
-from ocrtune.presets.load import Origin, did_you_mean, problem_for, show_path
+from ocrtune.presets.load import Origin, did_you_mean, problem_for, show_path, to_plain
 from ocrtune.presets.schema import Preset, field_names
 from ocrtune.sweep.plan.space import Dim, Space, leaf_kind, parse_space, set_dotted
 from ocrtune.sweep.types import Batch, Direction, ImportedSearch, Status, SweepConfig, SweepSummary
@@ -455,16 +455,8 @@ def _flatten(obj: Mapping[str, Any], prefix: tuple[str, ...]) -> dict[str, tuple
         if isinstance(v, Mapping):
             out.update(_flatten(v, path))  # an empty object sets nothing
         else:
-            out[".".join(path)] = (_plain_json(v), koff, voff)
+            out[".".join(path)] = (to_plain(v), koff, voff)
     return out
-
-
-def _plain_json(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _plain_json(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_plain_json(x) for x in v]
-    return v
 
 
 def _expand_sections(table: Table) -> Table:

@@ -12,8 +12,7 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
-from ocrtune.sweep.plan.space import Dim
-from ocrtune.sweep.plan.strategies import Strategy, build_strategy
+from ocrtune.sweep.plan.strategies import Strategy, build_strategy, space_of
 from ocrtune.sweep.run.liveness import gone_here, host_id
 from ocrtune.sweep.store import Plan, Store, StoredTrial, planning_history, propose_tpe
 from ocrtune.sweep.types import (
@@ -111,8 +110,7 @@ def eta_s(cfg: SweepConfig, trials: Sequence[StoredTrial], plans: Sequence[Plan]
             left += s.replicates * s.replicate_top
     else:
         if isinstance(s, GridSearch):
-            total = s.trials or math.prod(len(Dim(**{**d, "values": tuple(d.get("values") or ())}).grid(s.points))
-                                          for d in cfg.dims)
+            total = s.trials or math.prod(len(d.grid(s.points)) for d in space_of(cfg).dims)
         else:
             total = s.trials
         left += max(0, total - sum(len(p.params) for p in plans))

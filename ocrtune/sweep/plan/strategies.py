@@ -59,14 +59,21 @@ def space_of(cfg: SweepConfig) -> Space:
     return Space(tuple(Dim(**{**d, "values": tuple(d.get("values") or ())}) for d in cfg.dims))
 
 
+def planner_config(cfg: SweepConfig) -> PlannerConfig:
+    """The planner settings of a hierarchical sweep."""
+    s = cfg.search
+    assert isinstance(s, HierarchicalSearch)
+    return PlannerConfig(low=s.low, high=s.high, points=s.points, top=s.top, stages=s.stages, log=s.log,
+                         min_improvement=s.min_improvement, min_improvement_abs=s.min_improvement_abs,
+                         direction=cfg.direction)
+
+
 def build_strategy(cfg: SweepConfig, proposer: Proposer | None = None) -> Strategy:
     """The strategy a stored sweep plans with (TPE needs a ``proposer``)."""
     s = cfg.search
     if isinstance(s, HierarchicalSearch):
-        pc = PlannerConfig(low=s.low, high=s.high, points=s.points, top=s.top, stages=s.stages, log=s.log,
-                           min_improvement=s.min_improvement, min_improvement_abs=s.min_improvement_abs,
-                           direction=cfg.direction)
-        return Hierarchical(s.param, pc, s.replicates, s.replicate_top, seed=int(cfg.base.get("seed", 42)))
+        return Hierarchical(s.param, planner_config(cfg), s.replicates, s.replicate_top,
+                            seed=int(cfg.base.get("seed", 42)))
     if isinstance(s, GridSearch):
         return Grid(space_of(cfg), s.points, s.trials, cfg.direction)
     if isinstance(s, RandomSearch):

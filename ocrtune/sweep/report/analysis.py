@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ocrtune.presets.compare import blend_values, change, diff, flatten, is_number
-from ocrtune.sweep.plan.planner import PlannerConfig, Trial, plan_stage, smoothed_scores
+from ocrtune.sweep.plan.planner import Trial, plan_stage, smoothed_scores
+from ocrtune.sweep.plan.strategies import planner_config
 from ocrtune.sweep.report.model import (
     Band,
     Baseline,
@@ -110,7 +111,7 @@ def build_report(inp: ReportInput) -> Report:
         ranking=ranking, unscored=unscored, placement=placement, impact=impact, importance=inp.importance,
         progress=progress, recommended=recommended, compute_hours=hours, device=device,
     )
-    return _with_methods(report, s)
+    return replace(report, methods=methods_text(report))
 
 
 def _source(cfg: SweepConfig) -> str:
@@ -286,9 +287,7 @@ def _impact_sentence(key: str, bands: Sequence[Band], cfg: SweepConfig, numeric:
 def _progress(cfg: SweepConfig, s: SweepSummary) -> Progress:
     h = cfg.search
     assert isinstance(h, HierarchicalSearch)
-    pc = PlannerConfig(low=h.low, high=h.high, points=h.points, top=h.top, stages=h.stages, log=h.log,
-                       min_improvement=h.min_improvement, min_improvement_abs=h.min_improvement_abs,
-                       direction=cfg.direction)
+    pc = planner_config(cfg)
     explore = [t for t in s.trials if t.kind == "explore" and t.status.is_result]
     trials = [Trial(float(t.params[h.param]), t.score, t.batch) for t in explore]
     n_stages = 1 + max((t.stage for t in trials), default=-1)
@@ -420,12 +419,6 @@ def _kernel_mean(t: TrialRow, rows: Sequence[TrialRow], cfg: SweepConfig) -> flo
 
 
 # --- methods ---------------------------------------------------------------------------------
-
-
-def _with_methods(r: Report, s: SweepSummary) -> Report:
-    from dataclasses import replace
-
-    return replace(r, methods=methods_text(r))
 
 
 def methods_text(r: Report) -> Methods:

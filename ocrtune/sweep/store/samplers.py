@@ -85,10 +85,10 @@ def propose_tpe(dims: Sequence[Dim], history: Sequence[Result], k: int, seed: in
 
 
 def _distribution(d: Dim) -> BaseDistribution:
-    if d.kind in ("uniform", "log_uniform"):
-        return FloatDistribution(float(d.low), float(d.high), log=d.kind == "log_uniform")  # type: ignore[arg-type]
-    if d.kind == "int_uniform":
-        return IntDistribution(int(d.low), int(d.high))  # type: ignore[arg-type]
+    """What TPE samples in: ranges as recorded (``param_distribution``), q steps as integer
+    step counts, listed values by index (values may be lists)."""
+    if d.kind in ("uniform", "log_uniform", "int_uniform"):
+        return param_distribution(d)
     if d.kind == "q_uniform":
         steps = d._steps()
         return IntDistribution(int(steps[0]), int(steps[-1]))

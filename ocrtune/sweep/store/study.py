@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.run.liveness import gone_here, host_id, me, pid_alive
 from ocrtune.sweep.plan.space import Dim
+from ocrtune.sweep.plan.strategies import space_of
 from ocrtune.sweep.types import Batch, Direction, Status, SweepConfig, finite, scored
 from ocrtune.sweep.store.backends import (
     FILE_KINDS,
@@ -131,6 +132,15 @@ class Store:
         except BaseException:
             close_backend(backend)
             raise
+
+    @classmethod
+    def open_here(cls, name: str, runs_dir: Path = Path("runs")) -> Store | None:
+        """The study of sweep ``name`` in its default place (``runs_dir/sweeps/NAME/study.db``),
+        opened read-only; None when there is no such file (a sweep on another ``--storage``)."""
+        _, target = resolve_storage(name, None, runs_dir)
+        if not Path(target).is_file():
+            return None
+        return cls.open(name, None, runs_dir=runs_dir, read_only=True)
 
     @classmethod
     def exists(cls, name: str, storage: str | None = None, *, runs_dir: Path = Path("runs")) -> bool:
@@ -491,7 +501,7 @@ class Store:
     def _dims(self) -> dict[str, tuple[Dim, Any]]:
         if self._dist is None:
             cfg = self.config()
-            dims = [Dim(**{**d, "values": tuple(d.get("values") or ())}) for d in (cfg.dims if cfg else ())]
+            dims = space_of(cfg).dims if cfg else ()
             self._dist = {d.key: (d, param_distribution(d)) for d in dims}
         return self._dist
 
