@@ -219,3 +219,27 @@ def test_compare_two_runs_scores_in_pp(cli, tmp_path):
     assert "run.best.precision" not in rows  # equal scores do not differ
     code, out, _ = cli("compare", a, b)
     assert "90.00" in out and "92.50 ▲ +2.50 pp" in out
+
+
+def test_blend_caveats_list_what_one_side_gave():
+    from ocrtune.presets.compare import BlendedValue, blend_caveats
+
+    values = [
+        BlendedValue("models.encoder.model_name", "efficientnet_b4", "resnet10t", "efficientnet_b4", "from-a"),
+        BlendedValue("models.optimizer.lr", 1e-3, 2e-3, 1.5e-3, "linear"),  # a tuned number: blended, no caveat
+        BlendedValue("dataloader.batch_size", 8, 4, 6, "linear"),  # sized for each encoder: mixed
+        BlendedValue("dataloader.num_workers", 4, 0, 1, "--set"),  # structural, from --set
+        BlendedValue("seed", 7, 9, 3, "--set"),  # a plain number from --set: not a side taken
+    ]
+    c = blend_caveats(values, "A", "B")
+    assert c.encoder is values[0]
+    assert [v.key for v in c.taken] == ["models.encoder.model_name", "dataloader.num_workers"]
+    assert [v.key for v in c.mixed] == ["dataloader.batch_size"]
+    assert c.lines() == [
+        "warning: A and B use different encoders (efficientnet_b4, resnet10t); the blend uses A's and interpolates"
+        " sizes tuned for each: dataloader.batch_size 6 (A 8, B 4)",
+        "taken from A, not blended: models.encoder.model_name=efficientnet_b4 (B has resnet10t)",
+        "taken from --set, not blended: dataloader.num_workers=1 (A 4, B 0)",
+    ]
+    same = blend_caveats(values[1:3], "A", "B")  # one encoder: sizes blend like any number
+    assert same.encoder is None and same.taken == [] and same.mixed == [] and same.lines() == []

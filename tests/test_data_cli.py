@@ -194,16 +194,67 @@ def test_synth_force_never_replaces_a_real_dataset(synth_dir: Path, tmp_path: Pa
         assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
 
 
-def test_synth_force_replaces_a_set_made_before_the_marker(synth_dir: Path, tmp_path: Path) -> None:
+def test_synth_force_refuses_a_set_made_before_the_marker(synth_dir: Path, tmp_path: Path) -> None:
+    """Names that look synthetic prove nothing: without the hashed marker, never replaced."""
     ds = _copy(synth_dir, tmp_path / "old")
-    (ds / "ocrtune-synth.json").unlink()  # sets synthesised before the marker existed
-    result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96"])
-    assert result.exit_code == 2 and "(overwrite it with --force)" in result.stderr
+    (ds / "ocrtune-synth.json").unlink()
+    before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
     result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96", "--force"])
+    assert result.exit_code == 2 and "did not synthesise (no ocrtune-synth.json)" in result.stderr
+    assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
+
+
+def test_synth_force_refuses_an_edited_set_naming_the_file(synth_dir: Path, tmp_path: Path) -> None:
+    ds = _copy(synth_dir, tmp_path / "edited")
+    victim = sorted((ds / "images" / "train").iterdir())[2]
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")  # a hand edit keeps the name
+    before = {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()}
+    result = runner.invoke(root, ["data", "synth", str(ds), "--n", "2", "--size", "96", "--force"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{victim}: changed since ocrtune synthesised this dataset (its sha256 differs from "
+        "ocrtune-synth.json); --force replaces only a dataset synth wrote and nobody changed since: "
+        "choose another folder, or delete the dataset yourself\n")
+    assert {p: p.read_bytes() for p in ds.rglob("*") if p.is_file()} == before
+
+    untouched = _copy(synth_dir, tmp_path / "untouched")  # the same set, unedited: replaced
+    result = runner.invoke(root, ["data", "synth", str(untouched), "--n", "2", "--size", "96", "--force"])
     assert result.exit_code == 0, result.output
-    assert "wrote 1 train + 1 val images" in result.stdout
-    assert (ds / "ocrtune-synth.json").is_file()
-    assert [p.name for p in (ds / "images" / "train").iterdir()] == ["receipt_00000.jpg"]
+    assert sorted(p.name for p in (untouched / "images" / "train").iterdir()) == ["receipt_00000.jpg"]
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--workers", "0", "--workers: must be at least 1, got 0"),
+    ("--workers", "-2", "--workers: must be at least 1, got -2"),
+    ("--workers", "abc", "--workers: must be a whole number of processes or 'all', got 'abc'"),
+    ("--workers", "1.5", "--workers: must be a whole number of processes or 'all', got '1.5'"),
+    ("--granularity", "char", "--granularity: must be one of word|line, got 'char'"),
+    ("--style", "fancy", "--style: must be one of plain|real, got 'fancy'"),
+    ("--effects", "fading,glow", "--effects: unknown effect 'glow' (choose from fading,smudges,creases,"
+                                 "marks,stamp,shadow,light, or all, or none)"),
+])
+def test_synth_bad_new_options_are_one_line_exit_2(tmp_path: Path, option: str, value: str, message: str) -> None:
+    out = tmp_path / "bad"
+    result = runner.invoke(root, ["data", "synth", str(out), "--n", "2", "--size", "96", option, value])
+    assert result.exit_code == 2
+    assert result.stderr == message + "\n" and result.stdout == ""
+    assert not out.exists()
+
+
+def test_synth_in_parallel_real_style_line_boxes_end_to_end(tmp_path: Path) -> None:
+    args = ["--n", "6", "--seed", "2", "--size", "256", "--style", "real", "--granularity", "line"]
+    one = runner.invoke(root, ["data", "synth", str(tmp_path / "one"), *args, "--workers", "1"])
+    two = runner.invoke(root, ["data", "synth", str(tmp_path / "two"), *args, "--workers", "2"])
+    assert one.exit_code == two.exit_code == 0, one.output + two.output
+    assert "line segments) to" in two.stdout and "images/s" in two.stdout and "2 processes" in two.stdout
+    for name in ("jsons/train.json", "jsons/val.json", "ocrtune-synth.json", "images/train/receipt_00003.jpg"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    marker = json.loads((tmp_path / "two" / "ocrtune-synth.json").read_text())
+    assert (marker["style"], marker["granularity"], len(marker["effects"])) == ("real", "line", 7)
+    texts = [w.text for im in read_json(tmp_path / "two" / "jsons" / "train.json").values() for w in im.words]
+    assert any(" " in t for t in texts)  # phrases are one box
+    check = runner.invoke(root, ["data", "check", str(tmp_path / "two")])
+    assert check.exit_code == 0, check.output
 
 
 def test_empty_placeholder_split_passes_check(synth_dir: Path, tmp_path: Path) -> None:

@@ -124,3 +124,54 @@ def test_a_file_of_bad_words_reports_the_first_twenty_located(tmp_path):
     assert len(lines) == 21 and lines[-1] == f"{p}: ... and 5980 more problems like these (not listed)"
     assert lines[0].startswith(f"{p}:6:6 ") and lines[0].endswith("images.a.jpg.words.0000.points: expected a list of [x, y] number pairs")
     assert lines[19].split(" ")[1] == "images.a.jpg.words.0019.points:"
+
+
+def _word(x: int) -> dict:
+    return {"points": [[x, 0], [x + 10, 0], [x + 10, 10], [x, 10]]}
+
+
+def _extra_files(tmp_path):
+    gt, pred = tmp_path / "g.json", tmp_path / "p.json"
+    gt.write_text(json.dumps({"images": {"a.jpg": {"words": {"1": _word(0)}}, "b.jpg": {"words": {"1": _word(0)}}}}))
+    images = {"a.jpg": {"words": {"1": _word(0)}}}  # b.jpg missing: scored 0
+    images.update({f"val_{i}.jpg": {"words": {"1": _word(0)}} for i in range(5, 0, -1)})  # not in the GT
+    pred.write_text(json.dumps({"images": images}))
+    return gt, pred
+
+
+@pytest.mark.parametrize("metric", ["cleval", "iou"])
+def test_predictions_for_images_not_in_the_gt_are_counted_and_warned(cli, tmp_path, metric):
+    gt, pred = _extra_files(tmp_path)
+    code, out, err = cli("evaluate-json", gt, pred, "--metric", metric, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["extra_predictions"] == [f"val_{i}.jpg" for i in range(1, 6)]
+    assert got["images"] == 2 and got["missing_predictions"] == 1
+    assert got["image_mean"]["hmean"] == pytest.approx(0.5)  # the extras change no score
+    assert err.strip().splitlines() == [
+        f"warning: {pred}: 5 predicted images are not in the ground truth: val_1.jpg, val_2.jpg, val_3.jpg"
+        " and 2 more; not scored (--strict refuses them)"
+    ]
+    code, out, err = cli("evaluate-json", gt, pred, "--metric", metric)  # the table view warns the same
+    assert code == 0 and "5 predicted images are not in the ground truth" in err
+
+
+def test_strict_refuses_predictions_for_images_not_in_the_gt(cli, tmp_path):
+    gt, pred = _extra_files(tmp_path)
+    per = tmp_path / "per.json"
+    code, out, err = cli("evaluate-json", gt, pred, "--strict", "--per-image", per)
+    assert code == 2 and out == ""
+    assert err.strip() == (f"{pred}: 5 predicted images are not in the ground truth: val_1.jpg, val_2.jpg,"
+                           " val_3.jpg and 2 more (--strict)")
+    assert not per.exists()
+    code, out, err = cli("evaluate-json", gt, gt, "--strict", "--json")  # nothing extra: scored as ever
+    assert code == 0 and err == "" and json.loads(out)["extra_predictions"] == []
+
+
+def test_one_extra_prediction_reads_in_the_singular(cli, tmp_path):
+    gt, pred = tmp_path / "g.json", tmp_path / "p.json"
+    gt.write_text(GT)
+    pred.write_text(json.dumps({"images": {"x.jpg": {"words": {"1": _word(0)}}, "y.jpg": {"words": {}}}}))
+    code, _, err = cli("evaluate-json", gt, pred)
+    assert code == 0
+    assert err.strip() == f"warning: {pred}: 1 predicted image is not in the ground truth: y.jpg; not scored (--strict refuses them)"

@@ -68,7 +68,10 @@ def test_presets_new_keeps_comments_and_applies_changes(cli, tmp_path):
                        "--set", "trainer.max_epochs=5", "--dir", out_dir)
     assert code == 0, err
     text = (out_dir / "fast8.yaml").read_text()
-    assert "# Best trial of the learning-rate sweep" in text  # run8's own comment survives
+    # run8's header ("values exactly as the sweep proposed them") is not true of the changed copy
+    assert "# Best trial of the learning-rate sweep" not in text
+    assert "\n# Derived from run8 (" in text
+    assert ") with these overrides: models.optimizer.lr=3e-4, trainer.max_epochs=5.\n" in text
     assert "lr: 0.0003  # was 0.0005134333170096499 in run8" in text
     assert "weight_decay: 6.797303101020006e-05" in text  # untouched values keep every digit
     p = load_preset(out_dir / "fast8.yaml").preset
@@ -138,3 +141,34 @@ def test_new_keeps_the_source_base_when_it_lives_elsewhere(cli, tmp_path):
     code, _, err = cli("presets", "new", "foo", "--from", src / "child.yaml", "--dir", out)
     assert code == 0, err
     assert load_preset(out / "foo.yaml").preset.models.encoder.model_name == "resnet18"
+
+
+def test_a_missing_presets_dir_is_refused_by_every_command(cli, tmp_path):
+    missing = tmp_path / "nope"
+    a_file = tmp_path / "f.yaml"
+    a_file.write_text("seed: 1\n")
+    for args in (("presets", "list"), ("presets", "show", "baseline"), ("presets", "validate"),
+                 ("compare", "baseline", "run8"), ("train", "--resume", "no-such-run")):
+        code, out, err = cli(*args, "--presets-dir", missing)
+        assert code == 2, args
+        assert err.strip() == f"--presets-dir {missing}: folder not found", args
+        assert out == ""
+    code, _, err = cli("presets", "list", "--presets-dir", a_file)
+    assert code == 2 and err.strip() == f"--presets-dir {a_file}: not a folder"
+    code, out, _ = cli("presets", "list", "--presets-dir", tmp_path, "--json")  # a folder: searched as before
+    assert code == 0 and "baseline" in out
+
+
+def test_validate_refuses_an_empty_preset(cli, tmp_path):
+    empty, comments, braces = (tmp_path / f"{n}.yaml" for n in ("empty", "comments", "braces"))
+    empty.write_text("")
+    comments.write_text("# nothing here yet\n")
+    braces.write_text("{}\n")
+    copy = tmp_path / "copy.yaml"
+    copy.write_text("extends: baseline\n")
+    code, _, err = cli("presets", "validate", empty, comments, braces, copy)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert [ln.split(": ")[0] for ln in lines[:3]] == [str(empty), str(comments), str(braces)]
+    assert all("empty preset: it sets nothing and extends nothing" in ln for ln in lines[:3])
+    assert f"ok  copy ({copy})" in lines and lines[-1] == "3 of 4 preset(s) invalid"

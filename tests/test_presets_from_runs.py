@@ -323,3 +323,15 @@ def test_a_trial_whose_folder_is_gone_is_read_from_the_study(cli, here, replicat
     assert p.models.scheduler.eta_min == spec["derived"]["models.scheduler.eta_min"]
     assert p.trainer.max_epochs == 16
     assert "the trial has no folder" in text and "Not copied: trainer.max_epochs=1" in text
+
+
+def test_from_run_with_set_says_the_overrides_came_after_its_scores(cli, here):
+    run = fake_run(here / "runs", "baseline", ["models.optimizer.lr=0.0006"], best=BEST)
+    code, _, err = cli("presets", "new", "tweaked", "--from", str(run.path), "--set", "seed=5")
+    assert code == 0, err
+    head = (here / "presets" / "tweaked.yaml").read_text().split("extends:")[0]
+    assert "H-mean 96.61" in head  # the run's scores, still told as the run's
+    assert "# Then these overrides: seed=5 (any scores above were measured without them).\n" in head
+    code, _, err = cli("presets", "new", "plain", "--from", str(run.path))
+    assert code == 0, err
+    assert "overrides" not in (here / "presets" / "plain.yaml").read_text()

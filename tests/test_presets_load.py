@@ -238,3 +238,51 @@ def test_range_checks_read_as_one_line_each():
         "--set trainer.devices: must be a device count >= 1, -1 (every GPU) or auto (got 0)",
     ]
     assert load_preset("cpu-demo", ["trainer.max_epochs=1"]).preset.trainer.max_epochs == 1  # a smoke run
+
+
+@pytest.mark.parametrize(
+    "item, line",
+    [
+        # a mistyped top-level section: the file never named it, --set did
+        ("model.optimizer.lr=1e-3", "--set model: unknown key (did you mean 'models'?)"),
+        ("models.optimizr.lr=1e-3", "--set models.optimizr: unknown key (did you mean 'optimizer'?)"),
+        ("models.optimizer.lrr=1e-3", "--set models.optimizer.lrr: unknown key (did you mean 'lr'?)"),
+        ("traner.max_epochs=3", "--set traner: unknown key (did you mean 'trainer'?)"),
+    ],
+)
+def test_a_set_typo_at_any_depth_is_blamed_on_set(item, line):
+    with pytest.raises(InputError) as e:
+        load_preset("run8", [item])
+    assert lines_of(e) == [line]
+
+
+def test_a_set_typo_in_a_section_the_file_has_is_still_located_at_the_set():
+    with pytest.raises(InputError) as e:
+        load_preset("run8", ["seed=3", "dataloader.batch_sise=2"])  # _receipt-b4 has a dataloader section
+    assert lines_of(e) == ["--set dataloader.batch_sise: unknown key (did you mean 'batch_size'?)"]
+
+
+EMPTY = "empty preset: it sets nothing and extends nothing, so it would train with the built-in defaults; " \
+        "add settings or `extends: NAME`"
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n# and another\n", "{}\n", "null\n", "~\n",
+                                  "extends: null\n"])
+def test_an_empty_preset_is_an_error(presets_dir, text):
+    path = write(presets_dir, "blank", text)
+    with pytest.raises(InputError) as e:
+        load_preset(path)
+    assert lines_of(e) == [f"{path}: {EMPTY}"]
+
+
+def test_an_empty_preset_that_extends_one_is_a_copy(presets_dir):
+    write(presets_dir, "copy", "# the same as baseline, under another name\nextends: baseline\n")
+    assert load_preset(presets_dir / "copy.yaml").preset == load_preset("baseline").preset
+
+
+def test_extending_an_empty_preset_blames_the_empty_file(presets_dir):
+    write(presets_dir, "hollow", "# nothing yet\n")
+    child = write(presets_dir, "child", "extends: hollow\nseed: 3\n")
+    with pytest.raises(InputError) as e:
+        load_preset(child)
+    assert lines_of(e) == [f"{presets_dir / 'hollow.yaml'}: {EMPTY}"]

@@ -169,3 +169,62 @@ def test_scale_needs_two_numbers(scale, shown):
     loc, err = _error({"datasets": {"augment": {"scale": scale}}})
     assert loc == "datasets.augment.scale"
     assert err["msg"] == f"Value error, expected two numbers [min, max] (got {shown})"
+
+
+@pytest.mark.parametrize(
+    "key, top",
+    [
+        ("trainer.max_epochs", 1000),
+        ("models.scheduler.T_max", 1000),
+        ("models.scheduler.warmup_epochs", 1000),
+        ("models.decoder.inner_channels", 2048),
+        ("models.decoder.out_channels", 2048),
+        ("models.head.postprocess.max_candidates", 10_000),
+        ("datasets.image_size", 4096),
+        ("dataloader.batch_size", 1024),
+        ("dataloader.num_workers", 256),
+        ("trainer.accumulate_grad_batches", 1024),
+        ("trainer.num_nodes", 1024),
+        ("reported.epoch", 1000),
+        ("seed", 2**32 - 1),
+    ],
+)
+def test_counts_have_an_upper_bound_that_a_slipped_digit_crosses(key, top):
+    """The largest value is accepted, one more is a located error saying the bound."""
+    from ocrtune.presets.load import load_preset
+
+    from ocrtune.errors import InputError
+
+    assert _get(load_preset("cpu-demo", [f"{key}={top}"]).preset, key) == top
+    got = top + 32 if top % 32 == 0 else top * 10  # past the bound (a multiple of 32 stays one)
+    with pytest.raises(InputError) as e:
+        load_preset("cpu-demo", [f"{key}={got}"])
+    assert e.value.lines == [f"--set {key}: must be <= {top} (got {got})"]
+
+
+def test_max_epochs_bound_is_located_in_the_file(tmp_path):
+    from ocrtune.errors import InputError
+    from ocrtune.presets.load import load_preset
+
+    path = tmp_path / "long.yaml"
+    path.write_text("extends: cpu-demo\ntrainer:\n  max_epochs: 100000000\n")
+    with pytest.raises(InputError) as e:
+        load_preset(path)
+    assert e.value.lines == [f"{path}:3:3 trainer.max_epochs: must be <= 1000 (got 100000000)"]
+
+
+def test_a_negative_seed_is_refused_before_training():
+    """lightning's seed_everything takes 0..2**32-1 only; the preset says so, not a traceback mid-run."""
+    from ocrtune.errors import InputError
+    from ocrtune.presets.load import load_preset
+
+    with pytest.raises(InputError) as e:
+        load_preset("cpu-demo", ["seed=-1"])
+    assert e.value.lines == ["--set seed: must be >= 0 (got -1)"]
+
+
+def _get(preset, key):
+    node = preset
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node

@@ -107,3 +107,38 @@ def test_blend_without_set_reports_the_blend(cli, here):
     rows = {v["key"]: v for v in json.loads(out)["values"]}
     assert rows["models.scheduler.T_max"] == {"key": "models.scheduler.T_max", "a": 22, "b": 24, "value": 23, "how": "linear"}
     assert all(v["how"] == "linear" for v in rows.values())
+
+
+def test_blend_of_different_encoders_warns_and_says_what_it_took_from_where(cli, here):
+    code, out, err = cli("presets", "blend", "baseline", "cpu-demo", "--name", "mix")
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("warning: baseline and cpu-demo use different encoders (efficientnet_b4, resnet10t);"
+                               " the blend uses baseline's and interpolates sizes tuned for each: ")
+    for mixed in ("models.decoder.inner_channels 160 (baseline 256, cpu-demo 64)",
+                  "datasets.image_size 672 (baseline 1024, cpu-demo 320)",
+                  "dataloader.num_workers 2 (baseline 4, cpu-demo 0)"):
+        assert mixed in lines[0]
+    assert lines[1] == ("taken from baseline, not blended: models.encoder.model_name=efficientnet_b4 (cpu-demo has"
+                        " resnet10t), models.encoder.pretrained=true (cpu-demo has false), models.optimizer.name=adam"
+                        " (cpu-demo has adamw), trainer.precision=auto (cpu-demo has 32-true)")
+    assert lines[2] == f"wrote {Path('presets') / 'mix.yaml'}"
+    text = (here / "presets" / "mix.yaml").read_text()
+    assert "# baseline and cpu-demo use different encoders (efficientnet_b4, resnet10t): this blend uses baseline's" in text
+    # --set takes a side too, and --json carries the same lines
+    code, out, err = cli("presets", "blend", "baseline", "cpu-demo", "--name", "mix2", "--json",
+                         "--set", "models.encoder.model_name=resnet18")
+    assert code == 0, err
+    caveats = json.loads(out)["caveats"]
+    assert "the blend uses resnet18 (--set)" in caveats[0]
+    assert caveats[-1] == ("taken from --set, not blended: models.encoder.model_name=resnet18"
+                           " (baseline efficientnet_b4, cpu-demo resnet10t)")
+    assert err.strip() == caveats[0]  # the warning reaches the terminal with --json too
+    assert "this blend uses the --set one" in (here / "presets" / "mix2.yaml").read_text()
+
+
+def test_blend_of_the_same_encoder_has_no_warning(cli, here):
+    code, out, err = cli("presets", "blend", "baseline", "run8", "--name", "same")
+    assert code == 0, err
+    assert "warning" not in err and "taken from" not in err
+    assert "different encoders" not in (here / "presets" / "same.yaml").read_text()

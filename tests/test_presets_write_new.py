@@ -110,7 +110,9 @@ def test_new_says_once_what_it_derives_from_and_comments_inherited_values(cli, h
     assert code == 0, err
     text = (here / "presets" / "a2.yaml").read_text()
     assert text.count("# Created") == 1 and "presets new a2 --from a1" in text
-    assert "# Best trial of the learning-rate sweep" in text  # run8's own comment survives
+    assert "# Best trial of the learning-rate sweep" in (here / "presets" / "a1.yaml").read_text()  # a copy keeps it
+    assert "# Best trial of the learning-rate sweep" not in text  # describes run8's values, which seed=3 changed
+    assert "# Derived from a1 (presets/a1.yaml) with these overrides: seed=3.\n" in text
     assert "seed: 3  # was 42 in a1" in text  # 42 comes from run8's base, _receipt-b4
     assert load_preset(here / "presets" / "a1.yaml").preset.description == "derived from run8"
     assert load_preset(here / "presets" / "a2.yaml").preset.description == "derived from a1 with seed changed"

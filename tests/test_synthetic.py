@@ -1,4 +1,5 @@
-"""Synthetic receipts: determinism, exact polygons on ink, layout, and the cached default set."""
+"""Synthetic receipts: determinism, exact polygons on ink, layout, styles and effects, and the
+cached default set."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ocrtune.data.formats import read_json, sanitize
 from ocrtune.data.images import load_image
 from ocrtune.data.layout import list_images, resolve_split
 from ocrtune.data.receipt_text import FontSet, find_fonts
+from ocrtune.data.synth_options import Effect, Style, SynthOptions
 from ocrtune.data.synthetic import default_dataset, render_receipt, synthesize
 from ocrtune.errors import InputError
 
@@ -212,14 +214,15 @@ def _pre_marker_set(root: Path) -> Path:
     return root
 
 
-def test_overwrite_replaces_a_set_made_before_the_marker(tmp_path: Path) -> None:
+def test_overwrite_refuses_a_set_made_before_the_marker(tmp_path: Path) -> None:
+    """File names that look synthetic say nothing about whose data it is: without a marker
+    holding content hashes, a set is never replaced, however synthetic its names look."""
     old = _pre_marker_set(tmp_path / "old")
-    with pytest.raises(InputError, match="already holds a dataset"):
-        synthesize(old, n=3, size=96)
-    result = synthesize(old, n=3, size=96, val_fraction=0.0, overwrite=True)
-    assert result.n_train == 3 and (old / "ocrtune-synth.json").is_file()
-    assert sorted(p.name for p in old.iterdir()) == ["images", "jsons", "ocrtune-synth.json"]
-    assert not (old / "images" / "val").exists() and not (old / "jsons" / "val.json").exists()
+    before = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="did not synthesise .*delete this one yourself"):
+            synthesize(old, n=3, size=96, val_fraction=0.0, overwrite=overwrite)
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.parametrize("change", [
@@ -265,3 +268,53 @@ def test_default_dataset_is_cached_and_atomic(
     assert leftovers == []
     image_dir, ann = resolve_split(first, "train")
     assert ann is not None and len(read_json(ann)) == len(list_images(image_dir)) == 2
+
+
+@pytest.mark.parametrize(("seed", "index"), [(3, 0), (3, 1), (8, 2), (8, 5)])
+def test_real_style_polygons_lie_on_ink(seed: int, index: int) -> None:
+    """Columns, graphic rules, logos and barcodes, scans and photos: the boxes stay tight."""
+    image, ann = render_receipt(seed, index, 640, options=SynthOptions(style=Style.REAL))
+    _check_polygons_on_ink(image, ann)
+    assert sanitize(ann)[1] == []
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_real_style_with_every_effect_keeps_words_readable_and_boxed(index: int) -> None:
+    options = SynthOptions(style=Style.REAL, effects=frozenset(Effect))
+    image, ann = render_receipt(4, index, 640, options=options)
+    _check_polygons_on_ink(image, ann, tight=False)
+    again, ann_again = render_receipt(4, index, 640, options=options)
+    assert np.array_equal(image, again) and ann == ann_again
+    plain_img, plain_ann = render_receipt(4, index, 640, options=SynthOptions(style=Style.REAL))
+    assert ann == plain_ann and not np.array_equal(image, plain_img)  # effects move no box
+
+
+def _word_mask(ann, shape: tuple[int, ...]) -> np.ndarray:  # noqa: ANN001
+    mask = np.zeros(shape[:2], np.uint8)
+    for w in ann.words:
+        cv2.fillPoly(mask, [np.round(w.points - 0.5).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+@pytest.mark.parametrize("effect", list(Effect))
+def test_each_effect_is_deterministic_changes_pixels_and_moves_no_box(effect: Effect) -> None:
+    options = SynthOptions(effects=frozenset({effect}))
+    changed = 0
+    for index in range(3):
+        base, base_ann = render_receipt(6, index, 480)
+        image, ann = render_receipt(6, index, 480, options=options)
+        assert np.array_equal(image, render_receipt(6, index, 480, options=options)[0])
+        assert ann == base_ann
+        diff = np.abs(image.astype(int) - base.astype(int)).max(axis=2)
+        changed += int((diff > 12).mean() > 0.001)
+        if effect in (Effect.MARKS, Effect.STAMP):  # distractors keep off the text
+            assert np.percentile(diff[_word_mask(ann, image.shape)], 99) < 12
+    assert changed >= 2
+
+
+def test_without_effects_plain_is_what_it_always_was() -> None:
+    """The options' defaults take the original code path: same pixels, same boxes."""
+    for index in range(2):
+        a_img, a_ann = render_receipt(2, index, 320)
+        b_img, b_ann = render_receipt(2, index, 320, options=SynthOptions(style=Style.PLAIN, effects=frozenset()))
+        assert np.array_equal(a_img, b_img) and a_ann == b_ann

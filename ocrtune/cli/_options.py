@@ -7,6 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
+from ocrtune.presets.load import check_presets_dirs
+
+
+def _existing_folders(ctx: typer.Context, value: Optional[list[Path]]) -> Optional[list[Path]]:
+    """A mistyped --presets-dir is refused at once, even by a command that ends up not searching."""
+    if not ctx.resilient_parsing:  # shell completion parses half-typed lines: never refuse those
+        check_presets_dirs(value or [])
+    return value
+
+
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -22,6 +32,7 @@ PresetsDirOption = Annotated[
         "--presets-dir",
         help="Extra folder to look for presets in (repeatable; also $OCRTUNE_PRESETS).",
         show_default=False,
+        callback=_existing_folders,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]

@@ -10,6 +10,9 @@ from typer.core import TyperGroup
 from ocrtune import __version__
 from ocrtune.cli import compare, data, evaluate_json, presets, runs, sweep, train
 from ocrtune.cli._output import error
+from ocrtune.cli.tune_postprocess import tune_postprocess
+from ocrtune.cli._usage import usage_errors
+from ocrtune.cli.kfold import app as kfold_app
 from ocrtune.errors import InputError, OcrtuneError
 
 EXIT_FAILED = 1
@@ -20,9 +23,14 @@ _PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirec
 class _ErrorBoundary(TyperGroup):
     """Turns our errors into located one-line messages and exit codes, never tracebacks."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with usage_errors():  # the root's own options (`ocrtune --bogus`)
+            return super().make_context(*args, **kwargs)
+
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with usage_errors():  # a sub-command's options and arguments, an unknown command
+                return super().invoke(ctx)
         except InputError as e:
             for line in e.lines:
                 error(line)
@@ -74,11 +82,13 @@ app.add_typer(presets.app, name="presets")
 app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
 app.add_typer(sweep.app, name="sweep")
+app.add_typer(kfold_app, name="kfold")
 app.command("compare")(compare.compare)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("predict")(train.predict)
 app.command("evaluate-json")(evaluate_json.evaluate_json)
+app.command("tune-postprocess")(tune_postprocess)
 
 
 def _version(value: bool) -> None:

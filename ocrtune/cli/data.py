@@ -14,6 +14,14 @@ from ocrtune.cli._output import ProgressBar
 from ocrtune.cli._output import console as _out
 from ocrtune.cli._output import err_console as _err
 from ocrtune.data.stats import SplitStats, scan_dataset, scan_split
+from ocrtune.data.synth_options import (
+    Granularity,
+    SynthOptions,
+    parse_effects,
+    parse_granularity,
+    parse_style,
+    parse_workers,
+)
 from ocrtune.data.synthetic import synthesize
 
 app = typer.Typer(help="Inspect, check and synthesise receipt datasets.", no_args_is_help=True)
@@ -115,16 +123,38 @@ def synth(
     size: Annotated[int, typer.Option(help="Image height in pixels.", min=64)] = 640,
     val_fraction: Annotated[float, typer.Option(help="Share of images in the val split.")] = 0.2,
     force: Annotated[
-        bool, typer.Option(help="Replace a synthetic set this command wrote earlier (never other data).")
+        bool, typer.Option(help="Replace a synthetic set this command wrote, if unchanged since (never other data).")
     ] = False,
+    workers: Annotated[
+        str, typer.Option(help="Processes rendering in parallel: N or 'all' cores (same files either way).")
+    ] = "all",
+    granularity: Annotated[
+        str, typer.Option(help="Boxes per word (competition) or per line segment split at wide gaps (SROIE): word|line.")
+    ] = "word",
+    style: Annotated[
+        str, typer.Option(help="plain (the original receipts) or real (columns, logos, barcodes; scans and photos).")
+    ] = "plain",
+    effects: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: fading,smudges,creases,marks,stamp,shadow,light, or all, or none "
+                          "(default: all with --style real, none with plain).", show_default=False),
+    ] = None,
 ) -> None:
     """Render synthetic receipts with exact word polygons in the competition layout."""
+    chosen = parse_style(style)
+    options = SynthOptions(parse_granularity(granularity), chosen, parse_effects(effects, chosen))
+    n_workers = parse_workers(workers)
     done = itertools.count(1)
     with ProgressBar("rendering receipts") as bar:
         result = synthesize(
-            out, n, seed, size, val_fraction, overwrite=force, on_image=lambda _i: bar(next(done), n)
+            out, n, seed, size, val_fraction, overwrite=force, options=options, workers=n_workers,
+            on_image=lambda _i: bar(next(done), n),
         )
     typer.echo(
         f"wrote {result.n_train} train + {result.n_val} val images "
-        f"({result.n_words} words) to {result.root}"
+        f"({result.n_words} {'line segments' if options.granularity is Granularity.LINE else 'words'}) to {result.root}"
+    )
+    typer.echo(
+        f"{result.images_per_s:.1f} images/s ({result.seconds:.1f} s, "
+        f"{result.workers} process{'es' if result.workers > 1 else ''})"
     )

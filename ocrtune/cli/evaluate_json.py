@@ -11,7 +11,7 @@ import typer
 from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, info, print_json, table
 from ocrtune.errors import InputError
-from ocrtune.metrics.files import evaluate_files
+from ocrtune.metrics.files import evaluate_files, extra_predictions_text
 from ocrtune.train.rundir import write_json_atomic
 
 
@@ -33,9 +33,20 @@ def evaluate_json(
     pred: Annotated[Path, typer.Argument(help="Predictions: competition JSON or submission CSV.")],
     metric: Annotated[str, typer.Option("--metric", help="cleval (competition score) or iou (ICDAR15, IoU >= 0.5).")] = "cleval",
     per_image: Annotated[Optional[Path], typer.Option("--per-image", help="Write per-image scores (JSON) here.")] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Refuse predictions for images the ground truth does not have (exit 2, bad "
+                     "input) instead of warning and leaving them unscored."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Recall, precision and H-mean: the image mean (competition default) and the global pool."""
+    """Recall, precision and H-mean: the image mean (competition default) and the global pool.
+
+    Only ground-truth images are scored (a missing prediction scores 0). Predictions for images
+    the ground truth does not have (another split, renamed files) are counted and named in a
+    warning on stderr and in the JSON's "extra_predictions"; with --strict they are an error:
+    exit 2, like any other bad input.
+    """
     if metric not in ("cleval", "iou"):
         raise InputError(f"unknown metric {metric!r}; choose cleval or iou", key="--metric")
     for p in (gt, pred):
@@ -43,7 +54,10 @@ def evaluate_json(
             raise InputError("file not found", file=str(p))
     if per_image is not None:
         _check_output(per_image, (gt, pred))
-    result = evaluate_files(gt, pred, metric)  # type: ignore[arg-type]
+    result = evaluate_files(gt, pred, metric, strict)  # type: ignore[arg-type]
+    if result["extra_predictions"]:
+        info(f"warning: {pred}: {extra_predictions_text(result['extra_predictions'])}; not scored"
+             " (--strict refuses them)")
     if per_image is not None:
         try:  # temp file + rename: an existing file is replaced whole or not at all
             write_json_atomic(per_image, result["per_image"])

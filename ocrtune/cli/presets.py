@@ -169,15 +169,22 @@ def blend(
 ) -> None:
     """Interpolate the numeric settings of two presets (integers rounded) into a new preset.
 
-    --set values apply to the blended result; the table shows the values written.
+    --set values apply to the blended result; the table shows the values written. Settings that
+    cannot be interpolated (names, flags, lists) are taken from A and listed; presets with
+    different encoders get a warning naming the sizes mixed between them.
     """
     dirs = presets_dir or []
     pa, pb = load_preset(a, (), dirs), load_preset(b, (), dirs)
     values = blend_values(settings(pa.preset), settings(pb.preset), weight, log)
     done = blend_preset(name, a, b, values, weight, log, out_dir, dirs, force, set_ or [])
+    caveats = done.caveats.lines()
     if as_json:
-        print_json({"path": str(done.path), "values": [v.__dict__ for v in done.values]})
+        print_json({"path": str(done.path), "values": [v.__dict__ for v in done.values], "caveats": caveats})
+        for line in caveats[:1] if done.caveats.encoder is not None else []:
+            info(line)  # the warning reaches a person reading the terminal too
         return
     rows = [[v.key, v.a, v.b, v.value, v.how] for v in done.values]
     console.print(table(f"{name} = blend({a}, {b}, w={weight:g})", ["key", a, b, name, "how"], rows))
+    for line in caveats:
+        info(line)
     info(f"wrote {done.path}")

@@ -5,6 +5,10 @@ with each trial's number and swept values.
 
 Tables count epochs from 1, as training prints them; ``--json`` gives the run's files as they
 are (``epoch`` and ``best_epoch`` from 0, as ``summary.json`` says with ``epoch_base``).
+
+The status shown is derived (``run_state``): a run recorded as ``running`` whose process is
+gone shows ``killed`` (this host) or ``lost`` (another machine, silent), with the command that
+resumes it. Nothing here writes to a run.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ocrtune.cli._options import JsonOption
-from ocrtune.cli._output import console, fmt, print_json, table
+from ocrtune.cli._output import console, fmt, info, print_json, table
 from ocrtune.errors import InputError
 from ocrtune.sweep.types import TrialResult, TrialSpec
-from ocrtune.train.rundir import RunDir, find_run, list_runs, list_trial_runs, shown_epoch
+from ocrtune.train.rundir import RunDir, RunState, find_run, list_runs, list_trial_runs, run_state, shown_epoch
 
 app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
@@ -52,18 +56,35 @@ def list_(
     cols = ["run", "status", "epochs", "best epoch", "H-mean", "precision", "recall", "time (s)"]
     rows = [[r["run"], r["status"], r["epochs"], shown_epoch(r["best_epoch"]), r["hmean"], r["precision"], r["recall"], r["wall_time_s"]] for r in records]
     console.print(table(None, cols, rows))
+    _resume_hints(records)
+
+
+def _resume_hints(records: list[dict[str, Any]], most: int = 5) -> None:
+    """How to continue the runs that stopped before their last epoch (killed, lost, interrupted,
+    failed), on stderr under the table."""
+    stopped = [r for r in records if r.get("resume")]
+    for r in stopped[:most]:
+        info(f"{r['run']} ({r['status']}): continue with: {r['resume']}")
+    if len(stopped) > most:
+        info(f"... and {len(stopped) - most} more; `ocrtune runs show RUN` says how to continue each")
 
 
 def _record(run: RunDir) -> dict[str, Any]:
     """One run as ``runs list`` shows it (its summary's status, epochs and best scores)."""
     try:
         s = run.read_summary()
+        state = run_state(run, s)
+        status, reason, resume = state.status, state.reason, state.resume
     except InputError as e:  # one broken run does not hide the others
-        s = {"status": f"unreadable summary ({e.problems[0].message})"}
+        s = {}
+        status, reason, resume = f"unreadable summary ({e.problems[0].message})", None, None
     best = s.get("best") or {}
     return {
         "run": run.path.name,
-        "status": s.get("status", "unknown"),
+        "status": status,
+        "recorded_status": s.get("status"),
+        "status_reason": reason,
+        "resume": resume,
         "preset": s.get("preset"),
         "epochs": s.get("epochs_completed"),
         "best_epoch": s.get("best_epoch"),
@@ -160,22 +181,34 @@ def show(
     """Summary and per-epoch metrics of one run."""
     run = find_run(ref, runs_dir)
     summary, rows = run.read_summary(), run.read_metrics()
+    state = run_state(run, summary)
     if as_json:
-        print_json({"run": str(run.path), "summary": summary, "metrics": rows})
+        print_json({"run": str(run.path), "status": state.status, "status_reason": state.reason,
+                    "resume": state.resume, "summary": summary, "metrics": rows})
         return
-    console.print(table(str(run.path), ["field", "value"], _summary_rows(summary)))
+    console.print(table(str(run.path), ["field", "value"], _summary_rows(summary, state)))
     if rows:
         cols = ["epoch", "train_loss", "val_hmean", "val_precision", "val_recall", "lr", "grad_norm", "epoch_time_s", "peak_mem_mb"]
         console.print(table("metrics", cols, [[shown_epoch(r.get("epoch")), *(r.get(c) for c in cols[1:])] for r in rows]))
+    if state.reason:
+        info(f"{state.status}: {state.reason}")
+    if state.resume:
+        info(f"continue with: {state.resume}")
 
 
-def _summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    """The summary's fields, with the best epoch counted from 1 and its val scores beside it."""
+def _summary_rows(summary: dict[str, Any], state: RunState) -> list[list[Any]]:
+    """The summary's fields, with the status as derived (what was recorded beside it when that
+    differs), the best epoch counted from 1 and its val scores beside it."""
     out: list[list[Any]] = []
     for k, v in summary.items():
         if k == "epoch_base":
             continue
-        if k == "best_epoch":
+        if k == "status":
+            out.append(["status", state.status if state.status == state.recorded
+                        else f"{state.status} (recorded: {state.recorded})"])
+        elif k == "owner" and isinstance(v, dict):
+            out.append(["owner", f"pid {v.get('pid')} on {str(v.get('host', '?')).split('/')[0]}"])
+        elif k == "best_epoch":
             out.append(["best epoch", shown_epoch(v)])
         elif k == "best":
             best = v if isinstance(v, dict) else {}

@@ -25,9 +25,16 @@ StorageOption = Annotated[Optional[str], typer.Option(
     "--storage", help="Study storage: postgresql://user:pass@host/db (shared by workers), sqlite:///x.db or "
     "journal:x.log. Default: runs/sweeps/<name>/study.db.")]
 RunsDirOption = Annotated[Path, typer.Option("--runs-dir", help="Root of run directories; trials go to <runs-dir>/sweeps/<name>/.")]
-GpusOption = Annotated[Optional[str], typer.Option("--gpus", help="GPUs to use, one trial per GPU at a time: 0,1,2,3 or all.")]
+GpusOption = Annotated[Optional[str], typer.Option(
+    "--gpus", help="GPUs to use, one trial per GPU at a time (see --trials-per-gpu): 0,1,2,3 or all.")]
 ParallelOption = Annotated[Optional[int], typer.Option(
     "--parallel", min=0, help="Trials at a time on CPU (default 1), or per GPU with --gpus; 0: only coordinate.")]
+TrialsPerGpuOption = Annotated[Optional[int], typer.Option(
+    "--trials-per-gpu", min=1, help="With --gpus: trials sharing each GPU at a time, each limited to its share of "
+    "the GPU's memory so one running out does not stop the other.")]
+ColdTrialsOption = Annotated[bool, typer.Option(
+    "--cold-trials", help="Start each trial as a new Python process (as before: seconds of imports and data "
+    "reading per trial) instead of forking it from a warm process that did them once.")]
 
 
 @app.callback(invoke_without_command=True)
@@ -60,6 +67,8 @@ def sweep(
     storage: StorageOption = None,
     gpus: GpusOption = None,
     parallel: ParallelOption = None,
+    trials_per_gpu: TrialsPerGpuOption = None,
+    cold_trials: ColdTrialsOption = False,
     batch: Annotated[Optional[int], typer.Option("--batch", min=1, help="TPE: trials proposed at a time (default: local slots).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random and TPE proposals.")] = 0,
     objective: Annotated[Optional[str], typer.Option(
@@ -80,6 +89,7 @@ def sweep(
         return
     from ocrtune.sweep.api import Hooks, Place, run_sweep
     from ocrtune.sweep.prepare import SweepRequest
+    from ocrtune.sweep.run.launcher import trials_at_a_time
 
     request = SweepRequest(
         preset=preset, strategy=strategy, param=param, range_text=range_, linear=linear, points=points, top=top,
@@ -103,8 +113,8 @@ def sweep(
 
     try:
         outcome = run_sweep(request, Place(storage, runs_dir), sets=set_ or [], presets_dir=presets_dir or [],
-                            gpus=gpus, parallel=parallel, hooks=Hooks(started, event, view.update),
-                            report=not no_report)
+                            gpus=gpus, parallel=trials_at_a_time(gpus, parallel, trials_per_gpu),
+                            hooks=Hooks(started, event, view.update), report=not no_report, warm=not cold_trials)
     except KeyboardInterrupt:
         view.__exit__(None, None, None)
         info(f"stopped; running trials were re-queued. Resume with the same command (sweep {names[0] if names else ''}).")
@@ -165,6 +175,8 @@ def worker(
     storage: StorageOption = None,
     gpus: GpusOption = None,
     parallel: ParallelOption = None,
+    trials_per_gpu: TrialsPerGpuOption = None,
+    cold_trials: ColdTrialsOption = False,
     data: Annotated[Optional[Path], typer.Option("--data", help="This machine's dataset path, if not the sweep's.")] = None,
     max_idle: Annotated[Optional[float], typer.Option("--max-idle", help="Exit after this many seconds without a queued trial.")] = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for the sweep to be created.")] = 60.0,
@@ -173,13 +185,15 @@ def worker(
 ) -> None:
     """Pull queued trials of sweep NAME and run them here until the sweep finishes."""
     from ocrtune.sweep.api import Hooks, Place, run_worker
+    from ocrtune.sweep.run.launcher import trials_at_a_time
 
     def started(cfg: Any, url: str, slots: Any) -> None:
         info(f"worker for sweep {name} on {url}: {len(slots)} slot(s)")
 
     try:
-        outcomes = run_worker(name, Place(storage, runs_dir), gpus=gpus, parallel=parallel, data=data,
-                              max_idle=max_idle, wait=wait, hooks=Hooks(started, _worker_event))
+        outcomes = run_worker(name, Place(storage, runs_dir), gpus=gpus,
+                              parallel=trials_at_a_time(gpus, parallel, trials_per_gpu), data=data,
+                              max_idle=max_idle, wait=wait, hooks=Hooks(started, _worker_event), warm=not cold_trials)
     except KeyboardInterrupt:
         info("stopped; running trials were re-queued for other workers.")
         raise typer.Exit(EXIT_STOPPED) from None
@@ -264,6 +278,8 @@ def _worker_event(kind: str, data: Mapping[str, Any]) -> None:
         info(f"trial {data['number']} {data['status']} score {fmt(data['score'])}{err}")
     elif kind == "error":
         info(f"worker error [{data.get('slot')}]: {data.get('error')}")
+    elif kind == "warning":
+        info(f"warning: {data.get('error')}")
 
 
 class _View:
@@ -289,7 +305,9 @@ class _View:
             self.live.update(render(summary, final=False))
 
     def event(self, kind: str, data: Mapping[str, Any]) -> None:
-        if self.live is None and kind in ("end", "error"):
+        if kind == "warning" and self.live is not None and self._open:
+            self.live.console.print(Text(f"warning: {data.get('error')}", style="yellow"))
+        elif kind == "warning" or (self.live is None and kind in ("end", "error")):
             _worker_event(kind, data)
 
 
@@ -322,8 +340,9 @@ def render(s: SweepSummary, final: bool) -> Group:
         for r in s.trials:
             if r.status == Status.RUNNING:
                 p = r.progress or {}
-                parts.append(Text(f"trial {r.number} [{r.slot or '?'}] epoch {p.get('epoch', 0)}/"
-                                  f"{p.get('epochs', s.epochs)} {s.metric} {fmt(p.get('value'))}"))
+                done = (f"epoch {p['epoch']}/{p.get('epochs', s.epochs)} {s.metric} {fmt(p.get('value'))}"
+                        if p.get("epoch") else "starting")
+                parts.append(Text(f"{r.slot or '?'} -> trial {r.number}: {done}"))
     if s.couplings:
         parts.append(Text("coupled: " + "; ".join(s.couplings)))
     b = s.best

@@ -11,12 +11,13 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 from PIL import ImageFont
 
-__all__ = ["FontSet", "Line", "find_fonts", "load_font", "receipt_lines"]
+__all__ = ["Col", "FontSet", "Graphic", "Line", "find_fonts", "load_font", "receipt_lines", "real_receipt_lines"]
 
 _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 _FONT_EXTS = (".ttf", ".otf", ".ttc")
@@ -101,14 +102,37 @@ _FOOT_KO = ("감사합니다", "교환 환불은 영수증 지참", "또 오세�
 
 
 @dataclass(frozen=True)
-class Line:
-    """One printed line: ``(text, align)`` segments; ``scale`` sizes the font; ``rule``
-    lines (dashes) are drawn but not annotated, like separators in real ground truth."""
+class Col:
+    """A column stop at a fraction ``at`` of the printable width: the text ends there
+    (``right``, as amounts do) or starts there."""
 
-    segments: tuple[tuple[str, str], ...]
+    at: float
+    right: bool = True
+
+
+class Graphic(str, Enum):
+    """Non-text lines of the ``real`` style: drawn, never annotated."""
+
+    LOGO = "logo"
+    BARCODE = "barcode"
+    RULE_DASH = "rule-dash"
+    RULE_DOT = "rule-dot"
+    RULE_SOLID = "rule-solid"
+    RULE_DOUBLE = "rule-double"
+    RULE_CHARS = "rule-chars"  # a character repeated across the width (its ``segments[0]``)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One printed line: ``(text, align)`` segments, align ``left|right|center|mid`` or a
+    ``Col``; ``scale`` sizes the font; ``rule`` lines (dashes) and ``graphic`` lines are
+    drawn but not annotated, like separators, logos and barcodes in real ground truth."""
+
+    segments: tuple[tuple[str, str | Col], ...]
     scale: float = 1.0
     bold: bool = False
     rule: bool = False
+    graphic: Graphic | None = None
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
@@ -167,3 +191,125 @@ def receipt_lines(
         yield Line(((label, "left"), (amount, "right")), bold=k == 0, scale=1.15 if k == 0 else 1.0)
     yield Line(((rule, "left"),), rule=True)
     yield Line(((_pick(rng, _FOOT_KO if ko() else _FOOT), "center"),))
+
+
+# ----------------------------------------------------------------- the ``real`` style's text
+
+_TITLES = ("TAX INVOICE", "CASH BILL", "RECEIPT", "SIMPLIFIED TAX INVOICE", "OFFICIAL RECEIPT")
+_TITLES_KO = ("영수증", "신용카드 매출전표", "현금영수증", "간이영수증")
+_COMPANY = ("SDN BHD", "CO., LTD.", "ENTERPRISE", "TRADING", "(M) SDN BHD")
+_STREETS = ("JALAN SAGU", "MAIN STREET", "JALAN PERMAS", "HARBOUR ROAD", "TAMAN DAYA", "KING AVE")
+_CITIES = ("JOHOR BAHRU", "KUALA LUMPUR", "PETALING JAYA", "SEOUL", "BUSAN", "SPRINGFIELD")
+_ADDRESS = ("NO. {num}, {street} {small},", "{zip} {city}", "TEL: {tel}", "GST REG NO: {biz}",
+            "CO. REG: {biz}", "FAX: {tel}")
+_ADDRESS_KO = ("주소 서울시 강남구 {num}", "사업자번호 {biz}", "대표 홍길동", "전화 {tel}",
+               "부산시 해운대구 {small}번길")
+_META = ("DATE", "TIME", "CASHIER", "BILL NO", "TABLE", "MEMBER", "INVOICE NO", "TERMINAL")
+_META_KO = ("일시", "계산원", "영수증번호", "테이블", "단말기", "회원번호")
+_COLUMNS = (("ITEM", "QTY", "PRICE", "AMOUNT"), ("DESCRIPTION", "QTY", "U/PRICE", "TOTAL"),
+            ("CODE/DESC", "QTY", "PRICE", "AMOUNT"))
+_COLUMNS_KO = (("품명", "수량", "단가", "금액"), ("상품명", "수량", "단가", "금액"))
+_TOTALS_REAL = ("TOTAL", "SUBTOTAL", "GST 6%", "ROUNDING ADJ", "CASH", "CHANGE", "DISCOUNT",
+                "SERVICE CHARGE 10%", "TOTAL QTY")
+_FOOT_REAL = ("THANK YOU", "PLEASE COME AGAIN", "GOODS SOLD ARE NOT RETURNABLE",
+              "THANK YOU. PLEASE COME AGAIN!", "KEEP THIS RECEIPT FOR EXCHANGE", "HAVE A NICE DAY")
+_RULES = (Graphic.RULE_DASH, Graphic.RULE_DOT, Graphic.RULE_SOLID, Graphic.RULE_DOUBLE,
+          Graphic.RULE_CHARS)
+
+
+def _value(rng: np.random.Generator, label: str) -> str:
+    return _fill(rng, {"DATE": "{date}", "TIME": "{time}", "일시": "{date} {time}"}.get(
+        label, "{num}" if rng.random() < 0.6 else "CS{pos}-{num}"))
+
+
+def real_receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool) -> Iterator[Line]:
+    """About ``n_lines`` lines of a printed receipt: logo, store, address, title, key/value
+    meta data, a column header and item rows (item / qty / price / amount columns, amounts
+    right-aligned), totals, footer and a barcode, with graphic or character rules between."""
+    ko = (lambda: bool(rng.random() < 0.7)) if korean else (lambda: False)
+    won = korean or bool(rng.random() < 0.4)
+    titled = bool(rng.random() < 0.35)  # "Date :" rather than "DATE:"
+    case = (lambda t: t.title()) if titled else (lambda t: t)
+    colon = (":", "")[int(rng.integers(2))]  # no lone ":" word: too small to box well
+    rule_kind = _RULES[int(rng.integers(len(_RULES)))]
+    rule_char = "-=*.~"[int(rng.integers(5))]
+
+    def rule() -> Line:
+        kind = rule_kind if rng.random() < 0.7 else _RULES[int(rng.integers(len(_RULES)))]
+        return Line(((rule_char, "left"),), rule=True, graphic=kind)
+
+    logo, barcode = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+    n_addr, n_meta, n_tot = int(rng.integers(1, 4)), int(rng.integers(2, 5)), int(rng.integers(2, 6))
+    layout = ("4col", "3col", "2line")[int(rng.integers(3))]
+    fixed = 1.6 + n_addr + 1 + 1 + n_meta + 1 + 1 + 1 + n_tot + 1 + 2 + 3 * logo + 3.5 * barcode
+    n_items = max(1, int((n_lines - fixed) / (2 if layout == "2line" else 1)))
+
+    if logo:
+        yield Line((), scale=float(rng.uniform(2.2, 3.6)), graphic=Graphic.LOGO)
+    name = _pick(rng, _STORES_KO if ko() else _STORES)
+    if not korean and rng.random() < 0.5:
+        name = f"{name} {_pick(rng, _COMPANY)}"
+    yield Line(((name, "center"),), scale=float(rng.uniform(1.1, 1.6)), bold=True)
+    for template in _distinct(rng, _ADDRESS_KO if ko() else _ADDRESS, n_addr):
+        text = template.format(num=rng.integers(1, 300), street=_pick(rng, _STREETS),
+                               small=rng.integers(1, 40), zip=rng.integers(10000, 99999),
+                               city=_pick(rng, _CITIES), tel=_fill(rng, "{tel}"), biz=_fill(rng, "{biz}"))
+        yield Line(((text, "center"),), scale=float(rng.uniform(0.8, 0.95)))
+    yield rule()
+    if rng.random() < 0.6:
+        yield Line(((_pick(rng, _TITLES_KO if ko() else _TITLES), "center"),), bold=True)
+    value_at = Col(float(rng.uniform(0.28, 0.4)), right=False)
+    for label in _distinct(rng, _META_KO if ko() else _META, n_meta):
+        yield Line(((case(label) + colon, "left"), (_value(rng, label), value_at)))
+    yield rule()
+    stops = {"4col": (0.52, 0.76, 1.0), "3col": (0.62, 1.0), "2line": (0.5, 0.76, 1.0)}[layout]
+    heads = _pick_row(rng, _COLUMNS_KO if ko() else _COLUMNS)
+    bold_head = bool(rng.random() < 0.5)
+    if layout == "2line":  # as the item rows: code and name, then qty, unit price and amount
+        yield Line(((case(heads[0]), "left"), (case(heads[2]), Col(stops[1])), (case(heads[3]), Col(1.0))),
+                   bold=bold_head)
+        yield Line(((case(heads[1]), Col(0.22)),), bold=bold_head)
+    else:
+        heads = heads if layout == "4col" else (heads[0], heads[1], heads[3])
+        yield Line(((case(heads[0]), "left"), *((case(h), Col(s)) for h, s in zip(heads[1:], stops))),
+                   bold=bold_head)
+    yield rule()
+    total = qty_total = 0
+    for _ in range(n_items):
+        qty = int(rng.integers(1, 6))
+        price = int(rng.integers(5, 300)) * (100 if won else 10)
+        total += qty * price
+        qty_total += qty
+        item = _pick(rng, _ITEMS_KO if ko() else _ITEMS)
+        unit, amount = _money(price, won), _money(qty * price, won)
+        if layout == "4col":
+            yield Line(((item, "left"), (str(qty), Col(stops[0])), (unit, Col(stops[1])), (amount, Col(1.0))))
+        elif layout == "3col":
+            yield Line(((item, "left"), (str(qty), Col(stops[0])), (amount, Col(1.0))))
+        else:
+            code = "".join(str(d) for d in rng.integers(0, 10, size=13))
+            yield Line(((code, "left"), (item, Col(0.4, right=False))))
+            yield Line(((f"{qty} PC" if not korean else f"{qty}개", Col(0.22)), (unit, Col(stops[1])),
+                        (amount, Col(1.0))))
+    yield rule()
+    label_at: str | Col = "left" if rng.random() < 0.5 else Col(float(rng.uniform(0.58, 0.7)))
+    korean_totals = ko()
+    others = _TOTALS_KO[:2] + _TOTALS_KO[3:] if korean_totals else _TOTALS_REAL[1:]
+    labels = _distinct(rng, others, n_tot - 1)
+    for k, label in enumerate([_TOTALS_KO[2] if korean_totals else "TOTAL", *labels]):
+        amount = _money(total if k == 0 else max(1, total // (k + 2)), won)
+        if label in ("TOTAL QTY",):
+            amount = str(qty_total)
+        yield Line(((case(label) + colon, label_at), (amount, Col(1.0))), bold=k == 0,
+                   scale=float(rng.uniform(1.0, 1.3)) if k == 0 else 1.0)
+    yield rule()
+    for text in _distinct(rng, _FOOT_KO if ko() else _FOOT_REAL, int(rng.integers(1, 3))):
+        yield Line(((text, "center"),), scale=0.9)
+    if barcode:
+        yield Line((), scale=float(rng.uniform(2.0, 3.0)), graphic=Graphic.BARCODE)
+        if rng.random() < 0.7:
+            yield Line((("".join(str(d) for d in rng.integers(0, 10, size=12)), "center"),), scale=0.85)
+
+
+def _pick_row(rng: np.random.Generator, rows: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+    return rows[int(rng.integers(len(rows)))]

@@ -3,8 +3,10 @@
 Words are drawn on a flat paper image whose tight ink boxes are known exactly; the paper is
 then placed in a photo-like scene with one homography, and the same homography moves the
 boxes, so polygons stay exact whatever the rotation or perspective. Each image draws from
-its own ``default_rng([seed, index])`` stream: image ``i`` is identical whatever ``n`` is,
-and the same seed gives byte-identical files on the same machine (fonts included).
+its own ``default_rng([seed, index])`` stream: image ``i`` is identical whatever ``n`` is and
+however many processes render the set, and the same seed gives byte-identical files on the
+same machine (fonts included). ``SynthOptions`` add line-segment boxes, the ``real`` style
+(``synth_real``) and effects (``synth_effects``); the defaults draw exactly what they always did.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +25,28 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ocrtune.data.formats import Annotations, ImageAnnotation, Word, write_json
+from ocrtune.data import synth_effects, synth_real
+from ocrtune.data.formats import ImageAnnotation, Word
 from ocrtune.data.layout import cache_root
+from ocrtune.data.line_segments import PlacedWord, boxes_for
 from ocrtune.data.receipt_text import FontSet, find_fonts, load_font, receipt_lines
+from ocrtune.data.synth_draw import (
+    choose_font as _choose_font,
+    line_height as _line_height,
+    noise_field as _noise_field,
+    text_width as _text_width,
+    tight_box as _tight_box,
+    transform as _transform,
+)
+from ocrtune.data.synth_marker import MARKER, check_destination, marker_text, ours
+from ocrtune.data.synth_options import Style, SynthOptions
+from ocrtune.data.synth_pool import ImageJob, Renderer, SplitJson, render_all
 from ocrtune.errors import InputError
 
 __all__ = ["GENERATOR_VERSION", "MARKER", "SynthResult", "render_receipt", "synthesize", "default_dataset"]
 
-#: Bump when the renderer's output changes, so cached default datasets are rebuilt.
+#: Bump when the renderer's default output changes, so cached default datasets are rebuilt.
 GENERATOR_VERSION = 2
-_INK_THRESHOLD = 32  # coverage (0-255) that counts as ink when tightening word boxes
 
 
 @dataclass(frozen=True)
@@ -41,50 +55,18 @@ class SynthResult:
     n_train: int
     n_val: int
     n_words: int
+    workers: int = 1
+    seconds: float = 0.0
 
-
-def _choose_font(rng: np.random.Generator, pool: tuple[str, ...], bold: bool) -> str | None:
-    if not pool:
-        return None
-    bolds = tuple(p for p in pool if "bold" in Path(p).name.lower() or Path(p).stem.endswith("B"))
-    regular = tuple(p for p in pool if p not in bolds) or pool
-    choices = bolds if bold and bolds else regular
-    return choices[int(rng.integers(len(choices)))]
-
-
-def _text_width(font: object, text: str) -> float:
-    return float(font.getlength(text))  # type: ignore[attr-defined]
-
-
-def _line_height(font: object) -> int:
-    if hasattr(font, "getmetrics"):
-        ascent, descent = font.getmetrics()
-        return int(ascent + descent)
-    box = font.getbbox("Ag")  # type: ignore[attr-defined]
-    return int(box[3] - box[1])
-
-
-def _tight_box(
-    ink: Image.Image, font: object, text: str, x: int, y: int
-) -> tuple[int, int, int, int] | None:
-    """Pixel-exact ink box (x0, y0, x1, y1; pixel edges) of a word just drawn at (x, y)."""
-    left, top, right, bottom = font.getbbox(text)  # type: ignore[attr-defined]
-    w, h = ink.size
-    x0, y0 = max(0, x + int(left)), max(0, y + int(top))
-    x1, y1 = min(w, x + int(np.ceil(right))), min(h, y + int(np.ceil(bottom)))
-    if x1 <= x0 or y1 <= y0:
-        return None
-    region = np.asarray(ink.crop((x0, y0, x1, y1))) >= _INK_THRESHOLD
-    cols, rows = np.flatnonzero(region.any(axis=0)), np.flatnonzero(region.any(axis=1))
-    if cols.size == 0:
-        return None
-    return x0 + int(cols[0]), y0 + int(rows[0]), x0 + int(cols[-1]) + 1, y0 + int(rows[-1]) + 1
+    @property
+    def images_per_s(self) -> float:
+        return (self.n_train + self.n_val) / self.seconds if self.seconds > 0 else float("inf")
 
 
 def _render_paper(
     rng: np.random.Generator, pw: int, ph: int, fonts: FontSet
-) -> tuple[np.ndarray, list[tuple[str, np.ndarray]]]:
-    """Ink coverage (H, W uint8) of a receipt and its words as (text, 4x2 edge-coordinate box)."""
+) -> tuple[np.ndarray, list[PlacedWord], float]:
+    """Ink coverage (H, W uint8) of a receipt, its words as placed, and the body text size."""
     ink = Image.new("L", (pw, ph), 0)
     draw = ImageDraw.Draw(ink)
     korean = bool(fonts.hangul) and rng.random() < 0.7
@@ -98,9 +80,9 @@ def _render_paper(
     rule_char = "-=*"[int(rng.integers(3))]
     rule_width = max(1.0, _text_width(load_font(body, base), rule_char))
     rule = rule_char * max(4, int((pw - 2 * margin) / rule_width))
-    words: list[tuple[str, np.ndarray]] = []
+    words: list[PlacedWord] = []
     y = margin
-    for line in receipt_lines(rng, n_lines, korean, rule):
+    for line_no, line in enumerate(receipt_lines(rng, n_lines, korean, rule)):
         path = _choose_font(rng, pool, bold=True) if line.bold else body
         font = load_font(path, max(8, int(round(base * line.scale))))
         height = _line_height(font)
@@ -113,25 +95,17 @@ def _render_paper(
             widths = [_text_width(font, p) for p in parts]
             total = sum(widths) + space * (len(parts) - 1)
             x = {"left": margin, "right": pw - margin - total, "center": (pw - total) / 2,
-                 "mid": pw * 0.62 - total / 2}[align]
+                 "mid": pw * 0.62 - total / 2}[align]  # type: ignore[index]
             for part, wdt in zip(parts, widths):
                 xi = int(round(x))
                 draw.text((xi, y), part, fill=fill, font=font)
                 if not line.rule:
                     box = _tight_box(ink, font, part, xi, y)
                     if box is not None:
-                        x0, y0, x1, y1 = box
-                        quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
-                        words.append((part, quad))
+                        words.append(PlacedWord(part, box, line_no, x, x + wdt, space))
                 x += wdt + space
         y += int(round(height * spacing))
-    return np.asarray(ink), words
-
-
-def _noise_field(rng: np.random.Generator, w: int, h: int, cell: int) -> np.ndarray:
-    """Smooth zero-mean noise (H, W float32): coarse random grid, bicubically upscaled."""
-    grid = rng.standard_normal((h // cell + 2, w // cell + 2), dtype=np.float32)
-    return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.asarray(ink), words, float(base)
 
 
 def _paper_rgb(rng: np.random.Generator, ink: np.ndarray) -> np.ndarray:
@@ -161,24 +135,18 @@ def _placement(rng: np.random.Generator, pw: int, ph: int, w: int, h: int) -> np
     return cv2.getPerspectiveTransform(src, (dst + shift).astype(np.float32)).astype(np.float64)
 
 
-def _transform(points: np.ndarray, hom: np.ndarray) -> np.ndarray:
-    homog = np.c_[points, np.ones(len(points))] @ hom.T
-    return homog[:, :2] / homog[:, 2:3]
-
-
-def render_receipt(
-    seed: int, index: int = 0, size: int = 640, fonts: FontSet | None = None
-) -> tuple[np.ndarray, ImageAnnotation]:
-    """One receipt photo (RGB uint8, height ``size``) and its exact word polygons."""
-    if size < 64:
-        raise InputError(f"synthetic image size must be at least 64, got {size}", key="--size")
-    rng = np.random.default_rng([seed, index])
-    fonts = find_fonts() if fonts is None else fonts
+def _plain(
+    rng: np.random.Generator, size: int, fonts: FontSet, options: SynthOptions, seed: int, index: int
+) -> tuple[np.ndarray, list[PlacedWord], np.ndarray]:
+    """The original generator (its random draws untouched), with optional effects drawn from
+    their own streams: without effects the bytes are those of every earlier version."""
+    effects = options.effects
     h, w = size, int(round(size * rng.uniform(0.68, 1.0)))
     ph = int(h * rng.uniform(0.82, 0.97))
     pw = min(int(ph / rng.uniform(1.25, 2.0)), int(w * 0.92))
-    ink, words = _render_paper(rng, pw, ph, fonts)
-    paper = _paper_rgb(rng, ink)
+    ink, words, scale = _render_paper(rng, pw, ph, fonts)
+    paper = _paper_rgb(rng, synth_effects.on_ink(ink, effects, seed, index))
+    paper = synth_effects.on_paper(paper, ink, effects, seed, index, scale)
     hom = _placement(rng, pw, ph, w, h)
     shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])  # pixel centres -> edges
     hom_centres = np.linalg.inv(shift) @ hom @ shift
@@ -192,6 +160,7 @@ def render_receipt(
     scene *= 1 - 0.4 * cv2.GaussianBlur(footprint, (0, 0), 5)[..., None]
     cv2.warpPerspective(paper, hom_centres, (w, h), dst=scene, flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_TRANSPARENT)
+    synth_effects.on_scene(scene, effects, seed, index)
     out = scene
     light = np.linspace(rng.uniform(0.82, 1.0), rng.uniform(0.9, 1.05), h).astype(np.float32)
     out *= light[:, None, None]
@@ -199,11 +168,41 @@ def render_receipt(
     if sigma > 0.3:
         out = cv2.GaussianBlur(out, (0, 0), sigma)
     out += rng.standard_normal((h, w, 1), dtype=np.float32) * rng.uniform(1.5, 5.0)
-    image = np.clip(out, 0, 255).astype(np.uint8)
-    records = [
-        Word(f"{k + 1:04d}", np.round(_transform(box, hom), 2), text)
-        for k, (text, box) in enumerate(words)
-    ]
+    return np.clip(out, 0, 255).astype(np.uint8), words, hom
+
+
+def _real(
+    rng: np.random.Generator, size: int, fonts: FontSet, options: SynthOptions, seed: int, index: int
+) -> tuple[np.ndarray, list[PlacedWord], np.ndarray]:
+    effects = options.effects
+    shot = synth_real.frame(rng, size)
+    paper = synth_real.real_paper(rng, shot.pw, shot.ph, fonts)
+    rgb = synth_real.paper_rgb(rng, synth_effects.on_ink(paper.ink, effects, seed, index))
+    rgb = synth_effects.on_paper(rgb, paper.ink, effects, seed, index, paper.scale)
+    scene, hom = synth_real.capture(rng, rgb, shot)
+    synth_effects.on_scene(scene, effects, seed, index, photo=shot.photo)
+    return synth_real.finish(rng, scene, shot.photo), paper.words, hom
+
+
+def render_receipt(
+    seed: int, index: int = 0, size: int = 640, fonts: FontSet | None = None,
+    options: SynthOptions | None = None,
+) -> tuple[np.ndarray, ImageAnnotation]:
+    """One receipt photo (RGB uint8, height ``size``) and its exact word (or line-segment)
+    polygons."""
+    if size < 64:
+        raise InputError(f"synthetic image size must be at least 64, got {size}", key="--size")
+    options = SynthOptions() if options is None else options
+    rng = np.random.default_rng([seed, index])
+    fonts = find_fonts() if fonts is None else fonts
+    draw = _real if options.style is Style.REAL else _plain
+    image, words, hom = draw(rng, size, fonts, options, seed, index)
+    records = []
+    for k, region in enumerate(boxes_for(words, options.granularity)):
+        x0, y0, x1, y1 = region.box
+        quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+        records.append(Word(f"{k + 1:04d}", np.round(_transform(quad, hom), 2), region.text))
+    h, w = image.shape[:2]
     return image, ImageAnnotation(f"receipt_{index:05d}.jpg", records, w, h)
 
 
@@ -216,84 +215,36 @@ def _split_counts(n: int, val_fraction: float) -> tuple[int, int]:
     return n - n_val, n_val
 
 
-#: Written by ``synthesize`` into every dataset it makes: ``overwrite`` replaces only those.
-MARKER = "ocrtune-synth.json"
-_SPLITS = ("train", "val")
-_RECEIPT = re.compile(r"receipt_\d{5}\.jpg")  # the image names ``render_receipt`` gives
 _STAGING = ".synth-"  # prefix of the hidden folder a run renders into, inside ``out``
 
 
-def _ours(root: Path) -> list[Path]:
-    """What ``synthesize`` writes into a dataset folder (and so what ``overwrite`` replaces)."""
-    return [
-        *(root / "images" / s for s in _SPLITS),
-        *(root / "jsons" / f"{s}.json" for s in _SPLITS),
-        root / MARKER,
-    ]
-
-
-def _made_by_synth(out: Path) -> bool:
-    """``out`` carries ``MARKER``, or predates it and holds exactly what synth wrote then:
-    ``images/{train,val}/receipt_NNNNN.jpg`` and the matching ``jsons/{train,val}.json``,
-    nothing else (a folder of anyone's data differs in some name)."""
-    if (out / MARKER).is_file():
-        return True
-    try:
-        names = sorted(p.name for p in out.iterdir() if not p.name.startswith(_STAGING))
-        if names != ["images", "jsons"]:
-            return False
-        splits = {p.name for p in (out / "images").iterdir()}
-        if not splits or not splits <= set(_SPLITS):
-            return False
-        if {p.name for p in (out / "jsons").iterdir()} != {f"{s}.json" for s in splits}:
-            return False
-        return all(
-            (out / "jsons" / f"{s}.json").is_file()
-            and all(p.is_file() and _RECEIPT.fullmatch(p.name) for p in (out / "images" / s).iterdir())
-            for s in splits
-        )
-    except OSError:  # not a folder where one belongs, or unreadable: not ours
-        return False
-
-
-def _check_destination(out: Path, overwrite: bool) -> None:
-    """Refuse a file, a foreign dataset, or (without ``overwrite``) one of our own."""
-    if out.exists() and not out.is_dir():
-        raise InputError("not a directory; give a folder for the dataset", file=out)
-    foreign = [out / "annotations" / f"{s}.json" for s in _SPLITS]
-    if not any(p.exists() for p in [*_ours(out), *foreign]):
-        return
-    if not _made_by_synth(out):
-        raise InputError(
-            f"folder holds a dataset that ocrtune did not synthesise (no {MARKER}), which "
-            "synth never replaces, even with --force: choose another folder, or delete this one yourself",
-            file=out,
-        )
-    if not overwrite:
-        raise InputError("folder already holds a dataset (overwrite it with --force)", file=out)
-
-
 def _render(
-    root: Path, seed: int, size: int, splits: dict[str, range],
-    on_image: Callable[[int], None] | None,
-) -> int:
-    """Render every split into ``root``; returns the number of words."""
-    fonts = find_fonts()
+    root: Path, seed: int, size: int, splits: dict[str, range], options: SynthOptions,
+    workers: int, on_image: Callable[[int], None] | None,
+) -> tuple[int, dict[str, str]]:
+    """Render every split into ``root``; returns the number of words and each written file's
+    sha256 by path relative to ``root``."""
+    for split in splits:
+        (root / "images" / split).mkdir(parents=True)
+    jobs = [ImageJob(split, i) for split, indices in splits.items() for i in indices]
+    renderer = Renderer(root, seed, size, options, render_receipt)
+    hashes: dict[str, str] = {}
     n_words = 0
-    for split, indices in splits.items():
-        image_dir = root / "images" / split
-        image_dir.mkdir(parents=True)
-        records = []
-        for i in indices:
-            image, ann = render_receipt(seed, i, size, fonts)
-            quality = int(np.random.default_rng([seed, i, 1]).integers(82, 96))
-            Image.fromarray(image).save(image_dir / ann.name, quality=quality)
-            records.append(ann)
-            n_words += len(ann.words)
+    writers = {s: SplitJson(root / "jsons" / f"{s}.json") for s in splits}
+    try:
+        for done in render_all(renderer, jobs, workers):
+            hashes[done.relpath] = done.sha256
+            writers[done.split].add(done.entry)
+            n_words += done.n_words
             if on_image is not None:
-                on_image(i)
-        write_json(Annotations(records), root / "jsons" / f"{split}.json", decimals=2)
-    return n_words
+                on_image(done.index)
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    for split, writer in writers.items():
+        hashes[f"jsons/{split}.json"] = writer.close()
+    return n_words, hashes
 
 
 def _move_into_place(staged: Path, out: Path) -> None:
@@ -302,13 +253,13 @@ def _move_into_place(staged: Path, out: Path) -> None:
     old = staged / ".old"
     moved: list[tuple[Path, Path]] = []  # (from, to), in order, to undo
     try:
-        for dst in _ours(out):
+        for dst in ours(out):
             if dst.exists():
                 keep = old / dst.relative_to(out)
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(dst, keep)
                 moved.append((dst, keep))
-        for dst in _ours(out):
+        for dst in ours(out):
             src = staged / dst.relative_to(out)
             if src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
@@ -329,14 +280,17 @@ def synthesize(
     *,
     overwrite: bool = False,
     on_image: Callable[[int], None] | None = None,
+    options: SynthOptions | None = None,
+    workers: int = 1,
 ) -> SynthResult:
-    """Write ``n`` receipts in the competition layout: ``images/{train,val}``, ``jsons/*.json``.
+    """Write ``n`` receipts in the competition layout: ``images/{train,val}``, ``jsons/*.json``,
+    rendered by ``workers`` processes (the files do not depend on how many).
 
     Everything is rendered into a hidden temporary folder and moved into place at the end, so
     a failure (or Ctrl-C) leaves ``out`` as it was. An existing dataset in ``out`` is an error
-    unless ``overwrite``, and even then only one this function wrote (it carries ``MARKER``, or
-    is exactly what it wrote before the marker existed) is replaced: its train/val folders and
-    JSONs, nothing else. An empty split is not written.
+    unless ``overwrite``, and even then only one this function wrote and nobody changed since
+    (``synth_marker``) is replaced: its train/val folders and JSONs, nothing else. An empty
+    split is not written.
     """
     if n < 1:
         raise InputError(f"must be at least 1, got {n}", key="--n")
@@ -344,11 +298,15 @@ def synthesize(
         raise InputError(f"must be a non-negative integer, got {seed}", key="--seed")
     if size < 64:
         raise InputError(f"must be at least 64, got {size}", key="--size")
+    if workers < 1:
+        raise InputError(f"must be at least 1, got {workers}", key="--workers")
+    options = SynthOptions() if options is None else options
     out = Path(out)
     n_train, n_val = _split_counts(n, val_fraction)
-    _check_destination(out, overwrite)
+    check_destination(out, overwrite)
     splits = {"train": range(0, n_train), "val": range(n_train, n)}
     splits = {s: r for s, r in splits.items() if len(r)}
+    workers = min(workers, n)
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -357,19 +315,20 @@ def synthesize(
     except OSError as exc:
         raise InputError(f"cannot create the dataset folder: {exc.strerror or exc}", file=out) from None
     done = False
+    start = time.perf_counter()
     try:
-        n_words = _render(staged, seed, size, splits, on_image)
+        n_words, hashes = _render(staged, seed, size, splits, options, workers, on_image)
         params = {"n": n, "seed": seed, "size": size, "val_fraction": val_fraction,
-                  "version": GENERATOR_VERSION}
-        (staged / MARKER).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-        _check_destination(out, overwrite)  # nothing appeared there while rendering
+                  "version": GENERATOR_VERSION, **options.to_dict()}
+        (staged / MARKER).write_text(marker_text(params, hashes), encoding="utf-8")
+        check_destination(out, overwrite)  # nothing appeared or changed there while rendering
         _move_into_place(staged, out)
         done = True
     finally:
         shutil.rmtree(staged, ignore_errors=True)
         if created and not done:
             shutil.rmtree(out, ignore_errors=True)
-    return SynthResult(out, n_train, n_val, n_words)
+    return SynthResult(out, n_train, n_val, n_words, workers, time.perf_counter() - start)
 
 
 def _params_key(params: dict[str, object]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from ocrtune.errors import InputError
 from ocrtune.metrics.cleval import evaluate_cleval, load_words_json
 from ocrtune.metrics.iou import evaluate_iou
 
@@ -24,18 +25,28 @@ def load_predictions(path: Path) -> dict[str, list[Any]]:
     return load_words_json(path)
 
 
-def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval") -> dict[str, Any]:
-    """``{"per_image", "image_mean", "global"}`` plus what was scored."""
+def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval", strict: bool = False) -> dict[str, Any]:
+    """``{"per_image", "image_mean", "global"}`` plus what was scored.
+
+    Predictions for images the ground truth does not have are not scored (the competition
+    scores GT images only); they are listed in ``extra_predictions`` (sorted), since they
+    usually mean the wrong split or renamed files. ``strict`` refuses them instead (exit 2).
+    """
     pred = load_predictions(pred_path)
     if metric == "cleval":
-        result = evaluate_cleval(load_words_json(gt_path), pred)
+        gt_words = load_words_json(gt_path)
+        names = set(gt_words)
     else:
         from ocrtune.data.formats import read_json
 
         anns = read_json(gt_path)
         gt = {name: [w.points for w in ann.words] for name, ann in anns.items()}
         ignore = {name: [w.ignore for w in ann.words] for name, ann in anns.items()}
-        result = evaluate_iou(gt, pred, ignore)
+        names = set(gt)
+    extra = sorted(name for name in pred if name not in names)
+    if strict and extra:
+        raise InputError(f"{extra_predictions_text(extra)} (--strict)", file=str(pred_path))
+    result = evaluate_cleval(gt_words, pred) if metric == "cleval" else evaluate_iou(gt, pred, ignore)
     missing = sum(1 for name in result["per_image"] if name not in pred)
     return {
         "metric": metric,
@@ -43,5 +54,13 @@ def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval") ->
         "pred": str(pred_path),
         "images": len(result["per_image"]),
         "missing_predictions": missing,
+        "extra_predictions": extra,
         **result,
     }
+
+
+def extra_predictions_text(extra: list[str], shown: int = 3) -> str:
+    """``5 predicted images are not in the ground truth: a.jpg, b.jpg, c.jpg and 2 more``."""
+    names = ", ".join(extra[:shown]) + (f" and {len(extra) - shown} more" if len(extra) > shown else "")
+    n = len(extra)
+    return f"{n} predicted image{'s are' if n != 1 else ' is'} not in the ground truth: {names}"

@@ -117,19 +117,25 @@ def _create(name: str, out_indices: list[int], pretrained: bool) -> nn.Module:
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
     """Read a state_dict from .safetensors or a torch file, unwrapping common checkpoint dicts."""
+    return _state_dict_of(_read_weights_file(path), path)
+
+
+def _read_weights_file(path: Path) -> object:
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            obj: object = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
     except ImportError as exc:
         raise OcrtuneError("reading .safetensors needs the 'safetensors' package") from exc
     except Exception as exc:
         raise InputError(
             f"cannot read weights ({type(exc).__name__}: {exc})", file=path, key=f"{_KEY}.pretrained_path"
         ) from None
+
+
+def _state_dict_of(obj: object, path: Path) -> dict[str, Tensor]:
     for wrapper in ("state_dict", "model", "model_state_dict", "module"):
         if isinstance(obj, Mapping) and not _is_tensor_dict(obj) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -167,9 +173,10 @@ def load_encoder_weights(body: nn.Module, path: Path, model_name: str) -> None:
     """Load a local checkpoint into a features-only model, failing loudly on any mismatch.
 
     Accepts keys of the features-only model or of the full classification model (then keys of
-    the classifier head and of stages past the last ``out_index`` are ignored).
+    the classifier head and of stages past the last ``out_index`` are ignored), or a checkpoint
+    ``ocrtune train`` wrote (its encoder part: fine-tuning a new decoder/head on a trained encoder).
     """
-    sd = _strip_wrappers(read_state_dict(path))
+    sd = _encoder_tensors(_read_weights_file(path), path, model_name)
     target = body.state_dict()
     by_canon = {_canonical(k): k for k in target}
     if len(by_canon) != len(target):  # ambiguous flattening: compare names exactly
@@ -205,6 +212,22 @@ def load_encoder_weights(body: nn.Module, path: Path, model_name: str) -> None:
     for k, v in target.items():  # keep fresh BN counters when the checkpoint lacks them
         mapped.setdefault(k, v)
     body.load_state_dict(mapped, strict=True)
+
+
+def _encoder_tensors(obj: object, path: Path, model_name: str) -> dict[str, Tensor]:
+    """The backbone's tensors: an ocrtune checkpoint gives its encoder part (and must have been
+    trained with the same encoder), any other file its state_dict without wrapper prefixes."""
+    from ocrtune.model.checkpoint import from_object, is_ocrtune_checkpoint
+
+    if not is_ocrtune_checkpoint(obj):
+        return _strip_wrappers(_state_dict_of(obj, path))
+    weights = from_object(obj, path, key=f"{_KEY}.pretrained_path")
+    if weights.encoder_name != model_name:
+        raise InputError(
+            f"this ocrtune checkpoint's encoder is {weights.encoder_name}, not {model_name}",
+            file=path, key=f"{_KEY}.pretrained_path",
+        )
+    return weights.encoder_state()
 
 
 def _full_model_keys(name: str) -> set[str]:

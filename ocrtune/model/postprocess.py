@@ -12,6 +12,21 @@ Unlike implementations that stop after the first ``max_candidates`` contours in 
 order, every contour is scored (cheaply, on its bounding-box crop) and the best-scoring
 ones win.
 
+Stages: ``find_candidates`` (binarise, contours, geometry and score: depends on ``thresh``
+and ``use_polygon`` only), ``grow`` (unclip and map back: depends on the unclip ratio only;
+boxes in closed form, all at once) and ``select`` (the ``box_thresh`` / ``min_size`` /
+``max_candidates`` filters). ``DBPostProcessor`` runs them in order; ``ocrtune
+tune-postprocess`` runs each stage once per value of the settings it depends on and re-applies
+only ``select``, with the same functions, so a cached search and a fresh run give the same
+detections.
+
+Quantisation: every map is first put on the float16 grid (``quantize``). Stored maps (the
+tuning cache, ``predict --save-maps``) are float16, half the size of float32; a postprocess that
+read float32 maps live but float16 maps from disk could find a pixel at ``thresh`` on one side
+in one and on the other side in the other. On the shared grid both read the same numbers, so
+their detections are identical by construction. The change to a live map is below 2.5e-4 in
+probability (float16 keeps 11 significant bits; bf16 outputs above 6e-5 are on the grid already).
+
 Inverse mapping: the map is assumed to come from an image resized by ``scale`` (original
 pixels times ``scale`` = map pixels) and padded by ``pad = (left, top)`` map pixels (usually
 ``(0, 0)``: padding at the bottom/right). A map point ``u`` goes to ``(u - pad) / scale``,
@@ -32,7 +47,10 @@ import numpy as np
 from ocrtune.errors import InputError
 from ocrtune.geometry import clamp_to_image, min_side, polygon_area, unclip
 
-__all__ = ["Detection", "DBPostProcessor", "to_original"]
+__all__ = [
+    "Candidates", "Detection", "DBPostProcessor", "Grown", "MapBack", "as_float16", "find_candidates", "grow",
+    "quantize", "select", "to_original",
+]
 
 
 @dataclass(frozen=True)
@@ -62,17 +80,236 @@ def to_original(
     original_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Map points from probability-map pixels to original-image pixels (see module doc)."""
-    out = (np.asarray(points, dtype=np.float64) - np.asarray(pad, dtype=np.float64)) / _scale_xy(scale)
+    return _to_original(points, _scale_xy(scale), np.asarray(pad, dtype=np.float64), original_size)
+
+
+def _to_original(points: np.ndarray, xy: np.ndarray, pad: np.ndarray, original_size: tuple[int, int] | None) -> np.ndarray:
+    out = (np.asarray(points, dtype=np.float64) - pad) / xy
     if original_size is not None:
         out = clamp_to_image(out, original_size[1], original_size[0])
     return out
 
 
+def as_float16(prob_map: np.ndarray) -> np.ndarray:
+    """A map as float16, rounded to nearest (ties to even), as stored on disk.
+
+    OpenCV's conversion: the same rounding as numpy's ``astype(np.float16)``, several times
+    faster (the postprocess pays it on every map).
+    """
+    prob = np.asarray(prob_map)
+    if prob.dtype == np.float16:
+        return prob
+    prob = np.ascontiguousarray(prob, dtype=np.float32)
+    if prob.ndim != 2 or prob.size == 0:
+        return prob.astype(np.float16)
+    return cv2.multiply(prob, 1.0, dtype=cv2.CV_16F)
+
+
+def quantize(prob_map: np.ndarray) -> np.ndarray:
+    """The map on the float16 grid, as float32 (see the module doc for why every map is)."""
+    half = np.ascontiguousarray(as_float16(prob_map))
+    if half.ndim != 2 or half.size == 0:
+        return half.astype(np.float32)
+    return cv2.multiply(half, 1.0, dtype=cv2.CV_32F)
+
+
 @dataclass(frozen=True)
-class _Candidate:
-    points: np.ndarray  # box corners or simplified polygon, map pixels
-    score: float
-    rect: tuple | None = None  # cv2.minAreaRect result in box mode
+class Candidates:
+    """The scored regions of one map at one ``thresh``, best score first (ties in contour order).
+
+    ``points`` are box corners or simplified polygons, in map pixels, and ``min_sides`` their
+    short sides before unclipping. Box mode also keeps each box as ``boxes`` rows (centre x,
+    centre y, width, height, cos, sin of its angle) for the closed-form unclip. Regions below
+    the ``min_size``/``box_thresh`` floors ``find_candidates`` was given are left out: no
+    setting at or above those floors can keep them.
+    """
+
+    use_polygon: bool
+    scores: np.ndarray  # float64
+    min_sides: np.ndarray  # float64
+    points: list[np.ndarray]
+    boxes: np.ndarray | None = None  # (N, 6) float64, box mode
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def find_candidates(
+    prob: np.ndarray, thresh: float, use_polygon: bool, min_size: float = 0.0, box_thresh: float = 0.0
+) -> Candidates:
+    """Binarise a ``quantize``d map at ``thresh``, score every contour (mean probability inside
+    its box or polygon) and sort by score. Contours with a short side below ``min_size`` are
+    not scored and scores below ``box_thresh`` are dropped (the two filters commute with the
+    stable sort, so ``select`` may apply stricter ones later)."""
+    bitmap = (prob > thresh).astype(np.uint8)
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    scores: list[float] = []
+    sides: list[float] = []
+    points_out: list[np.ndarray] = []
+    rows: list[tuple[float, ...]] = []
+    for contour in contours:
+        if use_polygon:
+            eps = 0.002 * cv2.arcLength(contour, True)
+            approx = cv2.approxPolyDP(contour, eps, True).reshape(-1, 2)
+            if len(approx) < 4:
+                continue
+            points = approx.astype(np.float64)
+            side = min_side(points)
+            if side < min_size:
+                continue
+        else:
+            if len(contour) < 2:
+                continue
+            rect = cv2.minAreaRect(contour)
+            side = min(rect[1])
+            if side < min_size:
+                continue
+            points = cv2.boxPoints(rect).astype(np.float64)
+        score = _mean_inside(prob, points)
+        if score >= box_thresh:
+            scores.append(score)
+            sides.append(side)
+            points_out.append(points)
+            if not use_polygon:
+                (cx, cy), (w, h), angle = rect
+                t = math.radians(angle)
+                rows.append((cx, cy, w, h, math.cos(t), math.sin(t)))
+    order = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)
+    return Candidates(
+        use_polygon,
+        np.array([scores[i] for i in order], dtype=np.float64),
+        np.array([sides[i] for i in order], dtype=np.float64),
+        [points_out[i] for i in order],
+        None if use_polygon else np.array([rows[i] for i in order], dtype=np.float64).reshape(-1, 6),
+    )
+
+
+@dataclass(frozen=True)
+class MapBack:
+    """Map pixels -> original-image pixels: ``inverse`` when given, else the inverse resize
+    (``(u - pad) / scale``, clamped to ``original_size`` = (h, w) when given)."""
+
+    xy: np.ndarray
+    pad: np.ndarray
+    original_size: tuple[int, int] | None = None
+    inverse: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @classmethod
+    def of(
+        cls,
+        scale: Scale = 1.0,
+        pad: tuple[float, float] = (0.0, 0.0),
+        original_size: tuple[int, int] | None = None,
+        inverse: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> MapBack:
+        # Plain Python numbers: callers often pass collated tensor or numpy scalars.
+        size = None if original_size is None else (int(original_size[0]), int(original_size[1]))
+        offset = np.array([float(pad[0]), float(pad[1])], dtype=np.float64)
+        return cls(_scale_xy(scale) if inverse is None else np.ones(2), offset, size, inverse)
+
+    def one(self, points: np.ndarray) -> np.ndarray:
+        """One polygon, (N, 2)."""
+        if self.inverse is not None:
+            return np.asarray(self.inverse(points), dtype=np.float64).reshape(-1, 2)
+        return _to_original(points, self.xy, self.pad, self.original_size)
+
+
+@dataclass(frozen=True)
+class Grown:
+    """Every candidate unclipped and mapped back to the original image.
+
+    ``polys``: an (N, 4, 2) array of boxes, or a list of polygons; ``sides``: the short side
+    after unclipping, map pixels (what ``min_size + 2`` is checked against, as DBNet does;
+    -inf when unclipping degenerates); ``ok``: the mapped shape has at least 4 points and an
+    area.
+    """
+
+    polys: np.ndarray | list[np.ndarray | None]
+    sides: np.ndarray
+    ok: np.ndarray
+
+
+def grow(cands: Candidates, ratio: float, back: MapBack) -> Grown:
+    """Unclip every candidate by ``ratio`` and map it back."""
+    if cands.boxes is not None and back.inverse is None:
+        return _grow_boxes(cands.boxes, ratio, back)
+    n = len(cands)
+    polys: list[np.ndarray | None] = []
+    sides = np.full(n, -np.inf)
+    ok = np.zeros(n, dtype=bool)
+    for i in range(n):
+        if cands.boxes is not None:
+            grown, sides[i] = _unclip_box(cands.boxes[i], ratio)
+        else:
+            grown, sides[i] = _unclip_polygon(cands.points[i], ratio)
+        poly = None if grown is None else back.one(grown)
+        ok[i] = poly is not None and len(poly) >= 4 and polygon_area(poly) > 0
+        polys.append(poly)
+    return Grown(polys, sides, ok)
+
+
+def select(cands: Candidates, grown: Grown, box_thresh: float, min_size: float, max_candidates: int) -> np.ndarray:
+    """Indices of the detections kept, best score first: score at least ``box_thresh``, short
+    side at least ``min_size`` before unclipping and ``min_size + 2`` after, a real shape; at
+    most ``max_candidates``."""
+    keep = grown.ok & (cands.scores >= box_thresh) & (cands.min_sides >= min_size) & (grown.sides >= min_size + 2)
+    return np.flatnonzero(keep)[:max_candidates]
+
+
+def _unclip_polygon(points: np.ndarray, ratio: float) -> tuple[np.ndarray | None, float]:
+    grown = unclip(points, ratio)
+    if grown is None or len(grown) < 3:
+        return None, -math.inf
+    side = min_side(grown)
+    return (grown if len(grown) >= 4 else None), side
+
+
+def _box_corners(boxes: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form box unclip of (N, 6) box rows: corners (N, 4, 2) and grown short sides.
+
+    Dilating a w x h rectangle by d with round joins and taking the minimum-area rectangle
+    again (what DBNet does) gives the same centre and angle with sides w + 2d and h + 2d.
+    Corners run clockwise on screen from the one nearest the top-left. Degenerate boxes get
+    side -inf.
+    """
+    cx, cy, w, h, c, s = (boxes[:, k] for k in range(6))
+    valid = (w > 0) & (h > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = (w * h) * ratio / (2.0 * (w + h))
+    side = np.where(valid, np.minimum(w, h) + 2 * d, -np.inf)
+    gw, gh = w + 2 * d, h + 2 * d
+    ux, uy = c * gw * 0.5, s * gw * 0.5  # half the width, along the box
+    vx, vy = -s * gh * 0.5, c * gh * 0.5  # half the height, across it
+    x = np.stack([cx - ux + vx, cx - ux - vx, cx + ux - vx, cx + ux + vx], axis=1)
+    y = np.stack([cy - uy + vy, cy - uy - vy, cy + uy - vy, cy + uy + vy], axis=1)
+    pts = np.stack([x, y], axis=2)
+    pts = np.where((_cross4(pts) < 0)[:, None, None], pts[:, ::-1], pts)
+    start = np.argmin(pts[:, :, 0] + pts[:, :, 1], axis=1)
+    order = (start[:, None] + np.arange(4)) % 4
+    return np.take_along_axis(pts, order[:, :, None], axis=1), side
+
+
+def _grow_boxes(boxes: np.ndarray, ratio: float, back: MapBack) -> Grown:
+    corners, side = _box_corners(boxes, ratio)
+    polys = (corners - back.pad) / back.xy
+    if back.original_size is not None:
+        h, w = back.original_size
+        np.clip(polys[..., 0], 0.0, float(w), out=polys[..., 0])
+        np.clip(polys[..., 1], 0.0, float(h), out=polys[..., 1])
+    ok = np.isfinite(side) & (_cross4(polys) != 0)
+    return Grown(polys, side, ok)
+
+
+def _unclip_box(row: np.ndarray, ratio: float) -> tuple[np.ndarray | None, float]:
+    corners, side = _box_corners(row.reshape(1, 6), ratio)
+    return (corners[0] if np.isfinite(side[0]) else None), float(side[0])
+
+
+def _cross4(p: np.ndarray) -> np.ndarray:
+    """Twice the signed area of (N, 4, 2) quads, about their first corner: a quad squashed
+    onto a line or a point by clamping gives exactly 0."""
+    d = p[:, 1:] - p[:, :1]
+    return (d[:, 0, 0] * d[:, 1, 1] - d[:, 1, 0] * d[:, 0, 1]) + (d[:, 1, 0] * d[:, 2, 1] - d[:, 2, 0] * d[:, 1, 1])
 
 
 class DBPostProcessor:
@@ -137,31 +374,18 @@ class DBPostProcessor:
             prob = prob[0]
         if prob.ndim != 2:
             raise InputError(f"probability map must be (H, W), got shape {prob.shape}")
-        prob = prob.astype(np.float32, copy=False)
-        # Plain Python numbers: callers often pass collated tensor or numpy scalars.
-        scale = tuple(_scale_xy(scale))  # type: ignore[assignment]
-        pad = (float(pad[0]), float(pad[1]))
-        if original_size is not None:
-            original_size = (int(original_size[0]), int(original_size[1]))
+        back = MapBack.of(scale, pad, original_size, inverse)
+        cands = find_candidates(quantize(prob), self.thresh, self.use_polygon, self.min_size, self.box_thresh)
+        grown = grow(cands, self.ratio, back)
+        return [
+            Detection(grown.polys[i], float(cands.scores[i]))  # type: ignore[arg-type]
+            for i in select(cands, grown, self.box_thresh, self.min_size, self.max_candidates).tolist()
+        ]
 
-        candidates = self._score_contours(prob)
-        candidates.sort(key=lambda c: c.score, reverse=True)
-        ratio = self.polygon_unclip_ratio if self.use_polygon else self.box_unclip_ratio
-        out: list[Detection] = []
-        for cand in candidates:
-            if len(out) >= self.max_candidates:
-                break
-            grown = self._unclip(cand, ratio)
-            if grown is None:
-                continue
-            if inverse is not None:
-                poly = np.asarray(inverse(grown), dtype=np.float64).reshape(-1, 2)
-            else:
-                poly = to_original(grown, scale=scale, pad=pad, original_size=original_size)
-            if len(poly) < 4 or polygon_area(poly) <= 0:
-                continue
-            out.append(Detection(poly, cand.score))
-        return out
+    @property
+    def ratio(self) -> float:
+        """The unclip ratio of the output mode."""
+        return self.polygon_unclip_ratio if self.use_polygon else self.box_unclip_ratio
 
     def batch(
         self,
@@ -187,58 +411,6 @@ class DBPostProcessor:
             for m, s, o, i in zip(maps, scale_list, size_list, inv_list)
         ]
 
-    def _score_contours(self, prob: np.ndarray) -> list[_Candidate]:
-        """Score every contour that passes the size and ``box_thresh`` filters."""
-        bitmap = (prob > self.thresh).astype(np.uint8)
-        contours, _ = cv2.findContours(bitmap, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-        out: list[_Candidate] = []
-        for contour in contours:
-            if self.use_polygon:
-                eps = 0.002 * cv2.arcLength(contour, True)
-                approx = cv2.approxPolyDP(contour, eps, True).reshape(-1, 2)
-                if len(approx) < 4:
-                    continue
-                points = approx.astype(np.float64)
-                if min_side(points) < self.min_size:
-                    continue
-            else:
-                if len(contour) < 2:
-                    continue
-                rect = cv2.minAreaRect(contour)
-                if min(rect[1]) < self.min_size:
-                    continue
-                points = cv2.boxPoints(rect).astype(np.float64)
-            score = _mean_inside(prob, points)
-            if score >= self.box_thresh:
-                out.append(_Candidate(points, score, None if self.use_polygon else rect))
-        return out
-
-    def _unclip(self, cand: _Candidate, ratio: float) -> np.ndarray | None:
-        """Dilate a candidate; None when it degenerates or is too small afterwards."""
-        if cand.rect is not None:
-            return self._unclip_box(cand.rect, ratio)
-        grown = unclip(cand.points, ratio)
-        if grown is None or len(grown) < 3:
-            return None
-        if min_side(grown) < self.min_size + 2:
-            return None
-        return grown if len(grown) >= 4 else None
-
-    def _unclip_box(self, rect: tuple, ratio: float) -> np.ndarray | None:
-        """Box unclip in closed form, no polygon clipping.
-
-        Dilating a w x h rectangle by d with round joins and taking the minimum-area
-        rectangle again (what DBNet does) gives the same centre and angle with sides
-        w + 2d and h + 2d.
-        """
-        centre, (w, h), angle = rect
-        if w <= 0 or h <= 0:
-            return None
-        d = (w * h) * ratio / (2.0 * (w + h))
-        if min(w, h) + 2 * d < self.min_size + 2:
-            return None
-        return _ordered_box(cv2.boxPoints((centre, (w + 2 * d, h + 2 * d), angle)))
-
 
 def _mean_inside(prob: np.ndarray, points: np.ndarray) -> float:
     """Mean probability inside a polygon, rasterised only over its bounding box."""
@@ -253,15 +425,3 @@ def _mean_inside(prob: np.ndarray, points: np.ndarray) -> float:
     local = (points - (x0, y0)).round().astype(np.int32)
     cv2.fillPoly(mask, [local], 1)
     return float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
-
-
-def _ordered_box(corners: np.ndarray) -> np.ndarray:
-    """Four corners clockwise on screen, starting nearest the top-left."""
-    pts = np.asarray(corners, dtype=np.float64).reshape(4, 2).tolist()
-    cross = sum(
-        pts[i][0] * pts[(i + 1) % 4][1] - pts[(i + 1) % 4][0] * pts[i][1] for i in range(4)
-    )
-    if cross < 0:
-        pts.reverse()
-    start = min(range(4), key=lambda i: pts[i][0] + pts[i][1])
-    return np.array(pts[start:] + pts[:start], dtype=np.float64)

@@ -207,3 +207,71 @@ def blend_values(
         else:
             out.append(BlendedValue(key, va, vb, va, "from-a"))
     return out
+
+
+# Settings that fit a model's architecture or a machine rather than tune training: blending two
+# presets built around different encoders mixes values that were sized for each.
+STRUCTURAL = ("models.encoder.", "models.decoder.", "datasets.image_size", "dataloader.",
+              "trainer.precision", "trainer.devices", "trainer.strategy", "trainer.num_nodes",
+              "trainer.accumulate_grad_batches")
+ENCODER = "models.encoder.model_name"
+
+
+def is_structural(key: str) -> bool:
+    return any(key == s or (s.endswith(".") and key.startswith(s)) for s in STRUCTURAL)
+
+
+@dataclass(frozen=True)
+class BlendCaveats:
+    """What a blend did not interpolate, or should not have: said aloud, never silent.
+
+    ``encoder``: the encoder setting where the two presets' encoders differ (None when the same);
+    ``taken``: non-numeric settings that differ, and structural ones set by ``--set``, written
+    from one side (``how`` ``from-a``: preset ``a``; ``--set``) rather than blended;
+    ``mixed``: structural numbers interpolated between two different encoders' settings.
+    """
+
+    a: str
+    b: str
+    encoder: BlendedValue | None
+    taken: list[BlendedValue]
+    mixed: list[BlendedValue]
+
+    def lines(self) -> list[str]:
+        """One line each: a warning when the encoders differ, then what was taken from which side."""
+        out = []
+        if self.encoder is not None:
+            enc = self.encoder
+            kept = f"{self.a}'s" if enc.how == "from-a" else f"{_text(enc.value)} (--set)"
+            mixed = ", ".join(f"{v.key} {_text(v.value)} ({self.a} {_text(v.a)}, {self.b} {_text(v.b)})"
+                              for v in self.mixed)
+            out.append(f"warning: {self.a} and {self.b} use different encoders ({_text(enc.a)}, {_text(enc.b)}); the"
+                       f" blend uses {kept}" + (f" and interpolates sizes tuned for each: {mixed}" if mixed else ""))
+        from_a = [f"{v.key}={_text(v.value)} ({self.b} has {_text(v.b)})" for v in self.taken if v.how == "from-a"]
+        from_set = [f"{v.key}={_text(v.value)} ({self.a} {_text(v.a)}, {self.b} {_text(v.b)})"
+                    for v in self.taken if v.how == "--set"]
+        if from_a:
+            out.append(f"taken from {self.a}, not blended: " + ", ".join(from_a))
+        if from_set:
+            out.append("taken from --set, not blended: " + ", ".join(from_set))
+        return out
+
+
+def blend_caveats(values: Sequence[BlendedValue], a: str, b: str) -> BlendCaveats:
+    """The caveats of a blend, from its values as written (``how`` ``--set`` included)."""
+    enc = next((v for v in values if v.key == ENCODER and v.a != v.b), None)
+    taken, mixed = [], []
+    for v in values:
+        numeric = is_number(v.a) and is_number(v.b)
+        if v.how == "from-a" or (v.how == "--set" and _differs(v.a, v.b) and (not numeric or is_structural(v.key))):
+            taken.append(v)
+        elif enc is not None and is_structural(v.key) and v.how in ("linear", "log"):
+            mixed.append(v)
+    return BlendCaveats(a, b, enc, taken, mixed)
+
+
+def _text(v: Any) -> str:
+    """A value as YAML spells it."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    return str(v)

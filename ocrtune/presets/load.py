@@ -72,8 +72,19 @@ def builtin_dir() -> Path:
     return found[0] if found else CHECKOUT_DIR
 
 
+def check_presets_dirs(dirs: Sequence[str | Path]) -> None:
+    """Every ``--presets-dir`` must be a folder: a mistyped one would silently add nothing to the
+    search (``$OCRTUNE_PRESETS`` may list folders that exist on some machines only: not checked)."""
+    for d in dirs:
+        p = Path(d)
+        if not p.is_dir():
+            raise InputError("not a folder" if p.exists() else "folder not found", file="--presets-dir", key=str(d))
+
+
 def preset_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
-    """Search order: ``--presets-dir`` options, ``$OCRTUNE_PRESETS``, ./presets, built-in."""
+    """Search order: ``--presets-dir`` options, ``$OCRTUNE_PRESETS``, ./presets, built-in.
+    Folders that do not exist are skipped here; the CLI refuses a missing ``--presets-dir``
+    (``check_presets_dirs``) before any command runs."""
     dirs = [Path(d) for d in extra]
     env = os.environ.get(ENV_DIRS, "")
     dirs += [Path(d) for d in env.split(os.pathsep) if d]
@@ -188,7 +199,9 @@ def apply_overrides(data: dict[str, Any], origins: dict[KeyPath, Origin], overri
 def set_value(data: dict[str, Any], origins: dict[KeyPath, Origin], key: str, value: Any, origin: Origin,
               where: str = "--set") -> None:
     """Set the dotted ``key`` to a typed ``value`` (no text to parse), recording its origin
-    for located errors. Sections on the way are created; a value on the way is an error."""
+    for located errors. Sections on the way are created, and recorded as set there too: a
+    mistyped section (``model.optimizer.lr``) is then blamed on this setting, not on the file.
+    A value on the way is an error."""
     parts = tuple(key.split("."))
     if any(not p for p in parts):
         raise InputError("empty key segment", file=where, key=key)
@@ -198,6 +211,7 @@ def set_value(data: dict[str, Any], origins: dict[KeyPath, Origin], key: str, va
         if nxt is None:
             nxt = {}
             node[part] = nxt
+            origins[parts[: i + 1]] = origin
         elif not isinstance(nxt, dict):
             raise InputError(f"'{'.'.join(parts[: i + 1])}' is a value, not a section", file=where, key=key)
         node = nxt
@@ -262,6 +276,10 @@ def _resolve(
     own = _collect(doc, (), shown, origins, rank=-len(stack))
     parent_ref = own.pop("extends", None)
     origins.pop(("extends",), None)
+    if parent_ref is None and not own:
+        # an empty file (or only comments, {} or null) would silently train with the built-in defaults
+        raise InputError("empty preset: it sets nothing and extends nothing, so it would train with the built-in"
+                         " defaults; add settings or `extends: NAME`", file=shown)
     if parent_ref is None:
         return own, origins, [path]
     if not isinstance(parent_ref, str):

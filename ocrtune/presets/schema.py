@@ -15,6 +15,20 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Percent = Annotated[float, Field(ge=0.0, le=100.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
+# Upper bounds on counts: far above any sensible setting, so they only catch a slipped digit
+# (max_epochs: 100000000) before it starts a run that never ends or cannot fit in memory.
+MAX_EPOCHS = 1000
+MAX_IMAGE_SIZE = 4096
+MAX_CHANNELS = 2048
+MAX_CANDIDATES = 10_000
+MAX_BATCH_SIZE = 1024
+MAX_WORKERS = 256
+MAX_ACCUMULATE = 1024
+MAX_NODES = 1024
+MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces at train time
+Epochs = Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+
 
 class FieldError(ValueError):
     """A broken rule between keys, told from each key's side (relative dotted path -> message).
@@ -91,15 +105,15 @@ class EncoderConfig(Strict):
 
 class DecoderConfig(Strict):
     name: Literal["fpn", "unet"] = "fpn"
-    inner_channels: PositiveInt = 256
-    out_channels: PositiveInt = 64
+    inner_channels: Channels = 256
+    out_channels: Channels = 64
     asf: bool = False
 
 
 class PostprocessConfig(Strict):
     thresh: Probability = 0.3
     box_thresh: Probability = 0.4
-    max_candidates: PositiveInt = 300
+    max_candidates: Annotated[int, Field(ge=1, le=MAX_CANDIDATES)] = 300
     use_polygon: bool = False
     box_unclip_ratio: Annotated[float, Field(gt=0.0)] = 1.5
     polygon_unclip_ratio: Annotated[float, Field(gt=0.0)] = 2.0
@@ -126,9 +140,9 @@ class OptimizerConfig(Strict):
 
 class SchedulerConfig(Strict):
     name: Literal["cosine", "constant"] = "cosine"
-    T_max: PositiveInt = 22
+    T_max: Epochs = 22
     eta_min: Annotated[float, Field(ge=0.0)] = 0.0
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0  # before the cosine, which then runs T_max epochs
+    warmup_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 0  # before the cosine, which then runs T_max epochs
 
 
 class ModelsConfig(Strict):
@@ -179,12 +193,15 @@ class DatasetsConfig(Strict):
     train: str = "train"
     val: str = "val"
     test: str = "test"
-    image_size: PositiveInt = 1024
+    image_size: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIZE)] = 1024
     shrink_ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.4
     thresh_min: Probability = 0.3
     thresh_max: Probability = 0.7
     min_text_size: Annotated[float, Field(ge=0.0)] = 8.0
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    # training decodes each image once per machine into $OCRTUNE_CACHE/decoded (same pixels,
+    # same results; ocrtune/data/decoded_cache.py); false: decode every time, as before
+    cache: bool = True
 
     @field_validator("image_size")
     @classmethod
@@ -205,21 +222,21 @@ class DatasetsConfig(Strict):
 
 
 class DataloaderConfig(Strict):
-    batch_size: PositiveInt = 8
-    num_workers: Annotated[int, Field(ge=0)] = 4
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 8
+    num_workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = 4
 
 
 Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true"]
 
 
 class TrainerConfig(Strict):
-    max_epochs: PositiveInt = 22
+    max_epochs: Epochs = 22
     precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
-    accumulate_grad_batches: PositiveInt = 1
+    accumulate_grad_batches: Annotated[int, Field(ge=1, le=MAX_ACCUMULATE)] = 1
     gradient_clip_val: Annotated[float, Field(ge=0.0)] | None = 5.0
     devices: int | str | list[int] = "auto"
     strategy: str = "auto"
-    num_nodes: PositiveInt = 1
+    num_nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
 
     @field_validator("devices")
     @classmethod
@@ -250,7 +267,7 @@ class ReportedConfig(Strict):
     hmean: Percent | None = None
     precision: Percent | None = None
     recall: Percent | None = None
-    epoch: Annotated[int, Field(ge=0)] | None = None
+    epoch: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] | None = None
     note: str | None = None
 
 
@@ -260,7 +277,7 @@ class Preset(Strict):
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     dataloader: DataloaderConfig = Field(default_factory=DataloaderConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    seed: int = 42
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 42
     reported: ReportedConfig | None = None
 
 

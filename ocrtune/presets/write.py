@@ -21,7 +21,7 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from ruamel.yaml.scalarfloat import ScalarFloat
 
 from ocrtune.errors import InputError
-from ocrtune.presets.compare import BlendedValue, flatten, is_number
+from ocrtune.presets.compare import ENCODER, BlendCaveats, BlendedValue, blend_caveats, flatten, is_number
 from ocrtune.presets.load import (
     SUFFIXES,
     LoadedPreset,
@@ -147,6 +147,13 @@ def new_preset(
         doc["reported"] = None
     changes = f" with {len(overrides)} change(s)" if overrides else ""
     header = f"# Created {_dt.date.today().isoformat()} by `ocrtune presets new {name} --from {source}`{changes}.\n"
+    if changed:
+        # the source's own header describes the source's values ("exactly as the sweep proposed
+        # them"), which these overrides changed: this file's header says what it is instead
+        _drop_header_comment(doc)
+        sets = ", ".join(item.strip() for item in overrides if _set_key(item) != "description")
+        header += (f"# Derived from {source} ({show_path(src_path)}) with these overrides: {sets}.\n"
+                   f"# Every other value is {source}'s ({source}'s header comment, about its own values, is left out).\n")
     _write_checked(path, header, doc, overrides, lambda key: _was(key, src, source), dirs, overwrite)
     return path
 
@@ -177,6 +184,7 @@ def blend_preset(
     doc["extends"] = a
     _fix_extends(doc, find_preset(a, dirs), path, dirs)
     doc["description"] = f"{how} blend of {a} and {b} at weight {weight:g}"
+    planned = blend_caveats(blended, a, b)
     for bv in blended:
         if bv.how == "from-a":
             note = f"kept from {a}; {b} has {bv.b!r}"
@@ -190,12 +198,18 @@ def blend_preset(
         f"# Created {_dt.date.today().isoformat()} by `ocrtune presets blend {a} {b} --name {name}"
         f" --weight {weight:g}{' --log' if log else ''}`{sets}.\n"
     )
+    if planned.encoder is not None:  # the file says it too, not only the command's output
+        enc = planned.encoder
+        kept = "the --set one" if ENCODER in {_set_key(o) for o in overrides} else f"{a}'s"
+        header += (f"# {a} and {b} use different encoders ({enc.a}, {enc.b}): this blend uses {kept} and"
+                   " interpolates sizes tuned for each; check the values marked below.\n")
 
     def was(key: str) -> str:
         return f"was {values[key]!r} in the blend" if key in values else _was(key, pa, a)
 
     written = _write_checked(path, header, doc, overrides, was, dirs, overwrite)
-    return Blend(path, _as_written(blended, overrides, pa, pb, written))
+    values_written = _as_written(blended, overrides, pa, pb, written)
+    return Blend(path, values_written, blend_caveats(values_written, a, b))
 
 
 def derived_preset(
@@ -306,6 +320,9 @@ def preset_from_source(
     sets = f" with {len(overrides)} --set" if overrides else ""
     header = [f"Created {_dt.date.today().isoformat()} by `ocrtune presets new {name} --from {src.ref}{flags}`{sets}.",
               *src.header]
+    if set_keys:  # the lines above describe the source as it ran, not these values
+        given = ", ".join(item.strip() for item in overrides if _set_key(item) != "description")
+        header.append(f"Then these overrides: {given} (any scores above were measured without them).")
     if base is None:
         named = src.preset or src.recorded
         header.append((f"Its preset {named} is not found by name" if named else "It records no preset")
@@ -348,10 +365,12 @@ def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Blend:
-    """A written blend: its file and, per blended or ``--set`` key, the value it holds."""
+    """A written blend: its file and, per blended or ``--set`` key, the value it holds; what
+    was taken from one side rather than blended, and whether the encoders differ."""
 
     path: Path
     values: list[BlendedValue]
+    caveats: BlendCaveats
 
 
 def _as_written(
@@ -437,6 +456,13 @@ def _drop_derivation_notes(doc: CommentedMap, src_path: Path) -> None:
             walk(child)
 
     walk(doc)
+
+
+def _drop_header_comment(doc: CommentedMap) -> None:
+    """Remove the comment lines above a document's first key (ruamel keeps them on the map)."""
+    comment = getattr(doc.ca, "comment", None)
+    if comment and len(comment) > 1:
+        comment[1] = None
 
 
 def _clean_name(name: str, option: str | None) -> str:

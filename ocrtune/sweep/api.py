@@ -55,9 +55,10 @@ class SweepOutcome:
 
 def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), presets_dir: Sequence[str] = (),
               gpus: str | None = None, parallel: int | None = None, hooks: Hooks | None = None,
-              report: bool = True) -> SweepOutcome:
+              report: bool = True, warm: bool = True) -> SweepOutcome:
     """Check everything, open (or create) the study, drive the sweep to its end and write its
-    report. Ctrl-C (or SIGTERM) raises ``KeyboardInterrupt`` once running trials are re-queued."""
+    report. Ctrl-C (or SIGTERM) raises ``KeyboardInterrupt`` once running trials are re-queued.
+    ``warm=False`` starts each trial as a new process instead of forking a warm one."""
     from ocrtune.presets.load import load_preset
 
     hooks = hooks or Hooks()
@@ -67,7 +68,8 @@ def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), 
     cfg = prepare(request, loaded.preset, slots=len(slots))
     store = Store.open(cfg.name, place.storage, runs_dir=place.runs_dir, create=True, direction=cfg.direction)
     try:
-        coord = Coordinator(store, cfg, slots, WorkerSettings(sweep_dir=place.sweep_dir(cfg.name)), on_event=hooks.event)
+        settings = WorkerSettings(sweep_dir=place.sweep_dir(cfg.name), warm=warm)
+        coord = Coordinator(store, cfg, slots, settings, on_event=hooks.event)
         with sigterm_as_interrupt():
             summary = coord.run(on_update=hooks.update, on_attached=lambda: hooks.started(cfg, store.url, slots))
     finally:
@@ -101,7 +103,7 @@ def sweep_status(name: str, place: Place) -> SweepSummary:
 
 def run_worker(name: str, place: Place, *, gpus: str | None = None, parallel: int | None = None,
                data: Path | None = None, max_idle: float | None = None, wait: float = 60.0,
-               hooks: Hooks | None = None) -> list[Outcome]:
+               hooks: Hooks | None = None, warm: bool = True) -> list[Outcome]:
     """Pull queued trials of sweep ``name`` and run them here until the sweep finishes."""
     hooks = hooks or Hooks()
     check_name(name)
@@ -109,7 +111,7 @@ def run_worker(name: str, place: Place, *, gpus: str | None = None, parallel: in
     if not slots:
         raise InputError("a worker needs at least one slot", key="--parallel")
     settings = WorkerSettings(sweep_dir=place.sweep_dir(name), data=str(data.resolve()) if data else None,
-                              max_idle_s=max_idle)
+                              max_idle_s=max_idle, warm=warm)
     store = Store.open_when_ready(name, place.storage, runs_dir=place.runs_dir, wait_s=wait,
                                   poll_s=max(settings.poll_s, 0.05))
     try:

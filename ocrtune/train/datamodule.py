@@ -3,20 +3,29 @@
 Validation and prediction batches carry no targets unless asked (``with_targets``): scoring
 needs only the image, the inverse mapping and the ground-truth polygons, and building DB maps
 for every validation image just to print a loss slowed other tools' validation ~10x.
+
+Training order and augmentation come from ``EpochShuffle``: a function of the preset's seed and
+the epoch alone, so a resumed run trains its next epoch exactly as an uninterrupted one would,
+whatever the number of loader workers. Loader workers die with the process that started them
+(``WorkerInit``): an OOM-killed trainer leaves no orphans.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ocrtune.data.decoded_cache import DecodedCache, Square, scale_polygons
 from ocrtune.data.formats import read_json
 from ocrtune.data.formats.records import Annotations, ImageAnnotation
 from ocrtune.data.formats.validate import sanitize
@@ -25,7 +34,9 @@ from ocrtune.data.layout import list_images, resolve_split
 from ocrtune.data.targets import build_db_targets
 from ocrtune.data.transforms import Augment, normalize, resize_and_pad
 from ocrtune.errors import InputError
+from ocrtune.procs import die_with_parent
 from ocrtune.presets.schema import AugmentConfig, DatasetsConfig
+from ocrtune.train.split_memo import remembered
 
 log = logging.getLogger("ocrtune.data")
 
@@ -45,6 +56,7 @@ class Item:
     raw: ImageAnnotation | None = None
 
 
+@remembered  # read once per warm sweep worker (enabled there only)
 def load_split(root: Path, split: str, require_labels: bool = True) -> tuple[list[Item], list[str]]:
     """Items of a split (annotation order; unlabelled splits: file order) and problem lines."""
     image_dir, ann_path = resolve_split(root, split)
@@ -83,9 +95,11 @@ class DetectionDataset(Dataset):
         *,
         train: bool = False,
         with_targets: bool | None = None,
+        cache: DecodedCache | None = None,
     ) -> None:
         self.items = list(items)
         self.cfg = cfg
+        self.cache = cache  # decoded images on disk (same pixels); None: decode every time
         self.train = train
         self.with_targets = train if with_targets is None else with_targets
         self.augment_cfg: AugmentConfig | None = cfg.augment if train and cfg.augment.enabled else None
@@ -93,10 +107,17 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | Draw) -> dict[str, Any] | None:
+        index, seed = (key.index, key.seed) if isinstance(key, Draw) else (key, None)
         item = self.items[index]
         try:
-            image, (w, h) = load_image(item.path)
+            if self.cache is None:
+                image, (w, h) = load_image(item.path)
+            elif self.augment_cfg is None:  # not augmented: cached already resized
+                image = self.cache.square(item.path, self.cfg.image_size)
+                w, h = image.inverse.orig_w, image.inverse.orig_h
+            else:  # augmentation works on the original pixels: cached decoded only
+                image, (w, h) = self.cache.load(item.path)
         except InputError as e:
             log.warning("%s; skipped", e)
             return None
@@ -105,11 +126,14 @@ class DetectionDataset(Dataset):
         polys = [wd.points for wd in words]
         ignore = np.array([wd.ignore for wd in words], dtype=bool)
         if self.augment_cfg is not None:
-            # Drawn from torch's generator: seeded per worker and epoch by the DataLoader.
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            if seed is None:  # not drawn by ``EpochShuffle``: from this process's torch generator
+                seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
             aug = Augment(self.augment_cfg, np.random.default_rng(seed))(image, polys)
             image, polys, ignore = aug.image, aug.polygons, ignore[aug.kept]
-        square, model_polys, inv = resize_and_pad(image, polys, self.cfg.image_size)
+        if isinstance(image, Square):
+            square, model_polys, inv = image.image, scale_polygons(polys, image.inverse), image.inverse
+        else:
+            square, model_polys, inv = resize_and_pad(image, polys, self.cfg.image_size)
         out: dict[str, Any] = {
             "image": torch.from_numpy(normalize(square)),
             "name": item.path.name,
@@ -148,6 +172,60 @@ def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
     return batch
 
 
+class Draw(NamedTuple):
+    """One training sample as ``EpochShuffle`` picks it: which image, and its augmentation seed."""
+
+    index: int
+    seed: int
+
+
+class EpochShuffle(Sampler[Draw]):
+    """A new order and new augmentation seeds every epoch, both a function of (seed, epoch) only.
+
+    Workers' own generators carry over from epoch to epoch (persistent workers) but start
+    afresh in a resumed run, so augmentation drawn from them made the resumed epochs differ from
+    an uninterrupted run's; drawn here, it does not depend on workers at all. Lightning calls
+    ``set_epoch`` before every epoch (also through its distributed wrapper).
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = n
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[Draw]:
+        mixed = np.random.SeedSequence([self.seed & 0xFFFFFFFF, self.epoch]).generate_state(1, np.uint64)[0]
+        g = torch.Generator().manual_seed(int(mixed))
+        order = torch.randperm(self.n, generator=g).tolist()
+        seeds = torch.randint(0, 2**31 - 1, (self.n,), generator=g).tolist()
+        return iter([Draw(i, s) for i, s in zip(order, seeds)])
+
+
+class WorkerInit:
+    """A loader worker's first act: die with the process that created the loader (Linux
+    ``PR_SET_PDEATHSIG``), so an OOM-killed or SIGKILLed trainer leaves no orphaned workers;
+    then seed as Lightning's ``seed_everything(workers=True)`` would have (a loader with its own
+    ``worker_init_fn`` does not get Lightning's)."""
+
+    def __init__(self) -> None:
+        # fork and spawn start workers from this process; forkserver from its server, whose pid
+        # is not known here (it exits with us, so the signal still follows us)
+        self.parent = os.getpid() if mp.get_context().get_start_method() in ("fork", "spawn") else None
+
+    def __call__(self, worker_id: int) -> None:
+        die_with_parent(signal.SIGKILL, self.parent)
+        if os.environ.get("PL_SEED_WORKERS") == "1":
+            from lightning.fabric.utilities.seed import pl_worker_init_function
+
+            pl_worker_init_function(worker_id)
+
+
 class DetectionDataModule(L.LightningDataModule):
     """Train/val (and test/predict) loaders for a dataset root in the competition layout."""
 
@@ -160,6 +238,7 @@ class DetectionDataModule(L.LightningDataModule):
         *,
         val_targets: bool = False,
         pin_memory: bool = False,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -168,6 +247,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.val_targets = val_targets
         self.pin_memory = pin_memory
+        self.seed = seed  # training order and augmentation (``EpochShuffle``)
         self.problems: list[str] = []
         self._train: list[Item] | None = None
         self._val: list[Item] | None = None
@@ -189,25 +269,34 @@ class DetectionDataModule(L.LightningDataModule):
         self.prepare()
         return len(self._val or [])
 
+    def _cache(self) -> DecodedCache | None:
+        """Training reads every image once per epoch: decoded once per machine (``datasets.cache``)."""
+        return DecodedCache() if self.cfg.cache else None
+
     def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(len(ds), self.seed) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             drop_last=False,
+            worker_init_fn=WorkerInit() if self.num_workers > 0 else None,
+            # the workers' base seed comes from here, not from the global generator, whose state
+            # a resumed run restores (``RngState``) and which must not depend on loader starts
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        return self._loader(DetectionDataset(self._train or [], self.cfg, train=True), shuffle=True)
+        return self._loader(DetectionDataset(self._train or [], self.cfg, train=True, cache=self._cache()), shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
-        ds = DetectionDataset(self._val or [], self.cfg, train=False, with_targets=self.val_targets)
+        ds = DetectionDataset(self._val or [], self.cfg, train=False, with_targets=self.val_targets,
+                              cache=self._cache())
         return self._loader(ds, shuffle=False)
 
 
@@ -217,7 +306,8 @@ def split_loader(
     """A loader over any split (evaluate/predict), no augmentation, no targets."""
     items, problems = load_split(root, split, require_labels)
     ds = DetectionDataset(items, cfg, train=False, with_targets=False)
-    dl = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
+    dl = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate,
+                    worker_init_fn=WorkerInit() if num_workers > 0 else None)
     return dl, items, problems
 
 
@@ -230,6 +320,9 @@ def image_folder_items(image_dir: Path) -> list[Item]:
 
 __all__ = [
     "Item",
+    "Draw",
+    "EpochShuffle",
+    "WorkerInit",
     "DetectionDataset",
     "DetectionDataModule",
     "collate",

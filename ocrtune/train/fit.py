@@ -17,17 +17,22 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
-from ocrtune.train.rundir import RunDir, best_row, find_run, new_run_dir, write_text_atomic
+from ocrtune.train.rundir import (
+    RunDir, best_row, check_not_running, find_run, new_run_dir, os_error_line, write_text_atomic,
+)
 
 if TYPE_CHECKING:
+    from ocrtune.model.checkpoint import TrainedWeights
+    from ocrtune.model.init_from import InitReport
     from ocrtune.train.datamodule import DetectionDataModule
+    from ocrtune.train.resources import RunHeader
 
 log = logging.getLogger("ocrtune.train")
 
@@ -66,6 +71,10 @@ class TrainOptions:
     val_loss: bool = False
     max_epochs: int | None = None
     limit_train_batches: int | float | None = None
+    init: str | None = None  # a run or .ckpt whose matching weights start the model (fine-tuning)
+    on_init: Callable[[InitReport], None] | None = None  # told what --init loaded, before training
+    force: bool = False  # train even when the memory estimate exceeds what is free
+    on_start: Callable[[RunHeader], None] | None = None  # told the run's header before the first step
 
 
 def resolve_data_root(preset: Preset, data: Path | None) -> Path:
@@ -91,7 +100,7 @@ def load_data(preset: Preset, data: Path | None, *, num_workers: int = 0, val_ta
     root = resolve_data_root(preset, data).resolve()
     datasets = preset.datasets.model_copy(update={"root": str(root)})
     dm = DetectionDataModule(root, datasets, preset.dataloader.batch_size, num_workers, val_targets=val_targets,
-                             pin_memory=pin_memory)
+                             pin_memory=pin_memory, seed=preset.seed)
     dm.prepare()
     return dm
 
@@ -113,6 +122,7 @@ def preset_yaml(preset: Preset, header: str) -> str:
 
 
 RUN_DIR_ENV = "OCRTUNE_RUN_DIR"  # hands rank 0's run directory to DDP child processes
+RANK0_PID_ENV = "OCRTUNE_RANK0_PID"  # ... and its pid: they die with it (``die_with_parent``)
 
 
 def _rank() -> int:
@@ -127,12 +137,16 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     """
     import lightning as L
 
+    from ocrtune.train.checkpoint_io import RunCheckpointIO
     from ocrtune.train.module import DBNetModule, Diverged
     from ocrtune.train.recorder import RunRecorder
+    from ocrtune.train.rng_state import RngState
 
     _check_logger(opts.logger)
     if loaded is None and not opts.resume:
         raise InputError("a preset is needed unless resuming a run", key="--preset")
+    if opts.init and opts.resume:
+        raise InputError("a resumed run continues its own weights; --init starts a new run", key="--init")
     preset = loaded.preset if isinstance(loaded, LoadedPreset) else loaded
     source = f"{loaded.name} ({loaded.path})" if isinstance(loaded, LoadedPreset) else "preset"
     resume_ckpt: Path | None = None
@@ -148,8 +162,11 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         preset = load_preset(run.config).preset
         rows = [r for r in run.read_metrics() if r.get("epoch") is not None]
         summary = run.read_summary()
+        check_not_running(run, summary)
         source = summary.get("preset", source)
         _check_more_epochs(run, summary, rows, opts.max_epochs or preset.trainer.max_epochs)
+    init_weights = _init_source(preset, opts) if opts.init else None  # read and checked before any work
+    _check_weights(_model_preset(preset, init_weights), loaded, resume_ckpt)  # before the data is read
     dm = load_data(preset, opts.data, num_workers=preset.dataloader.num_workers, val_targets=opts.val_loss,
                    pin_memory=torch.cuda.is_available())  # bad data fails here, before a run directory exists
     data_root = dm.root
@@ -167,7 +184,9 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     for line in dm.problems[:20]:
         log.warning(line)
     L.seed_everything(preset.seed, workers=True, verbose=False)
-    module = DBNetModule(preset.model_dump(mode="json"), val_loss=opts.val_loss)  # bad model names fail here
+    built = _model_preset(preset, init_weights)
+    module = DBNetModule(built.model_dump(mode="json"), val_loss=opts.val_loss)  # bad model names fail here
+    init_report = _init_module(module, init_weights, opts) if init_weights else None
     if precision != "32-true" and accelerator != "cpu" and torch.cuda.is_available():
         module = module.to(memory_format=torch.channels_last)
     t = preset.trainer
@@ -179,17 +198,26 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         num_nodes=opts.num_nodes or t.num_nodes,
         precision=precision,
     )
-    _check_trainer(trainer_args)
+    probe = _check_trainer(trainer_args)
 
     child = _rank() > 0 and RUN_DIR_ENV in os.environ
+    memory = None if child else _check_memory(preset, precision, probe, loaded, resume_ckpt, opts)
     if child:  # a DDP rank > 0: rank 0 owns the run directory and its files
         run = RunDir(Path(os.environ[RUN_DIR_ENV]))
+        if os.environ.get(RANK0_PID_ENV, "").isdigit():
+            from ocrtune.procs import die_with_parent
+
+            die_with_parent(signal.SIGKILL, int(os.environ[RANK0_PID_ENV]))
     elif not opts.resume:
         name = opts.name or (loaded.name if isinstance(loaded, LoadedPreset) else "run")
         run = RunDir(new_run_dir(opts.runs_dir, name))
     if not child:
-        write_text_atomic(run.config, preset_yaml(preset, f"resolved from {source}"))
+        header = f"resolved from {source}"
+        if init_report:
+            header += f"\n# weights initialised from {init_report.source}"
+        write_text_atomic(run.config, preset_yaml(preset, header))
         os.environ[RUN_DIR_ENV] = str(run.path.resolve())
+        os.environ[RANK0_PID_ENV] = str(os.getpid())
 
     device = _device_name(accelerator)
     summary.update(
@@ -205,8 +233,12 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             "started": summary.get("started") or time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
     )
+    if init_report:
+        summary["init"] = init_report.record()
     recorder = RunRecorder(run, summary, rows, enabled=not child)
     recorder.begin()
+    if not child and opts.on_start is not None:
+        opts.on_start(_header(run, device, precision, dm, preset, probe, opts, memory, len(rows)))
     start = time.perf_counter()
     status, error, hint = "completed", None, None
     interactive = sys.stderr.isatty()  # a live bar on a terminal; one line per epoch in logs
@@ -216,7 +248,9 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             **trainer_args,
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val or None,
-            callbacks=[recorder, *_checkpoints(run, rows), *_progress(opts.progress, interactive)],
+            callbacks=[recorder, *_checkpoints(run, rows), RngState(), *_progress(opts.progress, interactive),
+                       *_pace(probe, child)],
+            plugins=[RunCheckpointIO()],  # checkpoints written beside their place, never via $TMPDIR
             logger=_logger(opts.logger, run.path),
             enable_progress_bar=opts.progress and interactive,
             enable_model_summary=opts.progress and interactive,
@@ -239,6 +273,8 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         hint = "out of GPU memory: lower dataloader.batch_size or datasets.image_size (--set ...)"
     except KeyboardInterrupt:
         status = "interrupted"
+    except OSError as e:  # a file that could not be written (a full disk): one located line
+        status, error = "failed", os_error_line(e) if e.filename else _last_lines(e)
     except SystemExit:
         # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1), ignoring SIGINT after.
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -269,7 +305,7 @@ def _finish(
     summary: dict[str, Any], opts: TrainOptions,
 ) -> None:
     before = float(summary.get("wall_time_s") or 0.0) if opts.resume else 0.0
-    recorder.update_summary(
+    unrecorded = recorder.end(
         status=status,
         error=error,
         hint=hint,
@@ -277,6 +313,31 @@ def _finish(
         finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
         best_checkpoint=str(run.best_ckpt) if run.best_ckpt.is_file() else None,
     )
+    if unrecorded:  # best effort: the outcome is still returned and printed
+        log.error("%s; the run's outcome (%s) could not be recorded there", unrecorded, status)
+
+
+def _init_source(preset: Preset, opts: TrainOptions) -> TrainedWeights:
+    """The checkpoint ``--init`` names, read and its encoder checked."""
+    from ocrtune.model.init_from import read_init_source
+
+    assert opts.init is not None
+    return read_init_source(opts.init, opts.runs_dir, preset)
+
+
+def _model_preset(preset: Preset, init_weights: TrainedWeights | None) -> Preset:
+    from ocrtune.model.init_from import preset_for_init
+
+    return preset_for_init(preset, init_weights) if init_weights is not None else preset
+
+
+def _init_module(module: Any, init_weights: TrainedWeights, opts: TrainOptions) -> InitReport:
+    from ocrtune.model.init_from import init_module
+
+    report = init_module(module, init_weights)
+    if opts.on_init is not None and _rank() == 0:
+        opts.on_init(report)
+    return report
 
 
 def _check_more_epochs(run: RunDir, summary: dict[str, Any], rows: list[dict[str, Any]], target: int) -> None:
@@ -314,15 +375,74 @@ def _progress(enabled: bool, interactive: bool) -> list[Any]:
     return [EpochBar(leave=True)] if interactive else [EpochLines()]
 
 
-def _check_trainer(args: dict[str, Any]) -> None:
-    """Accelerator/devices/strategy mistakes as one located line, before any run directory."""
+def _check_trainer(args: dict[str, Any]) -> Any:
+    """Accelerator/devices/strategy mistakes as one located line, before any run directory.
+    Returns the probe trainer: its device and world size are the run's."""
     import lightning as L
 
     try:
-        L.Trainer(**args, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        return L.Trainer(**args, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
     except Exception as e:  # Lightning raises ValueError, MisconfigurationException, ImportError...
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"invalid trainer settings ({', '.join(f'{k}={v}' for k, v in args.items())}): {msg}") from None
+
+
+def _where(loaded: LoadedPreset | Preset | None, resume_ckpt: Path | None, key: str) -> dict[str, Any]:
+    """Where a preset key was set, for a located error line: its file and line (a --set names
+    itself), or the resumed run's config.yaml."""
+    if resume_ckpt is not None:
+        return {"file": str(resume_ckpt.parent.parent / "config.yaml")}
+    origin = loaded.origins.get(tuple(key.split("."))) if isinstance(loaded, LoadedPreset) else None
+    if origin is None:
+        return {"file": str(loaded.path)} if isinstance(loaded, LoadedPreset) and loaded.path else {}
+    return {"file": origin.file, "line": origin.line, "column": origin.column}
+
+
+def _check_weights(preset: Preset, loaded: LoadedPreset | Preset | None, resume_ckpt: Path | None) -> None:
+    from ocrtune.train.resources import check_weights
+
+    check_weights(preset, _where(loaded, resume_ckpt, "models.encoder.pretrained"))
+
+
+def _check_memory(preset: Preset, precision: str, probe: Any, loaded: LoadedPreset | Preset | None,
+                  resume_ckpt: Path | None, opts: TrainOptions) -> Any:
+    """The memory estimate for this device, refused (exit 2) when over what is free unless --force."""
+    from ocrtune.train.resources import check_memory
+
+    device = probe.strategy.root_device.type
+    strategy = str(opts.strategy or preset.trainer.strategy)
+    if device == "cuda" and ("fork" in strategy or "notebook" in strategy):
+        return None  # asking CUDA for its free memory would initialise it before the fork
+    return check_memory(preset, precision, "cuda" if device == "cuda" else "cpu", processes=probe.num_devices,
+                        force=opts.force, where=_where(loaded, resume_ckpt, "dataloader.batch_size"),
+                        index=probe.strategy.root_device.index,
+                        small_preset=None if getattr(loaded, "name", None) == "cpu-demo" else "cpu-demo")
+
+
+def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, probe: Any, opts: TrainOptions,
+            memory: Any, epochs_done: int) -> RunHeader:
+    from ocrtune.train.resources import RunHeader, steps_per_epoch
+
+    s = preset.models.scheduler
+    return RunHeader(
+        run_dir=run.path, device=device, precision=precision, n_train=dm.n_train, n_val=dm.n_val,
+        batch_size=preset.dataloader.batch_size,
+        steps_per_epoch=steps_per_epoch(dm.n_train, preset.dataloader.batch_size, probe.world_size,
+                                        opts.limit_train_batches),
+        epochs=preset.trainer.max_epochs, epochs_done=epochs_done, lr=preset.models.optimizer.lr,
+        warmup_epochs=s.warmup_epochs, memory=memory.line() if memory is not None else None,
+        memory_over=bool(memory is not None and memory.over),
+    )
+
+
+def _pace(probe: Any, child: bool) -> list[Any]:
+    """On a CPU: one warning after the first steps when the run will take hours."""
+    if child or probe.strategy.root_device.type != "cpu":
+        return []
+    from ocrtune.train.recorder import CpuPace
+
+    return [CpuPace()]
 
 
 def _device_name(accelerator: str) -> str:

@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,65 @@ class Loaded:
     preset: Preset
     checkpoint: Path
     run: RunDir | None
+
+    eval_suffix = ""  # evaluate's default file: eval-<split><suffix>.json
+
+    @property
+    def results_dir(self) -> Path | None:
+        """Where evaluate saves by default: the run (None: beside the checkpoint)."""
+        return self.run.path if self.run is not None else None
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return [self.checkpoint]
+
+    @property
+    def post(self) -> Any:
+        return self.module.post
+
+    def loader(self, items: Sequence[Any], batch_size: int | None, num_workers: int) -> Any:
+        from torch.utils.data import DataLoader
+
+        from ocrtune.train.datamodule import DetectionDataset, WorkerInit, collate
+
+        ds = DetectionDataset(items, self.preset.datasets, train=False, with_targets=False)
+        return DataLoader(ds, batch_size=batch_size or self.preset.dataloader.batch_size, num_workers=num_workers,
+                          collate_fn=collate, worker_init_fn=WorkerInit() if num_workers > 0 else None)
+
+    def maps(self, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], Sequence[np.ndarray]]]:
+        return _prob_maps(self.module, loader, progress)
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class Predictor(Protocol):
+    """What ``evaluate`` and ``predict`` ask of a model: a ``Loaded`` checkpoint, or an ensemble
+    of models and test-time views (``ocrtune.train.ensemble.Ensemble``) whose maps are averaged."""
+
+    preset: Preset  # input and postprocess settings (an ensemble: its first model's)
+    checkpoint: Path
+    run: RunDir | None
+    eval_suffix: str
+
+    @property
+    def results_dir(self) -> Path | None: ...
+
+    @property
+    def checkpoints(self) -> list[Path]: ...
+
+    @property
+    def post(self) -> Any: ...
+
+    def loader(self, items: Sequence[Any], batch_size: int | None, num_workers: int) -> Any: ...
+
+    def maps(self, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], Sequence[np.ndarray]]]:
+        """(batch, one map per image): maps in the frame ``batch["scale"]`` maps back to the image."""
+        ...
+
+    def details(self) -> dict[str, Any]:
+        """What the saved results add about the model beyond ``checkpoint``."""
+        ...
 
 
 def load_checkpoint(
@@ -99,7 +158,7 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
                 progress(done, total)
 
 
-def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path | None:
+def eval_output(loaded: Predictor, split: str, out: Path | None = None) -> Path | None:
     """Where ``evaluate`` saves its scores: ``out``, else ``eval-<split>.json`` in the run, else
     ``<checkpoint stem>.eval-<split>.json`` beside a checkpoint that is not in a run.
 
@@ -111,16 +170,16 @@ def eval_output(loaded: Loaded, split: str, out: Path | None = None) -> Path | N
         path = Path(out)
         if path.is_dir():
             raise InputError("is a directory; give a file name for the scores", file=str(path), key="--out")
-        if path.exists() and path.resolve() == loaded.checkpoint.resolve():
+        if path.exists() and any(path.resolve() == c.resolve() for c in loaded.checkpoints):
             raise InputError("is the checkpoint being evaluated", file=str(path), key="--out")
         if not _writable(path):
             raise InputError(f"cannot write the scores here (folder {path.parent} is not writable)", file=str(path),
                              key="--out")
         return path
-    if loaded.run is not None:
-        path = loaded.run.path / f"eval-{split}.json"
+    if loaded.results_dir is not None:
+        path = loaded.results_dir / f"eval-{split}{loaded.eval_suffix}.json"
     else:
-        path = loaded.checkpoint.with_name(f"{loaded.checkpoint.stem}.eval-{split}.json")
+        path = loaded.checkpoint.with_name(f"{loaded.checkpoint.stem}.eval-{split}{loaded.eval_suffix}.json")
     return path if _writable(path) else None
 
 
@@ -132,7 +191,7 @@ def _writable(path: Path) -> bool:
 
 
 def evaluate(
-    loaded: Loaded,
+    loaded: Predictor,
     data_root: Path,
     split: str = "val",
     batch_size: int | None = None,
@@ -143,17 +202,15 @@ def evaluate(
     """CLEval (image mean and global) and IoU H-mean on a labelled split, saved as JSON at
     ``eval_output(loaded, split, out)`` (``result["saved"]``: the path, or None where the
     default place is not writable)."""
-    from ocrtune.train.datamodule import split_loader
+    from ocrtune.train.datamodule import load_split
     from ocrtune.train.module import DetectionScores
 
-    preset = loaded.preset
     target = eval_output(loaded, split, out)
-    loader, items, problems = split_loader(
-        data_root, split, preset.datasets, batch_size or preset.dataloader.batch_size, num_workers
-    )
-    scores = DetectionScores(loaded.module.post)
+    items, problems = load_split(data_root, split)
+    loader = loaded.loader(items, batch_size, num_workers)
+    scores = DetectionScores(loaded.post)
     start = time.perf_counter()
-    for batch, maps in _prob_maps(loaded.module, loader, progress):
+    for batch, maps in loaded.maps(loader, progress):
         scores.add(maps, batch)
     c, i = scores.cleval.summary(), scores.iou.summary()
     result = {
@@ -166,6 +223,7 @@ def evaluate(
         "iou": {"image_mean": i["image_mean"], "global": _scores(i["global"])},
         "per_image": {k: {m: v[m] for m in ("recall", "precision", "hmean")} for k, v in c["per_image"].items()},
         "data_problems": problems,
+        **loaded.details(),
         "saved": str(target) if target is not None else None,
     }
     if target is not None:
@@ -183,7 +241,7 @@ def _scores(d: dict[str, Any]) -> dict[str, float]:
 
 
 def predict(
-    loaded: Loaded,
+    loaded: Predictor,
     images: Path,
     out_csv: Path,
     json_out: Path | None = None,
@@ -197,23 +255,19 @@ def predict(
     An image that cannot be decoded is listed with no detections; ``unreadable_reasons`` says
     why, so the caller can say it once (the dataset's own "skipped" warning is held back here).
     """
-    from torch.utils.data import DataLoader
-
     from ocrtune.data.formats import write_json, write_submission_csv
     from ocrtune.data.formats.records import Annotations, ImageAnnotation, Word
-    from ocrtune.train.datamodule import DetectionDataset, collate, image_folder_items
+    from ocrtune.train.datamodule import image_folder_items
 
-    preset = loaded.preset
     items = image_folder_items(images)
-    ds = DetectionDataset(items, preset.datasets, train=False, with_targets=False)
-    loader = DataLoader(ds, batch_size=batch_size or preset.dataloader.batch_size, num_workers=num_workers, collate_fn=collate)
-    post = loaded.module.post
+    loader = loaded.loader(items, batch_size, num_workers)
+    post = loaded.post
     records: dict[str, ImageAnnotation] = {}
     n_det = 0
     if maps_dir is not None:
         maps_dir.mkdir(parents=True, exist_ok=True)
     with _quiet_skips():
-        for batch, maps in _prob_maps(loaded.module, loader, progress):
+        for batch, maps in loaded.maps(loader, progress):
             for name, m, s, (h, w) in zip(batch["name"], maps, batch["scale"], batch["orig_size"]):
                 dets = post(m, scale=s, original_size=(h, w))
                 words = [Word(f"{k + 1:04d}", d.polygon) for k, d in enumerate(dets)]
@@ -237,6 +291,7 @@ def predict(
         "csv": str(out_csv),
         "json": str(json_out) if json_out else None,
         "maps": str(maps_dir) if maps_dir else None,
+        **loaded.details(),
     }
 
 

@@ -5,24 +5,37 @@
     metrics.csv     one row per epoch
     summary.json    status, best epoch and scores, wall time, device
     checkpoints/    best.ckpt (by val H-mean) and last.ckpt (for --resume)
+    heartbeat       touched every 30 s while the run trains (its mtime is the sign of life)
 
-Every file is written through a temp file and ``os.replace`` so a crash never leaves half a file.
+Every file is written through a temp file beside it and ``os.replace`` (never the temp folder,
+never a copy across file systems), so a crash or a full disk never leaves half a file.
+
+``summary.json`` names the process that trains the run (``owner``: host, pid, start time). A
+run recorded as ``running`` whose process is gone is shown ``killed`` (this host) or ``lost``
+(another machine, silent for ``SILENT_AFTER_S``): ``run_state`` derives that when reading and
+never rewrites another process's summary.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as _dt
+import errno
 import io
 import json
 import os
 import re
 import secrets
+import shlex
+import shutil
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ocrtune.errors import InputError
+from ocrtune.procs import Owner
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -30,8 +43,12 @@ SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 BEST = "best.ckpt"
 LAST = "last.ckpt"
+HEARTBEAT = "heartbeat"
 
-STATUSES = ("running", "completed", "diverged", "oom", "failed", "interrupted")
+STATUSES = ("running", "completed", "diverged", "oom", "failed", "interrupted")  # as summary.json records them
+RESUMABLE = ("interrupted", "killed", "lost", "failed")  # last.ckpt may continue these
+HEARTBEAT_S = 30.0  # how often a training process touches its run's heartbeat file
+SILENT_AFTER_S = 600.0  # another machine's run with no sign of life for this long is lost
 
 METRIC_COLUMNS = (
     "epoch",
@@ -53,20 +70,17 @@ METRIC_COLUMNS = (
 
 def write_text_atomic(path: Path, text: str, exclusive: bool = False) -> None:
     """Temp file + rename, so no one ever reads half a file; the file gets the umask's usual
-    mode (not mkstemp's 0600), like the checkpoints beside it.
+    mode (not mkstemp's 0600), like the checkpoints beside it. An error names ``path``, not
+    the temp file.
 
     ``exclusive`` never replaces a file, not even one that appeared a moment ago
     (``FileExistsError``): the temp file is hard-linked to the name, which fails if it exists.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _open_temp(path)
+    tmp = _write_temp(path, text.encode("utf-8"))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         if not exclusive:
-            os.replace(tmp, path)
+            _replace(tmp, path)
             return
         try:
             os.link(tmp, path)
@@ -83,6 +97,43 @@ def write_text_atomic(path: Path, text: str, exclusive: bool = False) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
+    """``write_text_atomic`` for bytes (checkpoints): written beside ``path`` and renamed, so a
+    full disk leaves the previous file whole and no temp folder is involved."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, data)
+    try:
+        _replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_temp(path: Path, data: bytes | memoryview) -> Path:
+    """``data`` in a new temp file beside ``path``, flushed to disk; nothing left on failure."""
+    try:
+        fd, tmp = _open_temp(path)
+    except OSError as e:
+        raise located(e, path) from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise located(e, path) from e
+        raise
+    return tmp
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        raise located(e, path) from e
+
+
 def _open_temp(path: Path) -> tuple[int, Path]:
     """A new hidden file beside ``path``, created 0o666 so the umask applies."""
     for _ in range(100):
@@ -92,6 +143,42 @@ def _open_temp(path: Path) -> tuple[int, Path]:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def located(e: OSError, path: Path | str) -> OSError:
+    """The same error (same type and errno) naming ``path``: the file the user knows, not the
+    hidden temp file that was being written for it."""
+    if e.errno is None:
+        return e
+    return type(e)(e.errno, e.strerror, str(path))
+
+
+def os_error_line(e: OSError) -> str:
+    """One located line for a file error: ``FILE: what (N MB free there)``, the free space
+    given where the disk is full."""
+    where = ", ".join(str(f) for f in (e.filename, e.filename2) if f)
+    what = e.strerror or str(e) or type(e).__name__
+    line = f"{where}: {what}" if where else what
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and e.filename:
+        free = free_space(Path(str(e.filename)))
+        if free is not None:
+            line += f" ({free} free there)"
+    return line
+
+
+def free_space(path: Path) -> str | None:
+    """Free space on the file system that holds ``path`` (or its nearest existing folder)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    for unit, size in (("GB", 1e9), ("MB", 1e6)):
+        if free >= size:
+            return f"{free / size:.1f} {unit}"
+    return f"{free / 1e3:.1f} kB"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -150,6 +237,10 @@ class RunDir:
     @property
     def last_ckpt(self) -> Path:
         return self.checkpoints / LAST
+
+    @property
+    def heartbeat(self) -> Path:
+        return self.path / HEARTBEAT
 
     def read_summary(self) -> dict[str, Any]:
         try:
@@ -244,3 +335,115 @@ def best_row(rows: Iterable[dict[str, Any]], key: str = "val_hmean") -> dict[str
         if isinstance(v, (int, float)) and (best is None or v > best[key]):
             best = r
     return best
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run's status as people should see it: ``recorded`` is what summary.json says;
+    ``status`` differs only for a ``running`` run whose process is gone (``killed``) or that
+    another machine stopped updating (``lost``), and ``reason`` says why. ``resume`` is the
+    command that continues the run, where last.ckpt can."""
+
+    status: str
+    recorded: str
+    reason: str | None = None
+    resume: str | None = None
+
+
+def run_state(run: RunDir, summary: dict[str, Any], now: float | None = None) -> RunState:
+    """Derive the shown status from the recorded one, the owner and the run's last sign of life
+    (read only: another process's summary is never rewritten)."""
+    recorded = str(summary.get("status") or "unknown")
+    status, reason = recorded, None
+    if recorded == "running":
+        owner = Owner.from_json(summary.get("owner"))
+        if owner is not None and owner.here:
+            if owner.gone_here():
+                status, reason = "killed", f"its process ({owner.pid}, this host) ended without recording an outcome"
+        elif owner is not None:
+            silent = (now if now is not None else time.time()) - last_sign_of_life(run)
+            if silent > SILENT_AFTER_S:
+                status = "lost"
+                reason = f"no sign of life from {owner.host.split('/')[0]} (pid {owner.pid}) for {_duration(silent)}"
+    return RunState(status, recorded, reason, resume_for(run, summary, status))
+
+
+def check_not_running(run: RunDir, summary: dict[str, Any]) -> None:
+    """Refuse to resume a run whose recorded owner still trains it: two processes writing one
+    run's files would mix their epochs. Runs from before owners were recorded are not refused."""
+    owner = Owner.from_json(summary.get("owner"))
+    if owner is None or run_state(run, summary).status != "running":
+        return
+    where = "this host" if owner.here else owner.host.split("/")[0]
+    raise InputError(f"this run is still training (pid {owner.pid} on {where}); stop it first, "
+                     "or wait until `ocrtune runs show` no longer says running", file=str(run.path))
+
+
+def last_sign_of_life(run: RunDir) -> float:
+    """The newest modification time of the files a training process keeps touching."""
+    times = []
+    for p in (run.heartbeat, run.summary_path, run.metrics):
+        try:
+            times.append(p.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=0.0)
+
+
+def resume_command(run: RunDir) -> str:
+    return f"ocrtune train --resume {shlex.quote(str(run.path))}"
+
+
+def resume_for(run: RunDir, summary: dict[str, Any], status: str) -> str | None:
+    """The command that continues a run that stopped (``RESUMABLE``) before its last epoch;
+    None where there is nothing to continue or no last.ckpt to continue from."""
+    done, target = summary.get("epochs_completed"), summary.get("max_epochs")
+    finished = isinstance(done, int) and isinstance(target, int) and done >= target
+    return resume_command(run) if status in RESUMABLE and run.last_ckpt.is_file() and not finished else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+class Heartbeat:
+    """Touches a run's ``heartbeat`` file every ``every`` seconds from a daemon thread while the
+    run trains: another machine tells a live run from a lost one by its age. A failed touch (a
+    full disk) is skipped; the next one tries again."""
+
+    def __init__(self, path: Path, every: float = HEARTBEAT_S) -> None:
+        self.path = path
+        self.every = every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Heartbeat:
+        self._touch()
+        self._thread = threading.Thread(target=self._beat, name="ocrtune-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self._touch()
+
+    def _touch(self) -> None:
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            try:
+                self.path.touch()
+            except OSError:
+                pass
+        except OSError:
+            pass

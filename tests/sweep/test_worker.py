@@ -17,12 +17,12 @@ import sqlalchemy
 
 from ocrtune.errors import InputError
 from ocrtune.presets.load import load_preset
-from ocrtune.sweep.run import worker
 from ocrtune.sweep.run.coordinator import fill_missing
 from ocrtune.sweep.run.guards import Limits, StoreUnreachable
-from ocrtune.sweep.run.launcher import SLOT_GPU_ENV, Slot
+from ocrtune.sweep.run.launcher import SLOT_GPU_ENV, ColdTrials, Slot
 from ocrtune.sweep.run.liveness import pid_alive
 from ocrtune.sweep.run.trial import build_preset, call_objective, main, run_training
+from ocrtune.sweep.run.warm import WarmTrials
 from ocrtune.sweep.run.worker import MAX_CRASHES, WorkerSettings, adopt_result, run_trial
 from ocrtune.sweep.store import Store, StoredTrial
 from ocrtune.sweep.types import Batch, GridSearch, Status, SweepConfig, TrialSpec
@@ -38,13 +38,13 @@ def one_trial(objective: str, epochs: int = 2):
     return store, config, store.claim()
 
 
-def test_a_trial_killed_without_a_result_is_requeued_then_failed(tmp_path):
+def test_a_trial_killed_without_a_result_is_requeued_then_failed(tmp_path, trials):
     """Killed by a signal (OOM killer, node drained): re-queued, up to MAX_CRASHES attempts."""
     store, config, trial = one_trial("tests.sweep_objectives:crash")
     settings = WorkerSettings(tmp_path, poll_s=0.05)
     got = []
     for _ in range(MAX_CRASHES):
-        out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+        out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event(), trials=trials)
         got.append(out.status)
         assert "SIGKILL without a result" in out.error
         fill_missing(store, store.plans(), store.trials())  # what the coordinator does each poll
@@ -129,16 +129,35 @@ class Flaky:
         return self.fn(*a, **kw)
 
 
-def spy_children(monkeypatch) -> list[int]:
+def spy_children(trials) -> list[int]:
+    """The pids of the trial processes ``trials`` starts."""
     pids: list[int] = []
+    start = trials.start
 
-    class Spy(worker.Child):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            pids.append(self.pid)
+    def spied(*a, **kw):
+        child = start(*a, **kw)
+        pids.append(child.pid)
+        return child
 
-    monkeypatch.setattr(worker, "Child", Spy)
+    trials.start = spied
     return pids
+
+
+@pytest.fixture(params=["cold", "warm"])
+def trials(request):
+    """Both ways of starting a trial process: a new process, or a fork of a warm zygote."""
+    if request.param == "cold":
+        yield ColdTrials()
+        return
+    warnings: list[str] = []
+    spec = TrialSpec(name="warm-up", params={}, epochs=1, metric="hmean", base={}, objective="tests.sweep_objectives:logged")
+    warm = WarmTrials(spec, Slot("zygote").env(), warnings.append)
+    warm.begin()
+    warm.prepare(threading.Event())
+    assert warm.zygote is not None and warm.zygote.state == "ready", warm.zygote.failure
+    yield warm
+    warm.close()
+    assert warnings == []
 
 
 def test_store_errors_while_a_trial_runs_are_retried(tmp_path, monkeypatch):
@@ -152,16 +171,16 @@ def test_store_errors_while_a_trial_runs_are_retried(tmp_path, monkeypatch):
     assert t.attrs["progress"]["epoch"] == 3 and t.attrs["child_pid"] > 0  # the failed writes were made later
 
 
-def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch):
+def test_a_store_that_stays_down_stops_the_trial_process(tmp_path, monkeypatch, trials):
     """Never two trials in one slot: the child is gone before the slot could claim again."""
     store, config, trial = one_trial("tests.sweep_objectives:logged", epochs=5)
     monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "1.0")
-    pids = spy_children(monkeypatch)
+    pids = spy_children(trials)
     store.set_attrs = Flaky(store.set_attrs, fail=math.inf)
     settings = WorkerSettings(tmp_path, heartbeat_s=0.05, poll_s=0.05, grace_s=0.5)
     start = time.monotonic()
     with pytest.raises(StoreUnreachable, match="failed for 0.5s: OperationalError"):
-        run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+        run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event(), trials=trials)
     assert time.monotonic() - start < 10 and len(pids) == 1 and not pid_alive(pids[0])
 
 
@@ -179,7 +198,7 @@ def test_the_coordinator_rides_out_store_errors_too(tmp_path):
     assert [t.status for t in summary.trials] == ["completed"] * 3
 
 
-def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
+def test_a_hung_trial_is_stopped_as_stalled(tmp_path, trials):
     store = Store.open(f"w-{uuid.uuid4().hex[:8]}", f"memory:{uuid.uuid4().hex}", create=True)
     plan = store.add_plan(Batch(({LR: 5e-4}, {LR: 1e-3}), 0, False, "test"))
     store.enqueue(plan, 0)
@@ -191,7 +210,7 @@ def test_a_hung_trial_is_stopped_as_stalled(tmp_path):
                          preset="x")
     settings = WorkerSettings(tmp_path, poll_s=0.05, stall_floor_s=0.6)  # limit: max(5 x 0.01 s, 0.6 s)
     start = time.monotonic()
-    out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())
+    out = run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event(), trials=trials)
     assert time.monotonic() - start < 15
     assert (out.status, out.score) == ("failed", None)
     assert out.error.startswith("stalled: no progress for") and "limit 1s" in out.error
@@ -213,13 +232,14 @@ def test_limits():
     assert Limits(30.0).check(31, 0)[0] == "timeout" and Limits(30.0).check(29, 0) is None
 
 
-def test_a_trial_declared_lost_elsewhere_stops_running_here(tmp_path, monkeypatch):
+def test_a_trial_declared_lost_elsewhere_stops_running_here(tmp_path, monkeypatch, trials):
     monkeypatch.setenv("OCRTUNE_TEST_SLEEP", "1.0")
     monkeypatch.setenv("OCRTUNE_TEST_CALLS", str(tmp_path / "calls.jsonl"))
     store, config, trial = one_trial("tests.sweep_objectives:logged", epochs=5)
     box = {}
     settings = WorkerSettings(tmp_path, heartbeat_s=0.1, poll_s=0.05)
-    th = threading.Thread(target=lambda: box.update(out=run_trial(store, config, trial, Slot("cpu0"), settings, threading.Event())))
+    th = threading.Thread(target=lambda: box.update(out=run_trial(store, config, trial, Slot("cpu0"), settings,
+                                                                  threading.Event(), trials=trials)))
     th.start()
     for _ in range(200):
         if "child_pid" in store.trial(trial.trial_id).attrs:

@@ -10,9 +10,10 @@ queues the rest on resume; one killed before recording re-plans the same batch, 
 strategies are deterministic functions of the results (random and TPE are seeded). A plan
 slot counts once: if it somehow got two results, the first one is the one planned from.
 
-Local slots (``--gpus``/``--parallel``) are a ``WorkerPool`` inside this process; remote
-``ocrtune sweep worker`` processes pull from the same queue. With ``--parallel 0`` this
-process only coordinates.
+Local slots (``--gpus``/``--parallel``) are a ``WorkerPool`` inside this process (its warm
+zygote starts with it, so its imports overlap the first planning); remote ``ocrtune sweep
+worker`` processes pull from the same queue. With ``--parallel 0`` this process only
+coordinates.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Coordinator:
             self.stop.set()
             if pool is not None:
                 pool.join()
+                pool.close()
             self.store.release_coordinator()
         summary = summarize(self.store, self.cfg, len(self.slots))
         if on_update:

@@ -9,9 +9,16 @@ Each trial runs ``python -m ocrtune.sweep.run.trial SPEC`` in its own process an
 - its own session keeps a terminal Ctrl-C away from it: the worker decides (terminate, mark the
   trial interrupted, re-queue) instead of every child dying at once mid-write;
 - the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
-  coordinator does not leave orphans training on a GPU nobody tracks.
+  coordinator does not leave orphans training on a GPU nobody tracks;
+- several trials may share a GPU (``--trials-per-gpu``): each is then told its share of the
+  GPU's memory (``$OCRTUNE_SLOT_GPU_FRACTION``, applied with
+  ``torch.cuda.set_per_process_memory_fraction``), so one trial running out of memory fails
+  alone instead of starving its neighbour.
 
-Who owns a running trial (host, pid, start time) is ``liveness.py``.
+How a trial process is started is a ``Trials`` launcher: ``ColdTrials`` here (a new Python
+process per trial, ``--cold-trials``) or ``warm.WarmTrials`` (forked from a process that has
+already imported torch and read the data; the default). Who owns a running trial (host, pid,
+start time) is ``liveness.py``.
 """
 
 from __future__ import annotations
@@ -25,28 +32,35 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Protocol, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 
 TERM_GRACE_S = 10.0
 SLOT_GPU_ENV = "OCRTUNE_SLOT_GPU"  # set in a GPU slot's trials: train on the GPU or fail
+SLOT_GPU_FRACTION_ENV = "OCRTUNE_SLOT_GPU_FRACTION"  # set when trials share a GPU: this trial's share
+GPU_SHARED = 0.95  # of a shared GPU's memory, split between its trials; the rest is for their CUDA contexts
 
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one trial at a time runs: a GPU (``gpu``) or a share of the CPU (``threads``)."""
+    """Where one trial at a time runs: a GPU (``gpu``) or a share of the CPU (``threads``);
+    ``memory_fraction`` is the trial's share of a GPU that several slots use."""
 
     name: str
     gpu: str | None = None
     threads: int | None = None
+    memory_fraction: float | None = None
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
         env.pop(SLOT_GPU_ENV, None)
+        env.pop(SLOT_GPU_FRACTION_ENV, None)
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
             env[SLOT_GPU_ENV] = self.gpu
+            if self.memory_fraction is not None:
+                env[SLOT_GPU_FRACTION_ENV] = f"{self.memory_fraction:.4f}"
         if self.threads is not None and "OMP_NUM_THREADS" not in env:
             env["OMP_NUM_THREADS"] = str(self.threads)
         return env
@@ -130,7 +144,8 @@ def _listing(ids: Sequence[str]) -> str:
 def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) -> list[Slot]:
     """One slot per GPU (``parallel`` per GPU when given), else ``parallel`` CPU slots (default 1).
     With several slots each gets ``OMP_NUM_THREADS`` = cores / slots, GPU slots too: their
-    data loading and CPU ops would otherwise each start one thread per core.
+    data loading and CPU ops would otherwise each start one thread per core. Slots sharing a
+    GPU (``gpu0.0``, ``gpu0.1``) each get an equal share of its memory.
 
     ``parallel=0`` means no local slots: the process only coordinates (remote workers run).
     """
@@ -142,10 +157,28 @@ def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) 
         per = 1 if parallel is None else parallel
         n = len(ids) * per
         threads = max(1, cores // n) if n > 1 else None
-        return [Slot(f"gpu{g}" + (f".{i}" if per > 1 else ""), gpu=g, threads=threads) for g in ids for i in range(per)]
+        share = round(GPU_SHARED / per, 4) if per > 1 else None
+        return [Slot(f"gpu{g}" + (f".{i}" if per > 1 else ""), gpu=g, threads=threads, memory_fraction=share)
+                for g in ids for i in range(per)]
     n = 1 if parallel is None else parallel
     threads = max(1, cores // n) if n > 1 else None
     return [Slot(f"cpu{i}", threads=threads) for i in range(n)]
+
+
+def trials_at_a_time(gpus: str | None, parallel: int | None, trials_per_gpu: int | None) -> int | None:
+    """``--trials-per-gpu N`` as the ``parallel`` of ``make_slots`` (N per GPU); it needs
+    ``--gpus``, and a ``--parallel`` beside it (which means the same with ``--gpus``) must agree."""
+    if trials_per_gpu is None:
+        return parallel
+    if trials_per_gpu < 1:
+        raise InputError(f"must be >= 1 (got {trials_per_gpu})", key="--trials-per-gpu")
+    if not gpus:
+        raise InputError("needs --gpus (without GPUs, --parallel N runs N trials on the CPU cores)",
+                         key="--trials-per-gpu")
+    if parallel is not None and parallel != trials_per_gpu:
+        raise InputError(f"--parallel {parallel} says otherwise; with --gpus both mean trials per GPU: give one",
+                         key="--trials-per-gpu")
+    return trials_per_gpu
 
 
 # --- children --------------------------------------------------------------------------------
@@ -153,6 +186,45 @@ def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) 
 
 def trial_command(spec: Path) -> list[str]:
     return [sys.executable, "-m", "ocrtune.sweep.run.trial", str(spec)]
+
+
+class TrialProcess(Protocol):
+    """A running trial as the worker sees it, cold (``Child``) or warm (``warm.WarmChild``)."""
+
+    pid: int
+
+    def wait(self, timeout: float) -> int | None: ...
+
+    def terminate(self, grace: float = TERM_GRACE_S) -> int: ...
+
+
+class Trials(Protocol):
+    """How a worker pool starts its trials: ``prepare`` before a slot claims one (a warm
+    launcher waits there for its server), ``start`` one, ``close`` when the pool ends."""
+
+    def begin(self) -> None: ...
+
+    def prepare(self, stop: threading.Event) -> None: ...
+
+    def start(self, spec: Path, env: Mapping[str, str], log: Path) -> TrialProcess: ...
+
+    def close(self) -> None: ...
+
+
+class ColdTrials:
+    """Each trial its own ``python -m ocrtune.sweep.run.trial`` process (``--cold-trials``)."""
+
+    def begin(self) -> None:
+        pass
+
+    def prepare(self, stop: threading.Event) -> None:
+        pass
+
+    def start(self, spec: Path, env: Mapping[str, str], log: Path) -> TrialProcess:
+        return Child(trial_command(spec), dict(env), log)
+
+    def close(self) -> None:
+        pass
 
 
 class Child:

@@ -20,7 +20,6 @@ SIGTERM (the worker pruning or stopping the trial, or the parent dying) becomes 
 from __future__ import annotations
 
 import copy
-import ctypes
 import importlib
 import inspect
 import json
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ocrtune.errors import InputError
+from ocrtune.procs import die_with_parent
 from ocrtune.sweep.run.guards import disk_trouble
 from ocrtune.sweep.run.launcher import SLOT_GPU_ENV
 from ocrtune.sweep.run.records import PROGRESS, score_of
@@ -142,6 +142,7 @@ def build_preset(spec: TrialSpec, spec_path: Path) -> Any:
 
 def run_training(spec: TrialSpec, spec_path: Path) -> TrialResult:
     loaded = build_preset(spec, spec_path)  # a bad value fails here, before torch is imported
+    from ocrtune.sweep.run.gpu_share import limit_gpu_memory
     from ocrtune.train.fit import TrainOptions, fit
 
     # What overrides the preset here (max_epochs, data) is in ``reserved_keys``.
@@ -154,6 +155,7 @@ def run_training(spec: TrialSpec, spec_path: Path) -> TrialResult:
         max_epochs=spec.epochs,
         accelerator="gpu" if os.environ.get(SLOT_GPU_ENV) else "auto",  # a GPU slot never trains on the CPU
     )
+    limit_gpu_memory()  # a GPU shared with other trials (--trials-per-gpu): only this trial's share
     res = fit(loaded, opts)
     # Only a completed run has a score: one that diverged after a good epoch must not rank.
     score = score_of(res.rows, spec.metric) if res.status == "completed" else None
@@ -203,17 +205,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the worker that started us dies (no orphaned training)."""
+    """Linux: get SIGTERM when the worker that started us dies (no orphaned training); SIGTERM,
+    not SIGKILL, so the run is recorded as interrupted on the way out."""
     parent = os.environ.get("OCRTUNE_PARENT_PID")
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(parent):  # the parent died before the call above
-        os.kill(os.getpid(), signal.SIGTERM)
+    if parent and parent.isdigit():
+        die_with_parent(signal.SIGTERM, int(parent))
 
 
 def _plain(v: Any) -> Any:

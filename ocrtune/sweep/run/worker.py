@@ -2,8 +2,9 @@
 
 The coordinator's local slots and ``ocrtune sweep worker`` on other machines run this same
 code: one thread per slot claims the oldest queued trial, writes its ``spec.json`` from the
-sweep settings stored in the study, starts ``ocrtune.sweep.run.trial`` pinned to the slot, and
-while it runs
+sweep settings stored in the study, starts the trial pinned to the slot (forked from the pool's
+warm zygote, ``warm.py``, or with ``--cold-trials`` as its own ``python -m
+ocrtune.sweep.run.trial`` process), and while it runs
 
 - reports each finished epoch's metric (read from the growing ``metrics.csv`` or
   ``progress.jsonl``) as an Optuna intermediate value, and terminates the trial when the pruner
@@ -44,7 +45,7 @@ from ocrtune.sweep.run.guards import (
     disk_trouble,
     files_error,
 )
-from ocrtune.sweep.run.launcher import Child, Slot, trial_command
+from ocrtune.sweep.run.launcher import ColdTrials, Slot, TrialProcess, Trials
 from ocrtune.sweep.run.records import find_run_dir, progress, read_rows, trial_records
 from ocrtune.sweep.run.trial import EXIT_DISK, LOG, RESULT, SPEC
 from ocrtune.sweep.store import Store, StoredTrial
@@ -69,6 +70,7 @@ class WorkerSettings:
     max_idle_s: float | None = None
     stall_factor: float = STALL_FACTOR
     stall_floor_s: float = STALL_FLOOR_S
+    warm: bool = True  # fork trials from a warm zygote (False: --cold-trials, a new process each)
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,16 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.label = f"{socket.gethostname()}:{os.getpid()}"
+        self.trials: Trials = ColdTrials()
         store.set_pruner(config.prune, int(config.min_epochs or 1))
 
     def start(self) -> None:
+        if self.settings.warm and self.slots:
+            from ocrtune.sweep.run.warm import WarmTrials
+
+            self.trials = WarmTrials(warm_spec(self.config, self.settings.data), zygote_env(self.slots),
+                                     lambda msg: self.on_event("warning", {"error": msg}))
+        self.trials.begin()  # the zygote imports while the slots start
         for i, slot in enumerate(self.slots):
             t = threading.Thread(target=self._loop, args=(slot, i == 0), name=f"ocrtune-slot-{slot.name}", daemon=True)
             t.start()
@@ -118,6 +127,10 @@ class WorkerPool:
         for t in self._threads:
             t.join(None if end is None else max(0.0, end - time.monotonic()))
 
+    def close(self) -> None:
+        """After ``join``: end the zygote (its trials have all ended by then)."""
+        self.trials.close()
+
     def run(self) -> list[Outcome]:
         """Start, wait, and on Ctrl-C stop the children cleanly before re-raising."""
         self.start()
@@ -128,6 +141,9 @@ class WorkerPool:
             self.stop.set()
             self.join()
             raise
+        finally:
+            if not self.alive():
+                self.close()
         if self.fatal is not None:
             raise self.fatal
         return self.outcomes
@@ -138,6 +154,9 @@ class WorkerPool:
         while not self.stop.is_set():
             trial = None
             try:
+                self.trials.prepare(self.stop)  # a warm zygote ready before a trial is claimed
+                if self.stop.is_set():
+                    return
                 trial = self.store.claim({"slot": slot.name, "worker": self.label})
                 if trial is None:
                     if self.reap and reaper and time.monotonic() - last_reap > 5 * self.settings.poll_s:
@@ -150,7 +169,8 @@ class WorkerPool:
                     self.stop.wait(self.settings.poll_s)
                     continue
                 self.on_event("start", {"number": trial.number, "params": trial.params, "slot": slot.name})
-                out = run_trial(self.store, self.config, trial, slot, self.settings, self.stop, self.on_event)
+                out = run_trial(self.store, self.config, trial, slot, self.settings, self.stop, self.on_event,
+                                self.trials)
                 with self._lock:
                     self.outcomes.append(out)
                 self.on_event("end", out.to_json())
@@ -190,13 +210,26 @@ def trial_spec(store: Store, config: SweepConfig, trial: StoredTrial, data: str 
                      objective=config.objective, derived=derived_values(trial.params, config.couplings))
 
 
+def warm_spec(config: SweepConfig, data: str | None) -> TrialSpec:
+    """What the zygote prepares for: the sweep's base preset and data (or its objective)."""
+    return TrialSpec(name="warm-up", params={}, epochs=int(config.epochs), metric=config.metric, base=config.base,
+                     preset=config.preset, data=data or config.data, objective=config.objective)
+
+
+def zygote_env(slots: Sequence[Slot]) -> dict[str, str]:
+    """The zygote's environment: this process's, with the slots' CPU share (torch reads
+    ``OMP_NUM_THREADS`` once, at import) and no GPU pinning (each trial sets its own)."""
+    return Slot("zygote", threads=slots[0].threads if slots else None).env()
+
+
 def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, settings: WorkerSettings,
-              stop: threading.Event, on_event: Event | None = None) -> Outcome:
+              stop: threading.Event, on_event: Event | None = None, trials: Trials | None = None) -> Outcome:
     """Run one claimed trial to its end and tell the store; returns what happened.
 
-    The trial process never outlives this call: whatever ends it (a result, pruning, Ctrl-C,
-    a limit, or a store that stayed unreachable for ``grace_s``), it is terminated before
-    the slot can claim another trial.
+    ``trials`` starts the trial process (default: a cold process). The trial process never
+    outlives this call: whatever ends it (a result, pruning, Ctrl-C, a limit, or a store that
+    stayed unreachable for ``grace_s``), it is terminated before the slot can claim another
+    trial.
     """
     on_event = on_event or (lambda kind, data: None)
     tid, metric = trial.trial_id, config.metric
@@ -204,7 +237,7 @@ def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot,
     spec_path = trial_dir / SPEC
     write_json_atomic(spec_path, trial_spec(store, config, trial, settings.data).to_json())
     calls = Patient(settings.grace_s, settings.poll_s, store.file)
-    child = Child(trial_command(spec_path), slot.env(), trial_dir / LOG)
+    child = (trials or ColdTrials()).start(spec_path, slot.env(), trial_dir / LOG)
     try:
         w = _watch(store, config, trial, slot, child, trial_dir, settings, stop, on_event, calls)
     finally:
@@ -242,7 +275,7 @@ class _Watched:
     last_value: float | None = None
 
 
-def _watch(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, child: Child, trial_dir: Path,
+def _watch(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot, child: TrialProcess, trial_dir: Path,
            settings: WorkerSettings, stop: threading.Event, on_event: Event, calls: Patient) -> _Watched:
     """Poll the trial until it exits or something ends it: report epochs, prune, heartbeat,
     apply the time limits. Store writes that fail are kept and retried on the next poll."""

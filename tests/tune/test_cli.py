@@ -1,0 +1,160 @@
+"""`ocrtune tune-postprocess` on a tiny trained run: the cached search scores exactly what a fresh
+`evaluate` scores, the cache is reused until the checkpoint changes, the best preset extends the
+run's preset, bad input is one located line with exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ocrtune.data.synthetic import synthesize
+from ocrtune.presets.load import load_preset
+from ocrtune.train.fit import TrainOptions, fit
+from ocrtune.tune.settings import PostSettings
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tune")]
+
+TINY = [
+    "datasets.image_size=256",
+    "datasets.augment.enabled=false",
+    "dataloader.batch_size=1",
+    "models.optimizer.lr=0.003",
+    "models.scheduler.name=constant",
+    "models.scheduler.warmup_epochs=0",
+]
+# Box and polygon mode, a cut by max_candidates and min_size: every stage of the search.
+SPACE = """\
+thresh: {values: [0.2, 0.3]}
+box_thresh: {values: [0.2, 0.4, 0.6]}
+box_unclip_ratio: {values: [1.2, 1.8]}
+polygon_unclip_ratio: {values: [1.6]}
+use_polygon: {values: [false, true]}
+max_candidates: {values: [6, 300]}
+min_size: {values: [2.0, 4.0]}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(data, runs, run): two receipts (val is train), a cpu-demo model trained until it finds words."""
+    root = tmp_path_factory.mktemp("tiny")
+    synthesize(root, n=2, seed=3, size=256, val_fraction=0.0)
+    shutil.copytree(root / "images" / "train", root / "images" / "val", dirs_exist_ok=True)
+    shutil.copy(root / "jsons" / "train.json", root / "jsons" / "val.json")
+    runs = tmp_path_factory.mktemp("runs")
+    result = fit(load_preset("cpu-demo", TINY), TrainOptions(data=root, runs_dir=runs, name="tiny", progress=False,
+                                                             max_epochs=14))
+    assert result.status == "completed", result.error
+    return root, runs, Path(result.run_dir)
+
+
+def _tune(cli, run: Path | str, data: Path, tmp: Path, *extra: str) -> tuple[int, dict, str]:
+    space = tmp / "space.yaml"
+    space.write_text(SPACE)
+    code, out, err = cli("tune-postprocess", run, "--data", data, "--space", space, "--out-dir", tmp / "presets",
+                         "--jobs", "2", "--json", *extra)
+    return code, (json.loads(out) if code == 0 else {}), err
+
+
+def _fresh(run: Path, data: Path, settings: dict, out: Path) -> dict:
+    from ocrtune.train.infer import evaluate, load_checkpoint
+
+    loaded = load_checkpoint(run, PostSettings(**settings).overrides())
+    return evaluate(loaded, data, "val", out=out)["cleval"]
+
+
+def test_cached_search_scores_exactly_what_a_fresh_evaluate_scores(tiny, cli, tmp_path):
+    data, runs, run = tiny
+    code, res, err = _tune(cli, run, data, tmp_path, "--name", "tiny-post")
+    assert code == 0, err
+    assert res["trials"] == 96 and res["images"] == 2 and not res["cache"]["reused"]
+    best = res["best"]
+    assert res["improved"] and best["cleval"]["image_mean"]["hmean"] > res["current"]["cleval"]["image_mean"]["hmean"]
+    scores = {round(t["cleval"]["image_mean"]["hmean"], 9) for t in res["top"]}
+    assert len(scores) > 3, scores  # the model finds words and the settings matter
+    polygon = next(t for t in res["top"] if t["settings"]["use_polygon"])
+    for tried in (best, res["current"], polygon):
+        fresh = _fresh(run, data, tried["settings"], tmp_path / "eval.json")
+        assert fresh["image_mean"] == tried["cleval"]["image_mean"]
+        assert fresh["global"] == tried["cleval"]["global"]
+    pp = res["difference_pp"]["hmean"]
+    assert pp == pytest.approx(100 * (best["cleval"]["image_mean"]["hmean"] - res["current"]["cleval"]["image_mean"]["hmean"]))
+
+    # the best settings as a preset extending the run's preset, loadable, commented
+    path = Path(res["preset"]["path"])
+    assert path == tmp_path / "presets" / "tiny-post.yaml" and res["preset"]["extends"] == "cpu-demo"
+    written = load_preset(path).preset
+    assert PostSettings.of(written.models.head.postprocess).values() == best["settings"]
+    assert written.datasets.image_size == 256  # what the run trained with, so the preset reproduces it
+    text = path.read_text()
+    assert text.startswith("# Created ") and "extends: cpu-demo" in text and "# tuned; was" in text
+    assert json.loads((run / "tune-postprocess-val.json").read_text())["best"] == best
+
+
+def test_the_cache_is_reused_until_the_checkpoint_changes(tiny, cli, tmp_path):
+    import torch
+
+    data, runs, run = tiny
+    code, first, err = _tune(cli, run, data, tmp_path, "--no-preset")
+    assert code == 0, err
+    manifest = json.loads((run / "maps-val" / "manifest.json").read_text())
+    assert manifest["images"] == 2 and manifest["inputs"]["dtype"] == "float16"
+    assert (run / "maps-val" / "maps.f16").stat().st_size == 2 * 256 * 256 * 2  # whole padded maps, 2 bytes a pixel
+    code, again, err = _tune(cli, run, data, tmp_path, "--no-preset")
+    assert code == 0 and again["cache"]["reused"], err
+    assert again["best"] == first["best"]
+
+    copy = tmp_path / "run-copy"
+    shutil.copytree(run, copy)
+    ckpt = copy / "checkpoints" / "best.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    torch.save(state, ckpt)
+    code, changed, err = _tune(cli, copy, data, tmp_path, "--no-preset")
+    assert code == 0 and not changed["cache"]["reused"], err
+    assert "computing the val probability maps" in err
+
+
+def test_a_checkpoint_outside_a_run_caches_beside_it(tiny, cli, tmp_path):
+    data, runs, run = tiny
+    ckpt = tmp_path / "model.ckpt"
+    shutil.copy(run / "checkpoints" / "best.ckpt", ckpt)
+    code, res, err = _tune(cli, ckpt, data, tmp_path, "--name", "model-post", "--trials", "10")
+    assert code == 0, err
+    assert res["trials"] == 10 and (tmp_path / "model.maps-val" / "maps.f16").is_file()
+    assert (tmp_path / "model.tune-postprocess-val.json").is_file()
+    assert res["improved"] and res["preset"]["extends"] is None  # no run: every setting is written
+    assert load_preset(Path(res["preset"]["path"])).preset.datasets.image_size == 256
+
+
+def test_bad_inputs_are_one_located_line_and_exit_2(tiny, cli, tmp_path):
+    data, runs, run = tiny
+    empty = tmp_path / "no-ckpt"
+    (empty / "checkpoints").mkdir(parents=True)
+    shutil.copy(run / "config.yaml", empty / "config.yaml")
+    code, out, err = cli("tune-postprocess", empty, "--data", data)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"{empty / 'checkpoints'}: run has no checkpoint (best.ckpt or last.ckpt)"]
+
+    space = tmp_path / "typo.yaml"
+    space.write_text("thresh: {values: [0.2, 0.3]}\nbox_thres: {min: 0.2, max: 0.4}\n")
+    code, out, err = cli("tune-postprocess", run, "--data", data, "--space", space)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.endswith("typo.yaml:2:1 models.head.postprocess.box_thres: unknown key 'box_thres' in "
+                         "models.head.postprocess (did you mean 'box_thresh'?)")
+
+    # a preset name that is taken is refused before the network runs
+    ckpt = tmp_path / "other.ckpt"
+    shutil.copy(run / "checkpoints" / "best.ckpt", ckpt)
+    code, out, err = cli("tune-postprocess", ckpt, "--data", data, "--name", "cpu-demo", "--out-dir", tmp_path)
+    assert code == 2
+    assert err.strip().splitlines() == ["--name: a preset of that name already exists: presets/cpu-demo.yaml (pass "
+                                        "--name another, or --force)"]
+    assert not (tmp_path / "other.maps-val").exists()
+
+    code, out, err = cli("tune-postprocess", run, "--data", data, "--strategy", "annealing")
+    assert code == 2 and err.strip().splitlines() == ["--strategy: must be one of grid, random, tpe (got 'annealing')"]
