@@ -13,6 +13,7 @@ from rich.text import Text
 
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import console, err_console, fmt, info, print_json
+from ocrtune.presets.schema import MAX_EPOCHS
 from ocrtune.sweep.types import Status, SweepSummary
 
 EXIT_STOPPED = 130
@@ -52,7 +53,7 @@ def sweep(
         "absolute (0.005abs); 0 never stops early.")] = "1%",
     replicates: Annotated[int, typer.Option("--replicates", help="Re-run the best values with R new seeds at the end.")] = 0,
     replicate_top: Annotated[int, typer.Option("--replicate-top", help="How many best values --replicates re-runs.")] = 3,
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs per trial (other settings from the preset).")] = 3,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Epochs per trial (other settings from the preset).")] = 3,
     metric: Annotated[Optional[str], typer.Option("--metric", help="hmean (maximised; default) or val_loss (minimised).")] = None,
     strategy: Annotated[Optional[str], typer.Option(
         "--strategy", help="hierarchical (default), grid, random or tpe (default with --space: its method, else grid).")] = None,
