@@ -32,7 +32,9 @@ ARGS = ("--objective", "tests.sweep_objectives:logged", "--range", "2e-5,1e-2", 
 
 @pytest.mark.slow
 def test_killed_coordinator_resumes_without_losing_or_repeating_a_trial(tmp_path):
-    env = env_for(tmp_path, 0.15)
+    # Trials long enough that the kill lands mid-stage: warm trials start in milliseconds, so a
+    # short one leaves no moment with one result in and another still running.
+    env = env_for(tmp_path, 0.6)
     proc = subprocess.Popen(sweep_cmd(tmp_path, *ARGS), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         def mid_stage():
