@@ -129,6 +129,7 @@ class Zygote:
         self._ids = itertools.count(1)
         self._write = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
+        self._closing = False
         self._thread = threading.Thread(target=self._run, args=(warm, dict(env), list(command or zygote_command())),
                                         name="ocrtune-zygote", daemon=True)
         self._thread.start()
@@ -160,6 +161,8 @@ class Zygote:
                 self.failure = f"cannot start it: {e.strerror or e}"
                 return
             self._proc = proc
+            if self._closing:  # closed while it was being started
+                self.kill()
             try:
                 assert proc.stdin is not None and proc.stdout is not None
                 with self._write:
@@ -233,10 +236,16 @@ class Zygote:
                 os.killpg(self._proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        self._thread.join(5)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(5)
 
     def close(self) -> None:
-        """Closing its input ends the zygote (and any trial still running: SIGTERM)."""
+        """Closing its input ends the zygote (and any trial still running: SIGTERM); one still
+        importing (Ctrl-C right after the start) is simply killed, it has no trial yet."""
+        self._closing = True
+        if self._state == "starting":
+            self.kill()
+            return
         proc = self._proc
         if proc is not None and proc.stdin is not None:
             with self._write:
