@@ -20,15 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from ocrtune.errors import InputError
-from ocrtune.kfold.layout import COMPLETED, DATA, OOF, RESULT
+from ocrtune.kfold.layout import COMPLETED, DATA, OOF
 from ocrtune.kfold.scores import read_held_out, score
 from ocrtune.kfold.types import FoldResult, Scores
-from ocrtune.sweep.run.guards import disk_trouble
 from ocrtune.sweep.run.launcher import SLOT_GPU_ENV
 from ocrtune.sweep.run.records import find_run_dir
-from ocrtune.sweep.run.trial import EXIT_DISK, _die_with_parent, run_training
+from ocrtune.sweep.run.trial import die_with_launcher, run_training, write_result
 from ocrtune.sweep.types import Status, TrialResult, TrialSpec
-from ocrtune.train.rundir import RunDir, shown_epoch, write_json_atomic
+from ocrtune.train.rundir import RunDir, shown_epoch
 
 
 def run_fold(spec: TrialSpec, spec_path: Path, fold: int) -> FoldResult:
@@ -94,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spec_path = Path(args[0])
     fold = int(spec_path.parent.name) if spec_path.parent.name.isdigit() else 0
-    _die_with_parent()
+    die_with_launcher()
     signal.signal(signal.SIGTERM, _interrupt)
     start = time.perf_counter()
     try:
@@ -106,15 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         result = FoldResult(fold, "failed", error=_tail(e))
     result = replace(result, wall_time_s=round(time.perf_counter() - start, 3))
-    if result.status == "failed" and disk_trouble(result.error):
-        print(f"{spec_path.parent}: {(result.error or '').strip().splitlines()[-1]}", file=sys.stderr)
-        return EXIT_DISK
-    try:
-        write_json_atomic(spec_path.parent / RESULT, result.to_json())
-    except OSError as e:
-        print(f"{spec_path.parent / RESULT}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_DISK
-    return 0
+    return write_result(spec_path.parent, result, failed=result.status == "failed")
 
 
 def _interrupt(signum: int, frame: object) -> None:

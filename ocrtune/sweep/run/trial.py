@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m ocrtune.sweep.run.trial TRIAL_DIR/spec.json", file=sys.stderr)
         return 2
     spec_path = Path(args[0])
-    _die_with_parent()
+    die_with_launcher()
     signal.signal(signal.SIGTERM, _interrupt)
     start = time.perf_counter()
     try:
@@ -188,14 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         result = TrialResult(Status.FAILED, error=_tail(e))
     result = replace(result, wall_time_s=round(time.perf_counter() - start, 3))
-    if result.status == Status.FAILED and disk_trouble(result.error):
-        # the machine's fault, not the values': no result, so the trial is re-run after a resume
-        print(f"{spec_path.parent}: {(result.error or '').strip().splitlines()[-1]}", file=sys.stderr)
+    return write_result(spec_path.parent, result, failed=result.status == Status.FAILED)
+
+
+def write_result(trial_dir: Path, result: Any, failed: bool) -> int:
+    """``result.json`` (exit 0), or ``EXIT_DISK`` without one when the disk is the cause: the
+    machine's fault, not the values', so the trial (or fold) runs again after a resume."""
+    if failed and disk_trouble(result.error):
+        print(f"{trial_dir}: {(result.error or '').strip().splitlines()[-1]}", file=sys.stderr)
         return EXIT_DISK
     try:
-        write_json_atomic(spec_path.parent / RESULT, result.to_json())
+        write_json_atomic(trial_dir / RESULT, result.to_json())
     except OSError as e:
-        print(f"{spec_path.parent / RESULT}: {e.strerror or e}", file=sys.stderr)
+        print(f"{trial_dir / RESULT}: {e.strerror or e}", file=sys.stderr)
         return EXIT_DISK
     return 0
 
@@ -204,7 +209,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _die_with_parent() -> None:
+def die_with_launcher() -> None:
     """Linux: get SIGTERM when the worker that started us dies (no orphaned training); SIGTERM,
     not SIGKILL, so the run is recorded as interrupted on the way out."""
     parent = os.environ.get("OCRTUNE_PARENT_PID")
