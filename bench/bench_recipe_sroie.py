@@ -37,7 +37,7 @@ ANCHOR = {"name": "PP-OCRv4 mobile DBNet (rapidocr-onnxruntime, untuned)", "hmea
 
 def ocrtune() -> list[str]:
     exe = Path(sys.executable).with_name("ocrtune")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ocrtune.cli.app"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "ocrtune"]
 
 
 def run(cmd: list[str]) -> float:
