@@ -60,3 +60,17 @@ def test_a_reader_that_closes_our_stdout_ends_the_command_quietly():
     proc.stdout.close()  # the reader is gone before the first line is written
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0 and err == ""
+
+
+def test_python_dash_m_ocrtune_runs_the_cli_through_the_same_boundary(tmp_path):
+    """``python -m ocrtune`` is the CLI where no script is installed (the GPU machine runs a
+    checkout on PYTHONPATH): the same commands, the same one-line errors."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "ocrtune", "presets", "list"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "baseline" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "ocrtune", "presets", "show", "no-such-preset"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert len(bad.stderr.strip().splitlines()) == 1 and "no-such-preset" in bad.stderr
