@@ -200,7 +200,10 @@ def test_unreachable_hub_weights_are_refused_before_data_or_model(tmp_path, monk
     import ocrtune.model.weights as weights
     from ocrtune.train.fit import TrainOptions, fit
 
+    attempts = []
+
     def refused(*a, **k):
+        attempts.append(a)
         raise ConnectionRefusedError(111, "Connection refused")
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -208,10 +211,9 @@ def test_unreachable_hub_weights_are_refused_before_data_or_model(tmp_path, monk
     monkeypatch.setattr(socket, "create_connection", refused)
     monkeypatch.setattr(encoder, "_create", lambda *a, **k: pytest.fail("the model was built"))
     runs = tmp_path / "runs"
-    start = time.monotonic()
     with pytest.raises(InputError) as e:
         fit(load_preset("hybrid"), TrainOptions(data=tmp_path / "no-such-data", runs_dir=runs, progress=False))
-    assert time.monotonic() - start < 20  # not a minute of hub retries
+    assert len(attempts) == 1  # one bounded probe, not a minute of the hub's retries
     line = str(e.value)
     assert line.startswith("presets/_receipt-b4.yaml:6:5 models.encoder.pretrained: ") or \
         line.startswith(f"{REPO / 'presets' / '_receipt-b4.yaml'}:6:5 models.encoder.pretrained: "), line
@@ -222,16 +224,15 @@ def test_unreachable_hub_weights_are_refused_before_data_or_model(tmp_path, monk
 
 @pytest.mark.slow
 def test_train_offline_with_an_empty_cache_exits_2_at_once(tmp_path):
-    """The real command in a fresh process: HF_HUB_OFFLINE=1 and empty caches."""
+    """The real command in a fresh process: HF_HUB_OFFLINE=1 and empty caches. Refused by the
+    check (its message), not by the hub after its retries (~55 s); no timing asserted."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "th"),
            "OCRTUNE_CACHE": str(tmp_path / "cache")}
     env.pop("HF_HUB_CACHE", None)
-    start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", "from ocrtune.cli.app import main; main()", "train", "--preset",
                            "hybrid", "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=env,
                           cwd=REPO, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert time.monotonic() - start < 45  # imports included; the hub's retries alone took ~55 s
     assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "models.encoder.pretrained: pretrained: true, but the weights of 'efficientnet_b4' are not in the " \
            "local cache and HF_HUB_OFFLINE is set" in proc.stderr

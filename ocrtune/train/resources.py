@@ -173,9 +173,48 @@ def activation_bytes(preset: Preset, precision: str, image_size: int | None = No
 
 
 def footprint(preset: Preset, precision: str) -> Footprint:
-    """The preset's model measured at its image size, one image."""
+    """The preset's model at its image size, one image: measured, or remembered where
+    ``remember_footprints`` turned the memo on."""
+    key = footprint_key(preset, precision)
+    if _remembered is not None and key in _remembered:
+        return _remembered[key]
+    fp = measure_footprint(preset, precision)
+    if _remembered is not None:
+        _remembered[key] = fp
+    return fp
+
+
+def measure_footprint(preset: Preset, precision: str) -> Footprint:
+    """The measurement itself (about a second for EfficientNet-B4 at 1024 px)."""
     params, saved = _measure(preset, precision, preset.datasets.image_size, 1)
     return Footprint(params, _BYTES.get(precision, 4), 2, saved, preset.datasets.image_size)
+
+
+# A warm trial server measures each model once for all its trials (sweep/run/zygote.py): the
+# footprint depends only on ``footprint_key``, which a sweep over the learning rate never
+# changes. Off (None) everywhere else, so every other command measures as before.
+_remembered: dict[tuple[str, int, str], Footprint] | None = None
+
+
+def footprint_key(preset: Preset, precision: str) -> tuple[str, int, str]:
+    """What the measurement reads: the network (encoder, decoder, head), the optimizer's kind,
+    the image size and the precision; not the learning rate, schedule or loss weights."""
+    import json
+
+    m = preset.models
+    net = json.dumps([m.encoder.model_dump(mode="json"), m.decoder.model_dump(mode="json"),
+                      m.head.model_dump(mode="json"), m.optimizer.name], sort_keys=True)
+    return net, preset.datasets.image_size, precision
+
+
+def remember_footprints(known: dict[str, Footprint] | None = None, preset: Preset | None = None) -> None:
+    """Turn the memo on in this process (and the forks it makes); ``known`` maps precisions to
+    footprints of ``preset`` measured elsewhere (a throwaway fork)."""
+    global _remembered
+    if _remembered is None:
+        _remembered = {}
+    if known and preset is not None:
+        _remembered.update({footprint_key(preset, p): fp for p, fp in known.items()})
 
 
 def _measure(preset: Preset, precision: str, size: int, batch: int) -> tuple[int, int]:

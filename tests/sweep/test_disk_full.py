@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from ocrtune.sweep.run.guards import Patient, SweepFilesError, disk_trouble, files_error
+from ocrtune.sweep.run.guards import Patient, SweepFilesError, disk_trouble, failed_file, files_error
 from ocrtune.sweep.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +48,9 @@ def test_trial_process_finding_the_disk_full_stops_the_sweep_and_resume_finishes
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if "No space left on device" in line]
     assert len(lines) == 1, err
-    assert "trials/0000" in lines[0] and "MB free there" in lines[0] and "re-run the same command" in lines[0]
+    # the file the trial process could not write, not just its trial folder
+    assert lines[0].startswith(f"error: {flag}.ckpt: No space left on device (")
+    assert "MB free there" in lines[0] and "re-run the same command" in lines[0]
     flag.unlink()  # room again
     code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *ARGS, "--json")
     assert code == 0, err
@@ -111,3 +113,23 @@ def test_disk_trouble_reads_errnos_texts_and_causes() -> None:
         assert disk_trouble(outer)
     msg = str(files_error(Path("/tmp/definitely/missing/spec.json"), OSError(errno.ENOSPC, "No space left on device")))
     assert msg.startswith("/tmp/definitely/missing/spec.json: No space left on device (") and "MB free there" in msg
+
+
+def test_the_line_names_the_file_the_error_names() -> None:
+    """A trial process's error reaches the worker as text: the file is read back from Python's
+    OSError wording; an error that names no file (a write() on an open file) names the trial folder."""
+    trial = Path("/tmp/sweeps/x/trials/0003")
+    text = "/tmp/sweeps/x/trials/0003: OSError: [Errno 28] No space left on device: '/data/it\\'s/best.ckpt'"
+    assert failed_file(text) == "/data/it's/best.ckpt"
+    assert str(files_error(trial, text)).startswith("/data/it's/best.ckpt: No space left on device (")
+    unnamed = "/tmp/sweeps/x/trials/0003: OSError: [Errno 28] No space left on device"
+    assert failed_file(unnamed) is None
+    assert str(files_error(trial, unnamed)).startswith(f"{trial}: No space left on device (")
+    # an exception object: its filename, also behind a wrapper
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/last.ckpt")
+        except OSError as inner:
+            raise RuntimeError("checkpoint save failed") from inner
+    except RuntimeError as outer:
+        assert str(files_error(trial, outer)).startswith("/data/last.ckpt: ")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ocrtune.cli._output import fmt
 from ocrtune.errors import InputError
 from ocrtune.presets.load import load_preset
 from ocrtune.sweep.plan.coupling import couplings_for
@@ -37,6 +38,15 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sweep(cli, tmp_path: Path, *args: str) -> tuple[int, str, str]:
     return cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), *args)
+
+
+def trial_table(out: str) -> list[dict[str, str]]:
+    """The rows of the trial table a sweep prints (rich box characters), keyed by column header."""
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("┃"))
+    cols = [c.strip() for c in header.strip().strip("┃").split("┃")]
+    return [dict(zip(cols, (c.strip() for c in line.strip().strip("│").split("│"))))
+            for line in lines if line.startswith("│")]
 
 
 @pytest.mark.slow
@@ -134,7 +144,44 @@ def test_smoothed_score_is_shown_beside_the_measured_one(cli, tmp_path: Path) ->
     else:
         assert best["note"] is None
     code, out, _ = cli("sweep", "status", s["name"], "--runs-dir", str(tmp_path / "runs"))
-    assert code == 0 and "smoothed" in out
+    assert code == 0
+    rows = trial_table(out)  # the column itself, not the word on the "best:" line
+    assert [c for c in rows[0] if c in ("hmean", "smoothed")] == ["hmean", "smoothed"]
+    by_number = {t["number"]: t for t in s["trials"]}
+    for row in rows:
+        t = by_number[int(row["trial"].rstrip("*"))]
+        if t["score"] is not None:
+            assert (row["hmean"], row["smoothed"]) == (fmt(t["score"]), fmt(t["smoothed"]))
+    assert any(row["smoothed"] != row["hmean"] for row in rows)  # noisy scores: smoothing moves some
+
+
+def test_trial_table_shows_the_coupled_eta_min_and_the_smoothed_score(cli, tmp_path: Path) -> None:
+    """baseline's eta_min/lr ratio is 0.025: every row's eta_min is 0.025 x its lr, in the table
+    `ocrtune sweep` prints and in `sweep status`; the smoothed column is its own, beside hmean."""
+    code, out, err = sweep(cli, tmp_path, "--preset", "baseline", "--objective", CURVES + "peak", "--range",
+                           "1e-5,1e-2", "--stages", "2", "--epochs", "2", "--name", "table")
+    assert code == 0, err
+    code, status_out, err = cli("sweep", "status", "table", "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    code, js, err = cli("sweep", "status", "table", "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert code == 0, err
+    trials = {t["number"]: t for t in json.loads(js)["trials"]}
+    assert len(trials) == 10
+    for printed in (out, status_out):
+        assert "coupled: models.scheduler.eta_min = 0.025 x models.optimizer.lr" in printed
+        rows = trial_table(printed)
+        assert list(rows[0])[:6] == ["trial", "stage", "lr", "eta_min", "hmean", "smoothed"]
+        assert len(rows) == 10
+        for row in rows:
+            t = trials[int(row["trial"].rstrip("*"))]
+            lr = t["params"][LR]
+            assert row["lr"] == fmt(lr)
+            # lr x the preset's ratio (4 significant digits shown)
+            assert float(row["eta_min"]) == pytest.approx(0.025 * lr, rel=1e-3)
+            assert row["eta_min"] == fmt(t["derived"][ETA_MIN])
+            assert (row["hmean"], row["smoothed"]) == (fmt(t["score"]), fmt(t["smoothed"]))
+        # where smoothing moves a score, the two columns show two numbers
+        assert any(r["smoothed"] != r["hmean"] for r in rows), printed
 
 
 def test_smoothed_pick_differs_from_a_lucky_measured_score() -> None:

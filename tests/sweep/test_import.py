@@ -268,3 +268,33 @@ def test_a_column_mixing_percent_and_fractions_is_refused_at_the_fraction(cli, t
     # --fraction refuses the 80 as before; values in (0, 1] with zeros only stay fractions
     code, _, err = _import(cli, tmp_path, csv, "mix4", "--metric", "H-mean", "--fraction")
     assert code == 2 and one_line(err).startswith(f"{csv}:2:9 H-mean: is 80, above 1")
+
+
+def test_direction_minimize_imports_a_loss_column_ranked_lowest_first(cli, tmp_path):
+    loss = _write(tmp_path, "loss.csv", f"Name,{LR},val/loss\na,0.001,0.9\nb,0.002,0.4\nc,0.004,0.65\nd,0.008,\n")
+    code, out, err = _import(cli, tmp_path, loss, "lmin", "--metric", "val/loss", "--direction", "minimize", "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["metric"] == "val_loss" and s["direction"] == "minimize"
+    assert [t["status"] for t in s["trials"]] == ["completed"] * 3 + ["failed"]
+    assert s["best"]["trial"] == 1 and s["best"]["params"] == {LR: 0.002} and s["best"]["score"] == pytest.approx(0.4)
+    study = _study(tmp_path, "lmin")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE and study.best_value == pytest.approx(0.4)
+    code, out, err = cli("sweep", "report", "lmin", "--runs-dir", tmp_path / "runs", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert [(x["rank"], x["trial"]) for x in r["ranking"]] == [(1, 1), (2, 2), (3, 0)]
+    assert [x["score"] for x in r["ranking"]] == pytest.approx([0.4, 0.65, 0.9])
+    assert [u["trial"] for u in r["unscored"]] == [3] and r["best"]["trial"] == 1
+    from ocrtune.presets.load import load_preset
+
+    assert load_preset(r["recommended"]["best"]).preset.models.optimizer.lr == 0.002
+
+    # a column whose name does not say loss becomes one with --direction minimize
+    err_csv = _write(tmp_path, "err.csv", f"Name,{LR},val/error\na,0.001,0.3\nb,0.002,0.5\nc,0.004,0.1\n")
+    code, out, err = _import(cli, tmp_path, err_csv, "emin", "--metric", "val/error", "--direction", "minimize",
+                             "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    assert (s["metric"], s["direction"], s["best"]["trial"]) == ("val_loss", "minimize", 2)
+    assert s["best"]["score"] == pytest.approx(0.1) and "converted" not in err

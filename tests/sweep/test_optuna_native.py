@@ -97,12 +97,48 @@ def test_hierarchical_sweep_has_the_learning_rate_as_a_log_param(cli, tmp_path: 
         assert "models.scheduler.eta_min" not in t.params
 
 
-def test_pruned_trials_keep_their_last_value_and_failed_ones_none(cli, tmp_path: Path) -> None:
-    code, out, err = cli("sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"), "--objective",
-                         "ocrtune.sweep.objectives:lr_response", "--range", "1e-5,1e-1", "--stages", "1",
-                         "--points", "5", "--name", "p", "--json")
-    assert code == 0, err
-    study = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path}/runs/sweeps/p/study.db")
-    states = {t.user_attrs["status"]: t for t in study.trials}
-    assert states["diverged"].state == optuna.trial.TrialState.FAIL and states["diverged"].value is None
-    assert states["diverged"].params  # params are there for failed trials too
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=[
+    pytest.mark.postgres, pytest.mark.skipif(not PG, reason="OCRTUNE_TEST_POSTGRES is not set")])])
+def test_pruned_trials_keep_their_last_value_and_failed_ones_none(cli, tmp_path: Path, backend: str) -> None:
+    """``--prune median`` on five good rates, then two weak ones (pruned: state PRUNED, value the
+    last epoch reported, intermediate values up to it) and one that diverges (FAIL, no value).
+    The weak rates take 0.5 s an epoch (``slow_when_bad``), so the pruner can stop them between
+    epochs; ``lr_response`` ends in milliseconds, before the worker's first poll could."""
+    from tests.sweep_objectives import curve
+
+    name = f"pruned-{uuid.uuid4().hex[:8]}"
+    storage = PG if backend == "postgresql" else None
+    url = optuna_url(PG) if storage else f"sqlite:///{tmp_path}/runs/sweeps/{name}/study.db"
+    space = tmp_path / "space.yaml"
+    space.write_text(f"{LR}: {{values: [5.0e-4, 4.0e-4, 6.0e-4, 3.0e-4, 7.0e-4, 2.0e-5, 3.0e-5, 1.0e-2]}}\n")
+    args = ["sweep", "--no-report", "--runs-dir", str(tmp_path / "runs"),
+            "--objective", "tests.sweep_objectives:slow_when_bad",
+            "--space", str(space), "--strategy", "grid", "--epochs", "4", "--prune", "median", "--name", name, "--json"]
+    if storage:
+        args += ["--storage", storage]
+    code, out, err = cli(*args)
+    try:
+        assert code == 0, err
+        assert [t["status"] for t in json.loads(out)["trials"]] == ["completed"] * 5 + ["pruned"] * 2 + ["diverged"]
+        study = optuna.load_study(study_name=name, storage=url)
+        by_status: dict[str, list[optuna.trial.FrozenTrial]] = {}
+        for t in study.trials:
+            by_status.setdefault(t.user_attrs["status"], []).append(t)
+        assert len(by_status["completed"]) == 5 and len(by_status["pruned"]) == 2
+        for t in by_status["pruned"]:
+            assert t.state == optuna.trial.TrialState.PRUNED
+            last = t.last_step
+            assert last is not None and 1 <= last < 4  # stopped between epochs, before the last one
+            assert sorted(t.intermediate_values) == list(range(1, last + 1))  # one per epoch it ran
+            for step, v in t.intermediate_values.items():
+                assert v == pytest.approx(curve(t.params[LR]) * step / 4)
+            assert t.value == t.intermediate_values[last]  # its last reported value, as Optuna keeps it
+            assert t.params[LR] in (pytest.approx(2e-5), pytest.approx(3e-5))
+        # Optuna's best is among completed trials only: a pruned trial's value never ranks there
+        assert study.best_trial.user_attrs["status"] == "completed"
+        (diverged,) = by_status["diverged"]
+        assert diverged.state == optuna.trial.TrialState.FAIL and diverged.value is None
+        assert diverged.params == {LR: pytest.approx(1e-2)}  # params are there for failed trials too
+    finally:
+        if storage:
+            Store.open(name, storage).drop()

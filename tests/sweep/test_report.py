@@ -165,8 +165,9 @@ def test_report_against_a_measured_run_and_on_a_two_key_grid(cli, tmp_path: Path
 
 
 def test_report_of_a_running_sweep_names_the_running_trials(cli, tmp_path: Path) -> None:
-    assert cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range", "1e-4,1e-2",
-               "--points", "3", "--stages", "1", "--name", "r", "--no-report")[0] == 0
+    code, _, err = cli("sweep", "--runs-dir", str(tmp_path / "runs"), "--objective", CURVES + "peak", "--range",
+                       "1e-4,1e-2", "--points", "3", "--stages", "1", "--name", "r", "--no-report")
+    assert code == 0 and "report:" not in err and not (tmp_path / "runs/sweeps/r/report").exists()
     store = Store.open("r", None, runs_dir=tmp_path / "runs")
     try:  # one more attempt, claimed by this (live) process: running
         plan = store.plans()[0]
@@ -282,3 +283,144 @@ def test_against_another_preset_every_differing_setting_is_compared_and_blended(
     assert "--baseline run8" in text.splitlines()[0] and "reported:" in text
     md = (tmp_path / "vs-run8/report.md").read_text()
     assert "measured after 10 epoch(s), the trials' after 3" in md and "(fixed in the sweep)" in md
+
+
+# --- a sharp best beside a broad plateau: the stable rule, placement, the path printed -------
+
+SPIKY = "tests.sweep.report_objectives:spike_and_plateau"
+
+
+@pytest.fixture(scope="module")
+def spiky(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A 9-point log grid over lr 1e-4..1e-2 (10**-4, 10**-3.75, ..., 10**-2) on cpu-demo (lr
+    2e-3), run as a user runs it (no --json): a lone spike at 10**-3.5 (0.90, both neighbours
+    0.60) and a broad plateau 10**-2.75..10**-2.25 at 0.88; every curve steady."""
+    from typer.testing import CliRunner
+
+    from ocrtune.cli.app import app
+
+    tmp = tmp_path_factory.mktemp("spiky")
+    space = tmp / "space.yaml"
+    space.write_text(f"{LR}: {{distribution: log_uniform, min: 1.0e-4, max: 1.0e-2}}\n")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(REPO)
+    mp.setenv("OCRTUNE_SWEEP_POLL_S", "0.05")
+    try:
+        r = CliRunner().invoke(app, ["sweep", "--runs-dir", str(tmp / "runs"), "--objective", SPIKY, "--space",
+                                     str(space), "--strategy", "grid", "--points", "9", "--epochs", "1", "--name", "sp"])
+        assert r.exit_code == 0, r.stderr
+        return tmp, r.stdout, r.stderr
+    finally:
+        mp.undo()
+
+
+def test_sweep_prints_the_report_path_when_it_ends(spiky) -> None:
+    tmp, out, err = spiky
+    folder = (tmp / "runs/sweeps/sp/report").resolve()
+    assert f"report: {folder / 'report.md'} (also report.html, figures/, presets/)" in err.splitlines()
+    assert (folder / "report.md").is_file() and (folder / "report.html").is_file()
+
+
+def test_stable_is_the_plateau_not_the_sharp_best(spiky) -> None:
+    tmp, _, _ = spiky
+    r = json.loads((tmp / "runs/sweeps/sp/report/report.json").read_text())
+    recs = {x["kind"]: x for x in r["recommendations"]}
+    best, stable = recs["best"], recs["stable"]
+    assert best["values"][LR] == pytest.approx(10**-3.5) and best["score"] == pytest.approx(0.90)
+    # the plateau's middle: its neighbours on both sides score 0.88 too; the spike's score 0.60
+    assert stable["values"][LR] == pytest.approx(10**-2.5) and stable["score"] == pytest.approx(0.88)
+    assert stable["trial"] != best["trial"]
+    assert "2.00 pp below the best trial" in stable["risk"] and "Gaussian-weighted mean" in stable["rule"]
+    assert "its nearest neighbours score 30.00 pp lower: a sharp optimum" in best["risk"]
+    assert load_preset(r["recommended"]["stable"]).preset.models.optimizer.lr == pytest.approx(10**-2.5)
+    assert load_preset(r["recommended"]["best"]).preset.models.optimizer.lr == pytest.approx(10**-3.5)
+
+
+def test_the_strip_marks_baseline_and_best_where_they_lie(spiky, cli) -> None:
+    tmp, _, _ = spiky
+    r = json.loads((tmp / "runs/sweeps/sp/report/report.json").read_text())
+    (pl,) = r["placement"]
+    # 48 cells over log10 lr -4..-2, cell round((log10 v + 4) / 2 * 47): the 9 grid values at
+    # 0, 6, 12, 18, 24, 29, 35, 41, 47; best 10**-3.5 at 12; baseline cpu-demo 2e-3 at 31
+    strip = "0.0001 [|     |     *     |     |    | B   |     |     |] 0.01"
+    assert pl["strip"] == strip and pl["baseline"] == 2e-3 and pl["best"] == pytest.approx(10**-3.5)
+    cells = strip[strip.index("[") + 1:strip.index("]")]
+    assert len(cells) == 48 and cells.index("*") == 12 and cells.index("B") == 31
+    line = f"{'lr':>14}  {strip}"
+    assert line in (tmp / "runs/sweeps/sp/report/report.md").read_text().splitlines()
+    code, out, err = cli("sweep", "report", "sp", "--runs-dir", str(tmp / "runs"), "--out", str(tmp / "again"))
+    assert code == 0, err
+    assert f"  {line}" in out.splitlines()  # the terminal summary
+
+
+# --- the hierarchical sweep: methods text and per-stage progress ------------------------------
+
+
+def test_methods_text_states_range_stages_points_compute_and_both_uncertainties(hier) -> None:
+    tmp, summary = hier
+    folder = tmp / "runs/sweeps/h/report"
+    r = json.loads((folder / "report.json").read_text())
+    p = r["progress"]
+    explore = [t for t in summary["trials"] if t["kind"] == "explore"]
+    stages = sorted({t["stage"] for t in explore})
+    first = [t for t in explore if t["stage"] == stages[0]]
+    hours = sum(t["duration_s"] or 0.0 for t in summary["trials"]) / 3600
+    best = summary["best"]
+    assert (len(stages), len(first), best["n"]) == (4, 5, 3) and best["spread"] is not None
+    delta = (best["score"] - 0.9653) * 100
+    md, tex = (folder / "methods.md").read_text(), (folder / "methods.tex").read_text()
+    for text, pm in ((md, "+-"), (tex, r"$\pm$")):
+        assert "over [1e-05, 0.01] (3 decades)" in text  # the default --range
+        assert f"a first stage of {len(first)} log-spaced values, then {len(stages) - 1} refinement stage(s)" in text
+        assert f"It ran {p['evaluations']} evaluations" in text and p["evaluations"] == len(explore)
+        assert "Each trial trained for 3 epoch(s)" in text
+        assert f"the sweep used {hours:.3g} CPU-hours in all" in text
+        assert "stopped because: reached 4 stages" in text
+        # the chosen value with its own uncertainty (half its bracket) AND its score's mean +- spread
+        assert f"lr = {best['params'][LR]:.4g} (located to within {pm}{p['resolution'] / 2:.2g} decades)" in text
+        assert f"scoring a mean of {best['score']:.4f} {pm} {best['spread']:.4f} over 3 runs" in text
+        assert f"{delta:+.2f} pp against baseline" in text
+    assert r["methods"]["markdown"] == md.rstrip("\n") and r["methods"]["latex"] == tex
+
+
+def test_report_json_progress_carries_each_stages_intervals_and_the_stop_reason(hier) -> None:
+    tmp, summary = hier
+    r = json.loads((tmp / "runs/sweeps/h/report/report.json").read_text())
+    p = r["progress"]
+    explore = [t for t in summary["trials"] if t["kind"] == "explore"]
+    by_stage = {k: sorted(t["params"][LR] for t in explore if t["stage"] == k) for k in (1, 2, 3, 4)}
+    rows = p["stages"]
+    assert [s["stage"] for s in rows] == [1, 2, 3, 4]
+    assert rows[0]["intervals"] == [] and rows[0]["reason"] == "initial log grid"
+    assert rows[0]["values"] == pytest.approx(list(np.logspace(-5, -2, 5)))
+    for s in rows:
+        assert s["values"] == pytest.approx(by_stage[s["stage"]])
+    for s in rows[1:]:
+        earlier = sorted({v for k in range(1, s["stage"]) for v in by_stage[k]})
+        assert len(s["intervals"]) == 2  # --top 2: the two best-ranked gaps
+        for a, b, n in s["intervals"]:  # each a gap between two adjacent values tried before this stage
+            i = min(range(len(earlier)), key=lambda j: abs(earlier[j] - a))
+            assert earlier[i] == pytest.approx(a) and earlier[i + 1] == pytest.approx(b)
+            assert len([v for v in s["values"] if a < v < b]) == n
+        assert sum(n for _, _, n in s["intervals"]) == len(s["values"]) == 5
+        assert s["reason"] == "refine " + ", ".join(f"{a:.3g}..{b:.3g} x{n}" for a, b, n in s["intervals"])
+    # why the coarse-to-fine search stopped, not only that the replicates after it finished
+    assert summary["reason"] == "replicates finished"
+    assert p["stop_reason"].startswith("reached 4 stages") and "replicate" in p["stop_reason"]
+    md = (tmp / "runs/sweeps/h/report/report.md").read_text()
+    assert f"Stopped: {p['stop_reason']}." in md
+
+
+def test_methods_text_of_a_grid_sweep_states_its_range_points_and_compute(spiky, cli) -> None:
+    tmp, _, _ = spiky
+    code, out, err = cli("sweep", "status", "sp", "--runs-dir", str(tmp / "runs"), "--json")
+    assert code == 0, err
+    s = json.loads(out)
+    hours = sum(t["duration_s"] or 0.0 for t in s["trials"]) / 3600
+    md = (tmp / "runs/sweeps/sp/report/methods.md").read_text()
+    tex = (tmp / "runs/sweeps/sp/report/methods.tex").read_text()
+    for text in (md, tex):
+        assert ("We tuned models.optimizer.lr over [0.0001, 0.01] on a log scale (9 value(s) tried) with a grid "
+                "search (9 trials).") in text
+        assert "Each trial trained for 1 epoch(s)" in text and f"the sweep used {hours:.3g} CPU-hours in all" in text
+        assert "The chosen configuration is lr = 0.0003162, scoring 0.9000." in text  # no replicates, no bracket

@@ -328,9 +328,8 @@ from ocrtune.presets.load import load_preset
 from ocrtune.sweep.run import zygote
 from ocrtune.train import resources
 measured = []
-real = resources.footprint
-resources.footprint = lambda preset, precision: (measured.append(precision), real(preset, precision))[1]
-zygote.remember_footprints()
+real = resources.measure_footprint
+resources.measure_footprint = lambda preset, precision: (measured.append(precision), real(preset, precision))[1]
 zygote.measure_footprints(load_preset("cpu-demo", ["datasets.image_size=64"]).preset)  # in a fork
 other_lr = load_preset("cpu-demo", ["datasets.image_size=64", "models.optimizer.lr=0.01"]).preset
 got = resources.footprint(other_lr, "32-true")
@@ -344,6 +343,6 @@ print("ok")
 def test_the_zygote_measures_a_models_memory_footprint_once():
     """Measured in a throwaway fork (it may start CUDA) and reused by every trial of the same
     network, size and precision whatever its learning rate; another image size is measured.
-    Run apart: it replaces a function of ``train.resources`` for the rest of the process."""
+    Run apart: it turns the memo of ``train.resources`` on for the rest of the process."""
     done = subprocess.run([sys.executable, "-c", FOOTPRINT_ONCE], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

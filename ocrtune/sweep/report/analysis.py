@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ocrtune.presets.compare import blend_values, change, diff, flatten, is_number
-from ocrtune.sweep.plan.planner import Trial, plan_stage, smoothed_scores
+from ocrtune.sweep.plan.planner import PlannerConfig, Trial, plan_stage, smoothed_scores
 from ocrtune.sweep.plan.strategies import planner_config
 from ocrtune.sweep.report.model import (
     Band,
@@ -313,7 +313,20 @@ def _progress(cfg: SweepConfig, s: SweepSummary) -> Progress:
         if i == 0 or i == len(tried) - 1:
             resolution *= 2  # at an end of the range: one neighbour, the bracket is twice its gap
         grid = int(math.ceil(width / (resolution / 2) - 1e-9)) + 1 if resolution > 0 else None
-    return Progress(rows, s.reason, h.low, h.high, h.log, width, resolution, len(explore), grid)
+    return Progress(rows, _stop_reason(s, trials, pc), h.low, h.high, h.log, width, resolution, len(explore), grid)
+
+
+def _stop_reason(s: SweepSummary, trials: Sequence[Trial], pc: PlannerConfig) -> str | None:
+    """Why the coarse-to-fine search stopped (the planner's own answer, replayed), with the
+    replicate runs that followed it: the sweep's last reason alone would say "replicates
+    finished" and hide the stop rule. None while it still runs."""
+    final = plan_stage(trials, pc)
+    if final.done:
+        reps = sum(1 for t in s.trials if t.kind == "replicate" and t.status.is_result)
+        return final.reason + (f"; then {reps} replicate run(s) of the top value(s) with new seeds" if reps else "")
+    if s.state == "running":
+        return None
+    return s.reason if s.state == "finished" else "stopped before the planner finished (re-run the sweep to resume)"
 
 
 # --- recommendations -------------------------------------------------------------------------
@@ -455,7 +468,8 @@ def methods_text(r: Report) -> Methods:
         article = "an" if r.strategy[:1] in "aeiou" else "a"
         name = {"tpe": "TPE (tree-structured Parzen estimator)", "grid": "grid", "random": "random"}.get(r.strategy,
                                                                                                        r.strategy)
-        parts.append(f"We tuned {keys} with {article if r.strategy != 'tpe' else 'a'} {name} search ({n} trials).")
+        parts.append(f"We tuned {_space_text(r)} with {article if r.strategy != 'tpe' else 'a'} {name} search "
+                     f"({n} trials).")
     if r.source.startswith("imported"):
         parts.append(f"Each run was scored by its {metric}; the file records {r.compute_hours:.3g} hours of runtime.")
     else:
@@ -464,15 +478,28 @@ def methods_text(r: Report) -> Methods:
     best = next((x for x in r.recommended if x.kind == RecKind.BEST), None)
     if best is not None and r.best is not None:
         values = ", ".join(f"{short(k)} = {fmt_value(v)}" for k, v in best.values.items() if k in r.keys)
-        unc = ""
-        if best.spread is not None and best.n > 1:
-            unc = f" ({best.score:.4f} +- {best.spread:.4f} over {best.n} runs)"
-        elif p is not None and p.resolution is not None:
-            unc = f" (located to within +-{p.resolution / 2:.2g}{' decades' if p.log else ''})"
+        # two uncertainties, both stated: where the value lies (half its bracket) and how its
+        # score varies from seed to seed (the replicates' spread)
+        unc = f" (located to within +-{p.resolution / 2:.2g}{' decades' if p.log else ''})" \
+            if p is not None and p.resolution is not None else ""
+        score = best.score if best.score is not None else r.best.score
+        fmt = "{:.4f}" if r.metric == "hmean" else "{:.4g}"
+        scoring = f"a mean of {fmt.format(score)} +- {fmt.format(best.spread)} over {best.n} runs" \
+            if best.spread is not None and best.n > 1 else fmt.format(score)
         delta = f", {fmt_pp(r.score_delta_pp)} against {r.baseline.label}" if r.score_delta_pp is not None else ""
-        parts.append(f"The chosen configuration is {values}{unc}, scoring {r.best.score:.4f}{delta}.")
+        parts.append(f"The chosen configuration is {values}{unc}, scoring {scoring}{delta}.")
     md = " ".join(parts)
     return Methods(md, _latex(md))
+
+
+def _space_text(r: Report) -> str:
+    """Each searched key with its range (or its values) and how many distinct values were tried."""
+    parts = []
+    for pl in r.placement:
+        where = (f"over [{pl.low:g}, {pl.high:g}]{' on a log scale' if pl.log else ''}" if pl.low is not None
+                 else "among " + ", ".join(fmt_value(v) for v in pl.tried))
+        parts.append(f"{pl.key} {where} ({len(pl.tried)} value(s) tried)")
+    return " and ".join(parts) if len(parts) <= 2 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _latex(text: str) -> str:

@@ -5,7 +5,11 @@ another). No Optuna, no torch."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import errno
+import os
+import re
 import shutil
 import statistics
 import time
@@ -56,9 +60,33 @@ def disk_trouble(e: BaseException | str | None) -> bool:
     return False
 
 
+# How str(OSError) ends when it knows its file: "[Errno 28] No space left on device: '/x/best.ckpt'"
+_NAMED = re.compile(r"\[Errno \d+\] [^:\n]+: ('(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")")
+
+
+def failed_file(e: BaseException | str | None) -> str | None:
+    """The file an OSError names: its ``filename`` (following causes), or, for the text a
+    trial process left in its log, the name Python's OSError text ends with. None if unnamed
+    (a write() on an open file): then the caller's folder is named instead."""
+    if isinstance(e, str):
+        for m in reversed(list(_NAMED.finditer(e))):
+            with contextlib.suppress(ValueError, SyntaxError):
+                name = ast.literal_eval(m.group(1))
+                if isinstance(name, str) and name:
+                    return name
+        return None
+    seen, cur = 0, e
+    while cur is not None and seen < 5:
+        if isinstance(cur, OSError) and cur.filename:
+            return os.fsdecode(cur.filename) if isinstance(cur.filename, (str, bytes)) else str(cur.filename)
+        cur, seen = cur.__cause__ or cur.__context__, seen + 1
+    return None
+
+
 def files_error(path: Path | str, e: BaseException | str) -> SweepFilesError:
-    """One located line: the file, what went wrong, the free space there, and what to do."""
-    path = Path(path)
+    """One located line: the file (the one the error names, else ``path``), what went wrong,
+    the free space there, and what to do."""
+    path = Path(failed_file(e) or path)
     if isinstance(e, OSError) and e.strerror:
         what = e.strerror
     else:

@@ -84,7 +84,6 @@ def warm_up(spec: Any) -> None:
         load_data(preset, Path(spec.data) if spec.data else None)
     except Exception:
         return
-    remember_footprints()
     measure_footprints(preset)
     import torch
 
@@ -92,49 +91,15 @@ def warm_up(spec: Any) -> None:
         raise RuntimeError("CUDA was initialised while warming up; trials must start it themselves")
 
 
-_footprints: dict[tuple[str, int, str], Any] = {}
-
-
-def _footprint_key(preset: Any, precision: str) -> tuple[str, int, str]:
-    """What the measurement reads: the network (encoder, decoder, head), the optimizer's kind,
-    the image size and the precision; not the learning rate, schedule or loss weights."""
-    m = preset.models
-    net = json.dumps([m.encoder.model_dump(mode="json"), m.decoder.model_dump(mode="json"),
-                      m.head.model_dump(mode="json"), m.optimizer.name], sort_keys=True)
-    return net, preset.datasets.image_size, precision
-
-
-def remember_footprints() -> None:
-    """Measure each model's memory footprint once. Training's memory check builds the model
-    on the meta device and runs a shape-only pass (0.3 s a trial on 2 idle cores); its result
-    depends only on the network, the image size and the precision (``_footprint_key``), which
-    a sweep over the learning rate never changes. Installed on ``train.resources`` in the
-    zygote only, so its forks inherit the measurements and every other command measures as
-    before."""
-    from ocrtune.train import resources
-
-    measure = resources.footprint
-    if getattr(measure, "remembered", False):
-        return
-
-    def footprint(preset: Any, precision: str) -> Any:
-        key = _footprint_key(preset, precision)
-        if key not in _footprints:
-            _footprints[key] = measure(preset, precision)
-        return _footprints[key]
-
-    footprint.remembered = True  # type: ignore[attr-defined]
-    footprint.measure = measure  # type: ignore[attr-defined]
-    resources.footprint = footprint
-
-
 def measure_footprints(preset: Any) -> None:
-    """The base preset's footprints, measured in a throwaway fork: the shape-only pass asks
-    torch whether a GPU exists, which may start CUDA, and CUDA must never start in the zygote.
-    Measured for the precision a CPU trial and a GPU trial would use; a failure only means
-    each trial measures for itself."""
+    """Turn on ``train.resources``' footprint memo here, so the forks inherit it, with the base
+    preset's footprints measured in a throwaway fork: the shape-only pass asks torch whether a
+    GPU exists, which may start CUDA, and CUDA must never start in the zygote. Measured for the
+    precision a CPU trial and a GPU trial would use; a failure only means each trial measures
+    for itself (once: the memo is on)."""
     from ocrtune.train import resources
 
+    resources.remember_footprints()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -143,8 +108,7 @@ def measure_footprints(preset: Any) -> None:
             os.close(read)
             from ocrtune.train.fit import precision_for
 
-            measure = getattr(resources.footprint, "measure", resources.footprint)
-            found = {p: measure(preset, p) for p in {precision_for(preset, "cpu"), precision_for(preset, "auto")}}
+            found = {p: resources.measure_footprint(preset, p) for p in {precision_for(preset, "cpu"), precision_for(preset, "auto")}}
             with os.fdopen(write, "wb") as out:
                 pickle.dump(found, out)
             code = 0
@@ -158,8 +122,7 @@ def measure_footprints(preset: Any) -> None:
         found = pickle.loads(data) if data else {}
     except Exception:
         return
-    for precision, fp in found.items():
-        _footprints[_footprint_key(preset, precision)] = fp
+    resources.remember_footprints(found, preset)
 
 
 def fresh_state(env: dict[str, str], threads: int | None) -> None:
