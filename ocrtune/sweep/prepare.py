@@ -158,7 +158,7 @@ def check_weights(preset: Preset, space: Space | None = None) -> None:
     """A training sweep on ``pretrained: true`` needs hub weights in every trial: refused now,
     in one line, when they cannot be loaded here (not found out by every trial after a minute
     of hub retries)."""
-    from ocrtune.model.weights import unavailable_weights
+    from ocrtune.train.resources import check_hub_weights
 
     enc = preset.models.encoder
     swept = {d.key: d for d in (space.dims if space is not None else ())}
@@ -168,11 +168,7 @@ def check_weights(preset: Preset, space: Space | None = None) -> None:
     if not pretrained or enc.pretrained_path:
         return
     for name in names:
-        why = unavailable_weights(str(name))
-        if why is not None:
-            raise InputError(f"pretrained: true, but {why}; set models.encoder.pretrained_path to a local weights "
-                             "file, or --set models.encoder.pretrained=false to train from scratch",
-                             key="models.encoder.pretrained")
+        check_hub_weights(str(name))
 
 
 def check_worker_data(config: SweepConfig, data: str | None) -> None:

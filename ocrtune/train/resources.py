@@ -309,12 +309,16 @@ def check_memory(preset: Preset, precision: str, device: str, processes: int = 1
 def check_weights(preset: Preset, where: dict[str, Any] | None = None) -> None:
     """``pretrained: true`` needs hub weights: refused in one line when they cannot be had here
     (cache, else a bounded probe of the hub), instead of a minute of hub retries and exit 1."""
+    enc = preset.models.encoder
+    if enc.pretrained and not enc.pretrained_path:
+        check_hub_weights(enc.model_name, where)
+
+
+def check_hub_weights(model_name: str, where: dict[str, Any] | None = None) -> None:
+    """The refusal itself, shared by training and the sweep's check of every encoder it sweeps."""
     from ocrtune.model import weights
 
-    enc = preset.models.encoder
-    if not enc.pretrained or enc.pretrained_path:
-        return
-    why = weights.unavailable_weights(enc.model_name)
+    why = weights.unavailable_weights(model_name)
     if why is not None:
         raise InputError(f"pretrained: true, but {why}; set models.encoder.pretrained_path to a local weights "
                          "file, or --set models.encoder.pretrained=false to train from scratch",
