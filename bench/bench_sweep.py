@@ -15,25 +15,40 @@ The pick is the best observed score, except with replicates (best mean over seed
 Run: .venv/bin/python bench/bench_sweep.py            (100 repeats, noise 0.005, 0.01, 0.02)
      .venv/bin/python bench/bench_sweep.py --repeats 20 --noise 0.01   (quick look)
      .venv/bin/python bench/bench_sweep.py --noise 0.01 --width-scale 0.5 (narrower peaks)
+     .venv/bin/python bench/bench_sweep.py --write-reference   (the report's reference file)
+
+``--write-reference`` measures hierarchical search (every stage, no early stop), the log grid,
+random search and TPE at 5, 10, 15, 20 and 25 evaluations, at noise 0.01 (``--noise`` picks
+another), and writes their median and p90 distance and within-0.1-decade share to
+ocrtune/sweep/report/sweep_benchmark.json (or the path given), the package data the sweep
+report's efficiency figure reads (``ocrtune.sweep.report.benchmark``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ocrtune.sweep.plan.planner import PlannerConfig
+from ocrtune.sweep.report.benchmark import REFERENCE_FILE, RefPoint, RefStrategy, SweepBenchmark
 from ocrtune.sweep.plan.space import Space, param_dim
 from ocrtune.sweep.plan.strategies import Grid, Hierarchical, Random, Strategy
 from ocrtune.sweep.types import Result
 
 KEY = "models.optimizer.lr"
 LOW, HIGH = 1e-5, 1e-2
+X_OPT = (-4.5, -2.5)
+REFERENCE = Path(__file__).resolve().parents[1] / "ocrtune" / "sweep" / "report" / REFERENCE_FILE
+REFERENCE_COUNTS = (5, 10, 15, 20, 25)
+REFERENCE_REPEATS = 300  # 3x the tables' curves (the first 100 are theirs): steadier medians and shares
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ class Curve:
 
 def draw_curve(rng: np.random.Generator, width_scale: float = 1.0) -> Curve:
     return Curve(
-        x_opt=float(rng.uniform(-4.5, -2.5)),
+        x_opt=float(rng.uniform(*X_OPT)),
         peak=float(rng.uniform(0.85, 0.95)),
         w_left=width_scale * float(rng.uniform(0.6, 1.0)),
         w_right=width_scale * float(rng.uniform(0.3, 0.6)),
@@ -117,10 +132,12 @@ def hier(stages: int, min_imp: float = 0.0, reps: int = 0, top: int = 3, smooth:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=None, help="curves (default 100; 300 with --write-reference)")
     ap.add_argument("--noise", type=float, nargs="+", default=[0.005, 0.01, 0.02])
     ap.add_argument("--no-tpe", action="store_true")
     ap.add_argument("--width-scale", type=float, default=1.0, help="scale the peak widths (robustness check)")
+    ap.add_argument("--write-reference", nargs="?", const=REFERENCE, type=Path, default=None, metavar="PATH",
+                    help=f"measure the report's reference (noise 0.01 unless --noise) and write it (default {REFERENCE})")
     args = ap.parse_args()
     try:
         import optuna
@@ -128,6 +145,13 @@ def main() -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     except ImportError:
         args.no_tpe = True
+    if args.write_reference is not None:
+        if args.no_tpe or args.width_scale != 1.0:
+            ap.error("--write-reference needs optuna (TPE) and the default peak widths")
+        noise = args.noise[0] if args.noise != ap.get_default("noise") else 0.01
+        write_reference(args.write_reference, args.repeats or REFERENCE_REPEATS, noise)
+        return
+    args.repeats = args.repeats or 100
     space = Space((param_dim(KEY, LOW, HIGH),))
     grid = {b: Grid(space, points=b) for b in (10, 15, 25)}
     ours: dict[str, tuple[Callable[[int], Strategy], int | None]] = {
@@ -175,6 +199,81 @@ def main() -> None:
         print(f"\nnoise sd {noise:g} (H-mean units)")
         print(table(rows, times))
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
+
+
+def measure_reference(repeats: int, noise: float) -> SweepBenchmark:
+    """Every strategy at every count of REFERENCE_COUNTS on the same ``repeats`` curves (the
+    tables' curves): hierarchical with as many stages as the count allows (5 points each, no
+    early stop), a log grid of that many points, the first N of a seeded random run and of a
+    seeded TPE run."""
+    import optuna
+
+    space = Space((param_dim(KEY, LOW, HIGH),))
+    most = max(REFERENCE_COUNTS)
+    dist: dict[tuple[str, int], list[float]] = {}
+    for rep in range(repeats):
+        curve = draw_curve(np.random.default_rng([7, rep]))
+
+        def record(name: str, n: int, lr: float) -> None:
+            dist.setdefault((name, n), []).append(abs(math.log10(lr) - curve.x_opt))
+
+        for n in REFERENCE_COUNTS:
+            assert n % 5 == 0
+            lr, used = run_strategy(hier(n // 5)(rep), noisy(curve, noise, np.random.default_rng([50, rep, n, 0])))
+            assert used == n, (n, used)  # every stage adds 5 values: no early stop, no short stage
+            record("hierarchical", n, lr)
+            lr, _ = run_strategy(Grid(space, points=n), noisy(curve, noise, np.random.default_rng([50, rep, n, 1])))
+            record("log grid", n, lr)
+        ev_random = [(lr, s) for lr, s in _evaluations(Random(space, most, seed=rep),
+                                                       noisy(curve, noise, np.random.default_rng([50, rep, 2])))]
+        ev_tpe = run_tpe(noisy(curve, noise, np.random.default_rng([50, rep, 3])), most, rep)
+        for n in REFERENCE_COUNTS:
+            record("random", n, pick(ev_random, n))
+            record("TPE", n, pick(ev_tpe, n))
+    how = {
+        "hierarchical": "ocrtune's Hierarchical strategy, N/5 stages of 5 values (no early stop), smoothed pick",
+        "log grid": "Grid of N log-spaced values over the range, best observed score",
+        "random": "the first N of a seeded log-uniform Random run, best observed score",
+        "TPE": "the first N of a seeded Optuna TPESampler run (10 random start-up trials; diverged = 0.0), "
+               "best observed score",
+    }
+    strategies = tuple(
+        RefStrategy(name, text, tuple(
+            RefPoint(n, round(float(np.median(d)), 4), round(float(np.percentile(d, 90)), 4),
+                     round(float(np.mean(np.array(d) <= 0.1)), 4))
+            for n in REFERENCE_COUNTS for d in [dist[(name, n)]]))
+        for name, text in how.items())
+    cmd = ".venv/bin/python bench/bench_sweep.py --write-reference" + (f" --noise {noise:g}" if noise != 0.01 else "") \
+        + (f" --repeats {repeats}" if repeats != REFERENCE_REPEATS else "")
+    return SweepBenchmark(noise, LOW, HIGH, X_OPT, repeats, optuna.__version__, datetime.date.today().isoformat(),
+                          cmd, strategies)
+
+
+def _evaluations(s: Strategy, f: Callable[[float], float | None]) -> list[tuple[float, float]]:
+    """Every (lr, score) a fixed strategy runs, in order; a diverged run scores -inf."""
+    out: list[tuple[float, float]] = []
+    hist: list[Result] = []
+    while not (b := s.next_batch(hist)).done:
+        for p in b.params:
+            v = f(p[KEY])
+            hist.append(Result(p, v, b.index, b.kind))
+            out.append((float(p[KEY]), -math.inf if v is None else v))
+    return out
+
+
+def write_reference(path: Path, repeats: int, noise: float) -> None:
+    from ocrtune.train.rundir import write_text_atomic
+
+    t0 = time.perf_counter()
+    ref = measure_reference(repeats, noise)
+    write_text_atomic(path, json.dumps(ref.to_json(), indent=1) + "\n")
+    print(f"sweep benchmark reference: {repeats} curves, noise sd {noise:g}, range {LOW:g}..{HIGH:g}, "
+          f"optuna {ref.optuna} ({time.perf_counter() - t0:.1f} s) -> {path}")
+    head = "| strategy     | evals | dist median | dist p90 | within 0.1 |"
+    print(head + "\n|" + "|".join("-" * len(c) for c in head.split("|")[1:-1]) + "|")
+    for s in ref.strategies:
+        for q in s.points:
+            print(f"| {s.name:<12} | {q.evaluations:5d} | {q.median:11.3f} | {q.p90:8.3f} | {100 * q.within_0_1:9.0f}% |")
 
 
 def table(rows: dict[str, list[tuple[float, float, int]]], times: dict[str, float]) -> str:

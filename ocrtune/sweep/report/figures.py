@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ocrtune.presets.compare import is_number
 from ocrtune.sweep.report.analysis import fmt_value, short
+from ocrtune.sweep.report.benchmark import DOC, HIERARCHICAL, BenchmarkComparison, compare
 from ocrtune.sweep.report.model import Report
 
 if TYPE_CHECKING:
@@ -209,8 +210,9 @@ def _convergence_heatmap(fig: Figure, r: Report) -> bool:
     ax.set_yticks(range(1, n_stages + 1))
     ax.set_ylabel("stage (1 = coarsest)")
     ax.set_xlabel(_param_label(r, key, log))
-    if r.best is not None and _num(r.best.params.get(key)) is not None and 1 <= r.best.stage <= n_stages:
-        ax.plot([float(r.best.params[key])], [r.best.stage], marker="*", markersize=18, color=BEST,
+    at = _pick_stage(r, key, n_stages)
+    if r.best is not None and at is not None:
+        ax.plot([float(r.best.params[key])], [at], marker="*", markersize=18, color=BEST,
                 markeredgecolor="white", markeredgewidth=1.2, linestyle="none", label=_pick_text(r, key))
         _legend_below(fig, ax.get_legend_handles_labels()[0], ncol=1)
     width = (math.log10(p.high) - math.log10(p.low)) / HEAT_BINS if log else (p.high - p.low) / HEAT_BINS
@@ -231,6 +233,11 @@ def _search_path(fig: Figure, r: Report) -> bool:
     log = p.log and p.low > 0
     n_stages = len(p.stages)
     ax = fig.add_subplot()
+    if log:  # scale and limits first: the stage labels are placed in display space
+        ax.set_xscale("log")
+    ax.set_xlim(*_limits([p.low, p.high], log, pad=0.03))
+    ax.set_ylim(n_stages + 0.6, 0.4)
+    pick = _num(r.best.params.get(key)) if r.best is not None else None
     handles: list[Any] = []
     seg_kw = dict(color="#ff7f0e", alpha=0.35, linewidth=9, solid_capstyle="butt")
     for s in p.stages:
@@ -239,9 +246,7 @@ def _search_path(fig: Figure, r: Report) -> bool:
             ax.plot([lo, hi], [s.stage, s.stage], **seg_kw)
             ax.plot([lo, hi], [s.stage, s.stage], linestyle="none", marker="|", markersize=16, markeredgewidth=1.5,
                     color="#b35900", zorder=2)
-            mid = math.sqrt(lo * hi) if log else (lo + hi) / 2
-            ax.annotate(f"+{n}", (mid, s.stage), xytext=(0, 7 if j % 2 == 0 else -8), textcoords="offset points",
-                        ha="center", va="bottom" if j % 2 == 0 else "top", fontsize=8, color="#b35900")
+            _stage_label(ax, f"+{n}", lo, hi, s.stage, j, log, pick)
     handles.append(Line2D([], [], **seg_kw, marker="|", markersize=12, markeredgecolor="#b35900",
                           label="interval searched (+n new values; stage 1: the whole range)"))
     # every value tried, hollow; scored ones filled with their score's colour
@@ -261,17 +266,14 @@ def _search_path(fig: Figure, r: Report) -> bool:
     if base is not None and (base > 0 or not log):
         ax.axvline(base, color=BASE, linestyle="--", linewidth=1.2, zorder=2)
         handles.append(Line2D([], [], color=BASE, linestyle="--", label=f"baseline value ({r.baseline.label}): {fmt_value(base)}"))
-    if r.best is not None and _num(r.best.params.get(key)) is not None:
-        v = float(r.best.params[key])
-        ax.axvline(v, color=BEST, linewidth=1.6, zorder=2)
-        ax.plot([v], [r.best.stage], marker="*", markersize=18, color=BEST, markeredgecolor="white",
-                markeredgewidth=1.2, linestyle="none", zorder=5)
+    if r.best is not None and pick is not None:
+        ax.axvline(pick, color=BEST, linewidth=1.6, zorder=2)
+        at = _pick_stage(r, key, n_stages)
+        if at is not None:
+            ax.plot([pick], [at], marker="*", markersize=18, color=BEST, markeredgecolor="white",
+                    markeredgewidth=1.2, linestyle="none", zorder=5)
         handles.append(Line2D([], [], color=BEST, marker="*", markersize=12, markeredgecolor="white",
                               label=f"pick: {_pick_text(r, key).removeprefix('best: ')}"))
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlim(*_limits([p.low, p.high], log, pad=0.03))
-    ax.set_ylim(n_stages + 0.6, 0.4)
     ax.set_yticks(range(1, n_stages + 1))
     ax.set_ylabel("stage (1 = coarsest)")
     ax.set_xlabel(_param_label(r, key, log))
@@ -282,13 +284,67 @@ def _search_path(fig: Figure, r: Report) -> bool:
     return True
 
 
+def _stage_label(ax: Axes, text: str, lo: float, hi: float, stage: int, j: int, log: bool,
+                 pick: float | None) -> None:
+    """``+n`` above (or, every other interval, below) the interval's middle; an interval next to
+    the pick gets it beside its outer end instead, clear of the pick's line and star."""
+    kw = dict(textcoords="offset points", fontsize=8, color="#b35900")
+    mid = math.sqrt(lo * hi) if log else (lo + hi) / 2
+    clear = 16.0  # points between a label's near edge and the pick: the star's radius and a margin
+    if pick is None or abs(_pt(ax, mid, pick)) >= clear + 8:
+        ax.annotate(text, (mid, stage), xytext=(0, 7 if j % 2 == 0 else -8), ha="center",
+                    va="bottom" if j % 2 == 0 else "top", **kw)
+        return
+    left = mid < pick
+    end = lo if left else hi
+    gap = max(5.0, clear - abs(_pt(ax, end, pick)))  # beyond the end marker, and far enough from the pick
+    ax.annotate(text, (end, stage), xytext=(-gap if left else gap, 0), ha="right" if left else "left",
+                va="center", **kw)
+
+
+def _pt(ax: Axes, a: float, b: float) -> float:
+    """Horizontal distance from data x ``b`` to ``a`` in points, at the axes' current size."""
+    (xa, _), (xb, _) = ax.transData.transform([(a, 0.0), (b, 0.0)])
+    return float(xa - xb) * 72.0 / ax.figure.dpi
+
+
+def _pick_stage(r: Report, key: str, n_stages: int) -> int | None:
+    """The stage row the pick is drawn on: its own, or for a replicate run the first stage that
+    explored its value (replicates come after the stages)."""
+    b = r.best
+    v = _num(b.params.get(key)) if b is not None else None
+    if b is None or v is None:
+        return None
+    if b.kind == "explore" and 1 <= b.stage <= n_stages:
+        return b.stage
+    return min((x.stage for x in r.ranking if x.kind == "explore" and 1 <= x.stage <= n_stages
+                and _num(x.params.get(key)) is not None and math.isclose(float(x.params[key]), v, rel_tol=1e-6)),
+               default=None)
+
+
 # --- 3. efficiency ---------------------------------------------------------------------------
 
 
 def _efficiency(fig: Figure, r: Report) -> bool:
+    """This sweep's evaluations vs the equal-resolution grid; beside it, where the simulated
+    benchmark applies (one log-scale parameter), how close each strategy gets on it."""
+    cmp = compare(r)
+    if cmp is None or not cmp.applies:  # the benchmark says nothing about this sweep: the bars alone
+        ax = fig.add_subplot()
+        _title(ax, r, "evaluations vs a uniform grid", _efficiency_bars(ax, r))
+        return True
+    fig.set_size_inches(SIZE[0] * 1.65, SIZE[1] * 1.1)
+    bars, bench = fig.subplots(1, 2, width_ratios=[1.0, 1.3])
+    bars.set_title("this sweep vs a uniform grid of equal resolution\n" + _efficiency_bars(bars, r), fontsize=9.5)
+    _benchmark_panel(bench, r, cmp)
+    fig.suptitle(f"Sweep '{r.name}' ({r.strategy}): evaluations", fontsize=12)
+    return True
+
+
+def _efficiency_bars(ax: Axes, r: Report) -> str:
+    """The two bars; returns the subtitle (resolution reached, and the ratio)."""
     p = r.progress
     assert p is not None and p.grid_equivalent is not None
-    ax = fig.add_subplot()
     labels = [f"this sweep\n(hierarchical, {len(p.stages)} stages)", "uniform grid\nof equal resolution"]
     values = [p.evaluations, p.grid_equivalent]
     bars = ax.bar(labels, values, color=[TRIAL, "#bbbbbb"], width=0.55, edgecolor="black", linewidth=0.6)
@@ -310,10 +366,46 @@ def _efficiency(fig: Figure, r: Report) -> bool:
         sub += (f"; {p.grid_equivalent / p.evaluations:.1f}x fewer evaluations than the grid"
                 if p.grid_equivalent >= p.evaluations else
                 f"; {p.evaluations / p.grid_equivalent:.1f}x more evaluations than the grid")
-    _title(ax, r, "evaluations vs a uniform grid", sub)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    return True
+    return sub
+
+
+BENCH_COLOURS = {HIERARCHICAL: TRIAL, "log grid": "#7f7f7f", "random": "#2ca02c", "TPE": "#9467bd"}
+
+
+def _benchmark_panel(ax: Axes, r: Report, cmp: BenchmarkComparison) -> None:
+    """The simulated benchmark's median distance to the optimum per strategy and evaluation
+    count, this sweep's count marked: labelled as simulated, not as this sweep's result."""
+    ref, h = cmp.reference, cmp.hierarchical
+    assert h is not None and cmp.at is not None
+    for i, s in enumerate(ref.strategies):
+        own = s.name == HIERARCHICAL
+        ax.plot([q.evaluations for q in s.points], [q.median for q in s.points], marker="o",
+                markersize=6 if own else 4.5, linewidth=2.6 if own else 1.5,
+                color=BENCH_COLOURS.get(s.name, f"C{i}"), zorder=4 if own else 3,
+                label=f"{s.name}" + (" (every stage, no early stop)" if own else ""))
+    counts = ref.counts
+    ax.axvline(cmp.evaluations, color="black", linestyle=":", linewidth=1.3, zorder=2,
+               label=f"this sweep's count: {cmp.evaluations} evaluations")
+    ax.axhline(h.median, color=TRIAL, linestyle="--", linewidth=0.9, alpha=0.7, zorder=2)
+    ax.annotate(f"hierarchical at {cmp.at}: {h.median:.3f}", (counts[0] - 1.3, h.median), xytext=(0, 4),
+                textcoords="offset points", ha="left", va="bottom", fontsize=8, color=TRIAL)  # left: below the curves
+    # top middle: above the curves, which fall from the left; beside the legend
+    ax.text(0.26, 0.97, f"evaluations needed to pick as close\n(median) as hierarchical at {cmp.at}:\n"
+            + "\n".join(f"  {m.strategy}: {m.shown(cmp.most)}" for m in cmp.matches),
+            transform=ax.transAxes, ha="left", va="top", fontsize=8.5,
+            bbox=dict(facecolor="white", edgecolor="#bbbbbb", boxstyle="round,pad=0.4"), zorder=6)
+    ax.set_xticks(sorted({*counts, cmp.evaluations}) if cmp.evaluations > counts[-1] else counts)
+    ax.set_xlim(counts[0] - 1.5, max(counts[-1], cmp.evaluations) + 1.5)
+    ax.set_ylim(0, max(q.median for s in ref.strategies for q in s.points) * 1.1)
+    ax.set_xlabel("evaluations (trials)")
+    ax.set_ylabel("median |log10(pick) - log10(optimum)| (decades)")
+    ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.95)
+    ax.set_title(f"SIMULATED benchmark, not this sweep ({DOC}):\n{ref.repeats} noisy learning-rate curves over "
+                 f"[{ref.low:g}, {ref.high:g}], noise sd {ref.noise:g}", fontsize=9.5)
 
 
 # --- 4. learning curves ----------------------------------------------------------------------
@@ -395,11 +487,15 @@ def _score_vs(fig: Figure, r: Report, key: str) -> bool:
             cmap = matplotlib.colormaps["plasma"]
             groups = [(f"stage {st}", [x for x in rows if x.kind == "explore" and x.stage == st],
                        cmap(0.1 + 0.7 * i / max(1, len(stages) - 1))) for i, st in enumerate(stages)]
-            groups.append(("replicate runs", [x for x in rows if x.kind != "explore"], "#2ca02c"))
             for label, sel, col in groups:
                 if sel:
                     ax.scatter([float(x.params[key]) for x in sel], [x.score for x in sel], s=36, color=col,
                                edgecolors="black", linewidths=0.4, zorder=3, label=label)
+            reps = [x for x in rows if x.kind != "explore"]
+            if reps:  # re-runs of the top values, the pick's among them: hollow, on top of the best's star
+                ax.scatter([float(x.params[key]) for x in reps], [x.score for x in reps], s=46, marker="D",
+                           facecolors="none", edgecolors="#006400", linewidths=1.5, zorder=7,
+                           label=f"replicate runs (re-run seeds, n={len(reps)})")
             handles = list(ax.get_legend_handles_labels()[0])
         else:
             ax.scatter(xs, [x.score for x in rows], s=30, color=TRIAL, alpha=0.75 if len(rows) > 50 else 0.9,
@@ -526,10 +622,11 @@ def _parallel_coordinates(fig: Figure, r: Report) -> bool:
     n = len(r.keys)
     for j, (_, ticks, _name) in enumerate(axes):
         ax.axvline(j, color="black", linewidth=1.0, zorder=1)
+        side = 1.0 if j == n - 1 and n > 1 else -1.0  # the last axis: ticks and labels on its right, off the lines
         for y, label in ticks:
-            ax.plot([j - 0.025, j], [y, y], color="black", linewidth=0.8)
-            ax.text(j - 0.035, y, label, ha="right", va="center", fontsize=7.5,
-                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=0.5), zorder=7)
+            ax.plot([j, j + side * 0.025], [y, y], color="black", linewidth=0.8, zorder=8)
+            ax.text(j + side * 0.035, y, label, ha="left" if side > 0 else "right", va="center", fontsize=7.5,
+                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.8, pad=0.5), zorder=8)
     handles: list[Any] = []
     if r.best is not None and all(k in r.best.params for k in r.keys):
         try:
@@ -543,7 +640,7 @@ def _parallel_coordinates(fig: Figure, r: Report) -> bool:
             vals = ", ".join(f"{short(k)} = {fmt_value(r.best.params[k])}" for k in r.keys)
             handles.append(Line2D([], [], color=BEST, linewidth=3, marker="*", markeredgecolor="white",
                                   label=f"best: trial {r.best.trial} ({vals}), {_metric_short(r)} {r.best.score:.4g}"))
-    ax.set_xlim(-0.12 - 0.1 * (n - 1), n - 1 + 0.12)
+    ax.set_xlim(-0.12 - 0.1 * (n - 1), n - 1 + 0.12 + 0.1 * (n - 1))
     ax.set_ylim(-0.05, 1.05)
     ax.set_xticks(range(n))
     ax.set_xticklabels([a[2] for a in axes])
