@@ -96,6 +96,25 @@ def test_free_memory_is_mem_available_lowered_to_a_cgroup_limit(tmp_path):
     assert host_free(tmp_path / "missing", cg) is None
 
 
+def test_gpu_free_is_lowered_to_the_processs_share_of_a_shared_gpu(monkeypatch):
+    """--trials-per-gpu caps each trial's allocator at its share: the memory check must compare
+    the estimate with that share, not with the whole GPU's free memory (faked: no GPU here)."""
+    import types
+
+    import torch
+
+    total, reserved = 140 * GB, 2 * GB
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (120 * GB, total))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: types.SimpleNamespace(total_memory=total))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i=0: reserved)
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda i=0: 1.0)
+    assert resources.free_memory("cuda") == 120 * GB  # the GPU to itself: what is free
+    monkeypatch.setattr(torch.cuda, "get_per_process_memory_fraction", lambda i=0: 0.25)
+    assert resources.free_memory("cuda") == 35 * GB - reserved  # a quarter of 140 GB, less what it holds
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i=0: (10 * GB, total))
+    assert resources.free_memory("cuda") == 10 * GB  # neighbours took more than their share: what is free
+
+
 def test_steps_per_epoch_counts_as_lightning_does():
     assert steps_per_epoch(51, 4) == 13
     assert steps_per_epoch(51, 4, world_size=2) == 7  # 26 images per process

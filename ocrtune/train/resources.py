@@ -256,10 +256,23 @@ def free_memory(device: str, index: int | None = None) -> int | None:
     """Free bytes where the model will live: ``torch.cuda.mem_get_info`` on a GPU; on the CPU
     MemAvailable from /proc/meminfo, lowered to a cgroup's limit when one is set (containers)."""
     if device == "cuda":
-        import torch
-
-        return int(torch.cuda.mem_get_info(index or 0)[0])
+        return gpu_free(index or 0)
     return host_free()
+
+
+def gpu_free(index: int = 0) -> int:
+    """The GPU's free bytes, lowered to this process's share where its allocator is capped
+    (``--trials-per-gpu``: the sweep slot sets the per-process memory fraction before training),
+    so a trial is checked against the memory it may use, not against what its neighbours
+    have not taken yet."""
+    import torch
+
+    free = int(torch.cuda.mem_get_info(index)[0])
+    fraction = torch.cuda.get_per_process_memory_fraction(index)
+    if fraction < 1:
+        total = torch.cuda.get_device_properties(index).total_memory
+        free = min(free, max(int(fraction * total) - torch.cuda.memory_reserved(index), 0))
+    return free
 
 
 def host_free(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")) -> int | None:
