@@ -61,6 +61,10 @@ class StepConfig:
     barrier: str | None = None   # folder: write ready-<pid>, wait for "go" before the timed steps
 
 
+class MeasurementFailed(Exception):
+    """A child measurement exited without its figures."""
+
+
 class BusySampler(threading.Thread):
     """The GPU's busy fraction (NVML 'utilization.gpu': share of time a kernel ran) sampled every
     0.1 s; ``mean(t0, t1)`` averages the samples inside a window. None without NVML (CPU)."""
@@ -216,8 +220,8 @@ class Session:
             (barrier / "go").touch()
         results = []
         for p, res in procs:
-            if p.wait() != 0 or not res.is_file():
-                raise SystemExit(f"a step measurement failed (exit {p.returncode}): see the output above")
+            if p.wait() != 0 or not res.is_file():  # recorded; the other measurements go on
+                raise MeasurementFailed(f"{cfgs[0].label}: exit {p.returncode} (its traceback is above)")
             results.append(json.loads(res.read_text()))
         return results
 
@@ -261,7 +265,12 @@ class Session:
                    StepConfig(f"cpu-demo {small}px, 4 workers", "cpu-demo", small, 4, self.args.steps)]
         rows = []
         for cfg in configs:
-            (r,) = self.child([cfg])
+            try:
+                (r,) = self.child([cfg])
+            except MeasurementFailed as e:
+                rows.append({"config": asdict(cfg), "error": str(e)})
+                self.log(f"failed: {e}")
+                continue
             for k in ("preloaded", "cache", "no cache"):
                 if k in r:
                     r[k]["busy"] = self.busy.mean(r[k]["t0"], r[k]["t1"])
@@ -276,7 +285,12 @@ class Session:
         for k in self.args.shares:
             cfgs = [StepConfig(f"baseline {size}px, {k} trials on the GPU", "baseline", size, 4, self.args.steps,
                                preloaded=False, loaders=("cache",), sets=self.sets(), share=1 / k) for _ in range(k)]
-            res = self.child(cfgs)
+            try:
+                res = self.child(cfgs)
+            except MeasurementFailed as e:
+                rows.append({"trials_per_gpu": k, "error": str(e)})
+                self.log(f"failed: {e}")
+                continue
             t0 = max(r["cache"]["t0"] for r in res)
             t1 = min(r["cache"]["t1"] for r in res)
             row = {"trials_per_gpu": k, "img_s_each": [round(r["cache"]["img_s"], 2) for r in res],
@@ -293,7 +307,7 @@ class Session:
         """Fit the three trainings into the time left: epochs from the measured throughput."""
         a = self.args
         step = {r["config"]["label"]: r for r in self.figures["parts"].get("step", [])}
-        fast = next((r for r in step.values() if r["config"]["workers"] == a.many_workers), None)
+        fast = next((r for r in step.values() if r["config"]["workers"] == a.many_workers and "cache" in r), None)
         img_s = fast["cache"]["img_s"] if fast else a.assume_img_s
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
         epoch_s = n_train / img_s + a.val_epoch_s
@@ -343,7 +357,11 @@ class Session:
         self.log(f"session: {self.figures['env']}")
         for part in self.args.parts:
             t = time.time()
-            getattr(self, f"part_{part}")()
+            try:
+                getattr(self, f"part_{part}")()
+            except Exception as e:  # noqa: BLE001 - one part's failure must not lose the others' figures
+                self.figures["parts"].setdefault(part, {"error": f"{type(e).__name__}: {e}"})
+                self.log(f"part {part} failed: {type(e).__name__}: {e}")
             self.figures.setdefault("part_seconds", {})[part] = round(time.time() - t, 1)
             self.save()
             self.log(f"part {part} done in {time.time() - t:.0f} s; {self.left():.0f} s of the budget left")
