@@ -114,7 +114,7 @@ def main() -> None:
                          for k, d in (("scratch", scratch), ("finetune", fine))},
            "anchor": ANCHOR, **({"synth_s": round(times["synth"], 1)} if "synth" in times else {})}
     print()
-    print(f"| model | best epoch | val CLEval H | P | R | IoU@0.5 H | training wall |")
+    print("| model | best epoch | val CLEval H | P | R | IoU@0.5 H | training wall |")
     print("|---|---|---|---|---|---|---|")
     for label, key in ((f"from scratch, {args.epochs} epochs", "scratch"),
                        (f"synthetic pretraining ({args.synth_n} images, {args.pre_epochs} epochs) + {args.epochs} "

@@ -104,7 +104,8 @@ def measure_step(cfg: StepConfig, data: Path, device: str) -> dict:
     from ocrtune.train.fit import precision_for
     from ocrtune.train.module import DBNetModule
 
-    if cfg.share is not None:  # the sweep slot's own mechanism (gpu_share.py)
+    share = None  # the memory fraction applied, through the sweep slot's own mechanism (gpu_share.py)
+    if cfg.share is not None:
         share = limit_gpu_memory({SLOT_GPU_ENV: "0", SLOT_GPU_FRACTION_ENV: str(cfg.share)})
     dev = torch.device(device)
     preset = load_preset(cfg.preset, [*cfg.sets, f"datasets.image_size={cfg.size}"]).preset
@@ -176,7 +177,7 @@ def measure_step(cfg: StepConfig, data: Path, device: str) -> dict:
     if dev.type == "cuda":
         out["peak_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
         out["gpu_memory_mb"] = torch.cuda.get_device_properties(dev).total_memory / 2**20
-        out["share"] = cfg.share
+        out["share"] = share
     return out
 
 

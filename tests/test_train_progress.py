@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 from rich.progress import Progress, ProgressSample
 
 from ocrtune.presets.load import load_preset

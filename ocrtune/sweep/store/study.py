@@ -8,7 +8,7 @@ import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
