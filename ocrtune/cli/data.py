@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ocrtune.cli import data_cache
 from ocrtune.cli._output import ProgressBar
 from ocrtune.cli._output import console as _out
 from ocrtune.cli._output import err_console as _err
@@ -25,6 +26,7 @@ from ocrtune.data.synth_options import (
 from ocrtune.data.synthetic import synthesize
 
 app = typer.Typer(help="Inspect, check and synthesise receipt datasets.", no_args_is_help=True)
+app.command("cache")(data_cache.cache)
 
 DirArg = Annotated[
     Path, typer.Argument(help="Dataset folder: images/<split>/ plus jsons/ or annotations/.")

@@ -22,9 +22,12 @@ edited image is a new entry whatever its name or mtime. Each entry is written to
 beside it and renamed into place (atomic on POSIX): processes building the same cache at once
 never read half an entry and need no lock; they write the same bytes and the last rename wins.
 
-Nothing is evicted; ``rm -rf "${OCRTUNE_CACHE:-~/.cache/ocrtune}/decoded"`` clears it (safe at
-any time: a missing entry is decoded again). An entry that cannot be written (disk full, read-only
-cache) is only logged; training goes on decoding as without the cache.
+Nothing is evicted by training: ``ocrtune data cache`` (``data/cache_admin.py``) lists the stage
+directories (current or stale, size, last use) and removes the stale ones (``--clear-stale``), all
+(``--clear``) or the least recently used entries above a size (``--max-size``); safe at any time,
+even while training runs: a missing entry (or stage directory) is decoded and written again. An
+entry that cannot be written (disk full, read-only cache) is only logged; training goes on decoding
+as without the cache.
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ from ocrtune.data.images import load_image
 from ocrtune.data.layout import cache_root
 from ocrtune.data.transforms import Inverse, resize_and_pad
 
-__all__ = ["FORMAT_VERSION", "DecodedCache", "Square", "decoded_root", "scale_polygons"]
+__all__ = ["ENTRY_SUFFIX", "FORMAT_VERSION", "DecodedCache", "Square", "decoded_root", "scale_polygons",
+           "stage_dir_name"]
 
 log = logging.getLogger("ocrtune.data")
 
 FORMAT_VERSION = 1
 _MAGIC = b"OCRTDC1\n"
 _ALIGN = 64  # pixel data starts on a 64-byte boundary (memory-mappable at a fixed offset)
+ENTRY_SUFFIX = ".px"
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,12 @@ class Square:
 def decoded_root() -> Path:
     """Where decoded images go: ``<cache_root()>/decoded``."""
     return cache_root() / "decoded"
+
+
+def stage_dir_name(stage: str) -> str:
+    """The directory this code and these library versions use for ``stage`` (``full``,
+    ``square1024``); any other directory of that stage was made by another version (stale)."""
+    return f"{stage}-{_code_key()}"
 
 
 def scale_polygons(polygons: Sequence[np.ndarray], inverse: Inverse) -> list[np.ndarray]:
@@ -121,7 +132,7 @@ class DecodedCache:
         return Square(out, inv)
 
     def _entry(self, stage: str, digest: str) -> Path:
-        return self.root / f"{stage}-{_code_key()}" / digest[:2] / f"{digest}.px"
+        return self.root / stage_dir_name(stage) / digest[:2] / f"{digest}{ENTRY_SUFFIX}"
 
     def _digest(self, path: str | Path) -> str | None:
         """Hash of the file's bytes (None when unreadable); memoised on size, mtime, ctime, inode."""
@@ -172,14 +183,19 @@ def _write(entry: Path, image: np.ndarray, orig: tuple[int, int]) -> None:
     data = np.ascontiguousarray(image, dtype=np.uint8)
     tmp = entry.parent / f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(tmp, "xb") as f:
-                f.write(_header(data.shape, orig))
-                f.write(memoryview(data).cast("B"))
-            os.replace(tmp, entry)
-        finally:
-            tmp.unlink(missing_ok=True)
+        for attempt in range(2):  # the folder removed meanwhile (`ocrtune data cache --clear`): once more
+            try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "xb") as f:
+                    f.write(_header(data.shape, orig))
+                    f.write(memoryview(data).cast("B"))
+                os.replace(tmp, entry)
+                break
+            except FileNotFoundError:
+                if attempt:
+                    raise
+            finally:
+                tmp.unlink(missing_ok=True)
     except OSError as e:
         if not _write_failed:  # once per process: a full disk would say it for every image
             log.warning("decoded-image cache not written (%s); images are decoded every time", e)

@@ -72,9 +72,16 @@ def list_images(image_dir: str | Path) -> list[Path]:
 
 def cache_root() -> Path:
     """``$OCRTUNE_CACHE``, else ``$XDG_CACHE_HOME/ocrtune``, else ``~/.cache/ocrtune``."""
+    return cache_root_and_source()[0]
+
+
+def cache_root_and_source() -> tuple[Path, str]:
+    """``cache_root`` and the setting that chose it (``$OCRTUNE_CACHE``, ``$XDG_CACHE_HOME`` or
+    ``default``), for ``ocrtune data cache`` to say why the cache is where it is."""
     env = os.environ.get("OCRTUNE_CACHE")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser(), "$OCRTUNE_CACHE"
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ocrtune"
+    if xdg:
+        return Path(xdg).expanduser() / "ocrtune", "$XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "ocrtune", "default"
