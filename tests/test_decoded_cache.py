@@ -160,6 +160,28 @@ def test_a_damaged_entry_is_rebuilt_and_a_missing_cache_folder_only_costs_time(t
     assert sum("cache not written" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_the_cache_leaves_room_on_a_nearly_full_disk(tmp_path, monkeypatch, caplog):
+    """An entry is written only while the larger of 1 GiB and 2 % of the disk stays free: the
+    cache must never take the space a run's checkpoints need. Images are then decoded, right."""
+    import collections
+
+    path = tmp_path / "a.png"
+    _noise(50, 40, 1).save(path)
+    want = load_image(path)[0]
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(decoded_cache, "_write_failed", False)
+    monkeypatch.setattr(decoded_cache.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 2**30 + 1000))
+    cache = DecodedCache(tmp_path / "decoded")
+    with caplog.at_level("WARNING", logger="ocrtune.data"):
+        for _ in range(3):
+            assert np.array_equal(cache.load(path)[0], want)
+    assert not list((tmp_path / "decoded").rglob("*.px"))  # 50x40x3 bytes would cut into the 2 GiB floor
+    assert sum("disk is nearly full" in r.getMessage() for r in caplog.records) == 1
+    monkeypatch.setattr(decoded_cache.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 3 * 2**30))
+    cache.load(path)
+    assert len(list((tmp_path / "decoded").rglob("*.px"))) == 1  # room again: written
+
+
 def test_an_unreadable_image_is_skipped_as_without_the_cache(tmp_path, caplog):
     root = _dataset(tmp_path / "data", [(80, 60), (70, 50)])
     items, _ = load_split(root, "train")

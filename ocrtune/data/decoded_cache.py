@@ -27,7 +27,8 @@ directories (current or stale, size, last use) and removes the stale ones (``--c
 (``--clear``) or the least recently used entries above a size (``--max-size``); safe at any time,
 even while training runs: a missing entry (or stage directory) is decoded and written again. An
 entry that cannot be written (disk full, read-only cache) is only logged; training goes on decoding
-as without the cache.
+as without the cache. Nor is one written when it would leave less than the larger of 1 GiB and 2 %
+of the disk free: the cache never takes the space a run needs for its checkpoints.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,12 +177,32 @@ def _header(shape: tuple[int, ...], orig: tuple[int, int]) -> bytes:
 
 
 _write_failed = False
+# The cache never takes the space a run needs for its checkpoints and logs: an entry is written
+# only while this much stays free on the cache's disk (the larger of 1 GiB and 2 % of the disk).
+MIN_FREE_BYTES = 2**30
+MIN_FREE_SHARE = 0.02
+
+
+def _room_for(folder: Path, nbytes: int) -> bool:
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)  # entry folders come later
+    try:
+        usage = shutil.disk_usage(existing)
+    except OSError:
+        return True  # cannot tell: the write itself will say
+    return usage.free - nbytes >= max(MIN_FREE_BYTES, MIN_FREE_SHARE * usage.total)
 
 
 def _write(entry: Path, image: np.ndarray, orig: tuple[int, int]) -> None:
     """Store an entry atomically: a temp file beside it, renamed over it when complete."""
     global _write_failed
     data = np.ascontiguousarray(image, dtype=np.uint8)
+    if not _room_for(entry.parent, data.nbytes):
+        if not _write_failed:
+            log.warning("decoded-image cache not written: its disk is nearly full (the cache leaves the larger "
+                        "of 1 GiB and 2 %% free for runs); images not cached are decoded every time "
+                        "(`ocrtune data cache --max-size SIZE` or `--clear-stale` makes room)")
+            _write_failed = True
+        return
     tmp = entry.parent / f".{entry.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         for attempt in range(2):  # the folder removed meanwhile (`ocrtune data cache --clear`): once more
