@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import ocrtune.train.rundir as rundir
-from ocrtune.data.synthetic import synthesize
 from ocrtune.train.rundir import RunDir, run_state
+from tests._runs import receipts, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train")]
 
@@ -24,14 +24,11 @@ SMALL = ["datasets.image_size=64", "dataloader.batch_size=2", "datasets.augment.
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("receipts")
-    synthesize(root, n=3, seed=5, size=256, val_fraction=0.34)
-    return root
+    return receipts(tmp_path_factory.mktemp("receipts"), n=3, seed=5, val_fraction=0.34)
 
 
 def _train(cli, data: Path, runs: Path, *extra: str) -> tuple[int, str, str]:
-    return cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in SMALL), []), "--data", data,
-               "--runs-dir", runs, "--quiet", *extra)
+    return cli(*train_argv(data, runs, SMALL, "--quiet", *extra))
 
 
 class _DiskFull:

@@ -19,13 +19,13 @@ import torch
 
 from ocrtune.data.formats import read_submission_csv, write_json
 from ocrtune.data.formats.records import Annotations, ImageAnnotation, Word
-from ocrtune.data.synthetic import synthesize
 from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.load import load_preset
 from ocrtune.train import ensemble as ens
 from ocrtune.train.ensemble import Ensemble, Member
 from ocrtune.train.infer import Loaded, evaluate, predict
 from ocrtune.train.views import PLAIN, View
+from tests._runs import TINY, train
 
 # one xdist worker runs this file, so the module's trained model is built once
 pytestmark = pytest.mark.xdist_group("ensemble")
@@ -150,22 +150,13 @@ LOW = ["--set", "models.head.postprocess.thresh=0.1", "--set", "models.head.post
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    from ocrtune.train.fit import TrainOptions, fit
+def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Three epochs on the two receipts of ``tiny_data`` (val is train), at twice TINY's lr."""
     from ocrtune.train.module import DBNetModule
 
-    root = tmp_path_factory.mktemp("ens")
-    data = root / "data"
-    synthesize(data, n=2, seed=3, size=256, val_fraction=0.0)
-    shutil.rmtree(data / "images" / "val", ignore_errors=True)
-    shutil.copytree(data / "images" / "train", data / "images" / "val")
-    shutil.copy(data / "jsons" / "train.json", data / "jsons" / "val.json")
-    tiny = ["datasets.image_size=256", "datasets.augment.enabled=false", "dataloader.batch_size=1",
-            "models.optimizer.lr=0.006", "models.scheduler.name=constant", "models.scheduler.warmup_epochs=0"]
-    result = fit(load_preset("cpu-demo", tiny),
-                 TrainOptions(data=data, runs_dir=root / "runs", name="tiny", progress=False, max_epochs=3))
-    assert result.status == "completed", result.error
-    run = Path(result.run_dir)
+    root, data = tmp_path_factory.mktemp("ens"), tiny_data
+    tiny = [*TINY, "models.optimizer.lr=0.006"]
+    run = Path(train(data, root / "runs", tiny, epochs=3, name="tiny").run_dir)
     # the same weights shown 320 px inputs: a model with another input size
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     state["hyper_parameters"]["preset"]["datasets"]["image_size"] = 320

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ocrtune.data.synthetic import synthesize
 from ocrtune.errors import InputError
 from ocrtune.model.checkpoint import TrainedWeights, read_checkpoint
 from ocrtune.model.encoder import build_encoder
 from ocrtune.model.init_from import Part, init_module, match_weights, preset_for_init
 from ocrtune.presets.load import load_preset
 from ocrtune.presets.schema import EncoderConfig
-from ocrtune.train.fit import TrainOptions, fit
+from tests._runs import receipts, train, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("init_from")]
 
@@ -30,27 +29,15 @@ OTHER_HEAD = "models.decoder.out_channels=8"  # decoder smoothing convs and the 
 ENC = "model.encoder.model."
 
 
-def _sets(settings: list[str]) -> list[str]:
-    return sum((["--set", s] for s in settings), [])
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("receipts")
-    synthesize(root, n=2, seed=5, size=256, val_fraction=0.0)
-    shutil.copytree(root / "images" / "train", root / "images" / "val", dirs_exist_ok=True)
-    shutil.copy(root / "jsons" / "train.json", root / "jsons" / "val.json")
-    return root
+    return receipts(tmp_path_factory.mktemp("receipts"), n=2, seed=5, val_is_train=True)
 
 
 @pytest.fixture(scope="module")
 def source(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-epoch run of cpu-demo: the checkpoint the tests start from."""
-    runs = tmp_path_factory.mktemp("src-runs")
-    result = fit(load_preset("cpu-demo", SMALL), TrainOptions(data=data, runs_dir=runs, name="src", progress=False,
-                                                              max_epochs=1))
-    assert result.status == "completed", result.error
-    return result.run_dir
+    return train(data, tmp_path_factory.mktemp("src-runs"), SMALL, epochs=1, name="src").run_dir
 
 
 def _state(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -126,8 +113,7 @@ def test_nothing_that_fits_is_refused(source):
 # --- the train command -----------------------------------------------------------------------
 
 def test_init_fine_tunes_the_same_preset_and_records_the_source(source, data, tmp_path, cli):
-    code, out, err = cli("train", "-p", "cpu-demo", *_sets(STILL), "--data", data, "--runs-dir", tmp_path,
-                         "--epochs", "1", "--init", source, "--json")
+    code, out, err = cli(*train_argv(data, tmp_path, STILL, "--epochs", "1", "--init", source, "--json"))
     assert code == 0, err
     ckpt = (source / "checkpoints" / "best.ckpt").resolve()
     assert f"weights from {ckpt}: loaded " in err
@@ -147,8 +133,8 @@ def test_init_fine_tunes_the_same_preset_and_records_the_source(source, data, tm
 
 
 def test_init_into_another_head_says_what_was_not_loaded(source, data, tmp_path, cli):
-    code, _, err = cli("train", "-p", "cpu-demo", *_sets([*STILL, OTHER_HEAD]), "--data", data,
-                       "--runs-dir", tmp_path, "--epochs", "1", "--init", source, "--quiet", "--verbose")
+    code, _, err = cli(*train_argv(data, tmp_path, [*STILL, OTHER_HEAD], "--epochs", "1", "--init", source,
+                                   "--quiet", "--verbose"))
     assert code == 0, err
     assert "of another shape" in err and "head: model.head.prob.0.weight has shape [16, 64, 3, 3] in the checkpoint, " \
         "[8, 32, 3, 3] here" in err

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ocrtune.data.synthetic import synthesize
-from ocrtune.presets.load import load_preset
-from ocrtune.train.fit import TrainOptions, fit
 from ocrtune.train.recorder import RunRecorder
 from ocrtune.train.rundir import RunDir
+from tests._runs import receipts, train, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train")]
 
@@ -24,9 +22,7 @@ SMALL = ["datasets.image_size=96", "dataloader.batch_size=2", "models.scheduler.
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("receipts")
-    synthesize(root, n=5, seed=11, size=256, val_fraction=0.2)
-    return root
+    return receipts(tmp_path_factory.mktemp("receipts"), n=5, seed=11, val_fraction=0.2)
 
 
 def _interrupt_before_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
@@ -42,16 +38,13 @@ def _interrupt_before_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None
 
 
 def test_an_interrupted_and_resumed_run_trains_as_an_uninterrupted_one(data, tmp_path, monkeypatch, cli):
-    whole = fit(load_preset("cpu-demo", SMALL),
-                TrainOptions(data=data, runs_dir=tmp_path / "whole", progress=False, max_epochs=2))
-    assert whole.status == "completed", whole.error
+    whole = train(data, tmp_path / "whole", SMALL, epochs=2)  # fails here unless completed
     expected = [r["train_loss"] for r in whole.rows]
     assert len(expected) == 2 and len(set(expected)) == 2
 
     with monkeypatch.context() as m:
         _interrupt_before_epoch(m, 1)
-        code, out, err = cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in SMALL), []),
-                             "--data", data, "--epochs", "2", "--runs-dir", tmp_path / "cut")
+        code, out, err = cli(*train_argv(data, tmp_path / "cut", SMALL, "--epochs", "2"))
     assert code == 1, (out, err)
     [run_dir] = (tmp_path / "cut").iterdir()
     run = RunDir(run_dir)

@@ -15,60 +15,43 @@ from types import SimpleNamespace
 import pytest
 
 from ocrtune.data.formats import read_submission_csv
-from ocrtune.data.synthetic import synthesize
 from ocrtune.presets.load import load_preset
 from ocrtune.train.fit import TrainOptions, fit
 from ocrtune.train.rundir import METRIC_COLUMNS, RunDir, best_row
+from tests._runs import TINY, train, train_argv
 
 # one xdist worker runs this file, so the module-scoped 25-epoch training is built once, not per worker
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train")]
 
-# Small and quick, but a real model on real (synthetic) receipts: no augmentation, so a few dozen
-# steps on two images are enough to detect their words.
-TINY = [
-    "datasets.image_size=256",
-    "datasets.augment.enabled=false",
-    "dataloader.batch_size=1",
-    "models.optimizer.lr=0.003",
-    "models.scheduler.name=constant",
-    "models.scheduler.warmup_epochs=0",
-]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two receipts; val is a copy of train, so a short run can show it learned something."""
-    root = tmp_path_factory.mktemp("tiny")
-    synthesize(root, n=2, seed=3, size=256, val_fraction=0.0)
-    shutil.rmtree(root / "images" / "val", ignore_errors=True)
-    shutil.copytree(root / "images" / "train", root / "images" / "val")
-    shutil.copy(root / "jsons" / "train.json", root / "jsons" / "val.json")
-    return root
+# tiny_data (conftest.py): two receipts whose val split is a copy of their train split.
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory):
     runs = tmp_path_factory.mktemp("runs")
-    loaded = load_preset("cpu-demo", TINY)
-    result = fit(loaded, TrainOptions(data=tiny_data, runs_dir=runs, name="tiny", progress=False, max_epochs=25))
-    return result, runs
+    return train(tiny_data, runs, TINY, epochs=25, name="tiny"), runs
 
 
 # The model barely moves, so the resumed epochs score as the first one and never beat it.
 STILL = [*TINY, "models.optimizer.lr=1e-9", "models.scheduler.eta_min=1e-12"]
-
-
-def _sets(settings: list[str]) -> list[str]:
-    return sum((["--set", s] for s in settings), [])
+# So large a step that the loss is not finite within the first epoch.
+DIVERGE = [*TINY, "models.optimizer.lr=1e12", "trainer.gradient_clip_val=0"]
 
 
 @pytest.fixture(scope="module")
 def one_epoch(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    runs = tmp_path_factory.mktemp("runs1")
-    result = fit(load_preset("cpu-demo", STILL),
-                 TrainOptions(data=tiny_data, runs_dir=runs, name="one", progress=False, max_epochs=1))
-    assert result.status == "completed", result.error
-    return RunDir(result.run_dir)
+    return RunDir(train(tiny_data, tmp_path_factory.mktemp("runs1"), STILL, epochs=1, name="one").run_dir)
+
+
+@pytest.fixture(scope="module")
+def resumed_to_two(one_epoch: RunDir, tmp_path_factory: pytest.TempPathFactory, cli) -> SimpleNamespace:
+    """A copy of ``one_epoch`` alone in a runs folder, resumed with the CLI to 2 epochs: ``run``,
+    ``runs`` and the resume's ``code``, ``out``, ``err``. Read only: tests that change it copy it."""
+    runs = tmp_path_factory.mktemp("runs2")
+    run = RunDir(runs / "shown")
+    shutil.copytree(one_epoch.path, run.path)
+    code, out, err = cli("train", "--resume", run.path, "--epochs", "2", "--runs-dir", runs)
+    return SimpleNamespace(run=run, runs=runs, code=code, out=out, err=err)
 
 
 def _ckpt_epoch(path: Path) -> int:
@@ -217,14 +200,12 @@ def test_resuming_replaces_best_ckpt_with_an_epoch_that_beats_the_records(one_ep
     assert _ckpt_epoch(run.best_ckpt) == 1
 
 
-def test_resume_without_more_epochs_is_refused_and_changes_nothing(one_epoch, tmp_path, cli):
-    run = RunDir(tmp_path / "done")
-    shutil.copytree(one_epoch.path, run.path)
-    code, _, err = cli("train", "--resume", run.path, "--epochs", "2", "--runs-dir", tmp_path)  # now 2 epochs
-    assert code == 0, err
+def test_resume_without_more_epochs_is_refused_and_changes_nothing(resumed_to_two, cli):
+    run = resumed_to_two.run
+    assert resumed_to_two.code == 0, resumed_to_two.err  # now 2 epochs
     before = _snapshot(run)
     for extra in ([], ["--epochs", "2"], ["--epochs", "1"]):
-        code, out, err = cli("train", "--resume", run.path, *extra, "--runs-dir", tmp_path)
+        code, out, err = cli("train", "--resume", run.path, *extra, "--runs-dir", resumed_to_two.runs)
         assert code == 2, (extra, out, err)
         assert err == f"{run.path}: already trained 2 epochs; pass --epochs N with N > 2 to train further\n"
         assert _snapshot(run) == before
@@ -308,9 +289,7 @@ def test_input_errors_of_evaluate_and_predict_are_one_line(one_epoch, tiny_data,
 
 
 def test_absurd_lr_diverges_cleanly(tiny_data, tmp_path, cli):
-    code, out, err = cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in TINY), []),
-                         "--set", "models.optimizer.lr=1e12", "--set", "trainer.gradient_clip_val=0",
-                         "--data", tiny_data, "--runs-dir", tmp_path, "--epochs", "3", "--json")
+    code, out, err = cli(*train_argv(tiny_data, tmp_path, DIVERGE, "--epochs", "3", "--json"))
     assert code == 1
     result = json.loads(out)
     assert result["status"] == "diverged"
@@ -319,9 +298,7 @@ def test_absurd_lr_diverges_cleanly(tiny_data, tmp_path, cli):
 
 
 def test_a_run_that_diverges_in_its_first_epoch_has_metrics_and_every_summary_key(tiny_data, tmp_path, cli):
-    code, out, _ = cli("train", "--preset", "cpu-demo", *_sets(TINY), "--set", "models.optimizer.lr=1e12",
-                       "--set", "trainer.gradient_clip_val=0", "--data", tiny_data, "--runs-dir", tmp_path,
-                       "--epochs", "1", "--json")
+    code, out, _ = cli(*train_argv(tiny_data, tmp_path, DIVERGE, "--epochs", "1", "--json"))
     assert code == 1
     run = RunDir(Path(json.loads(out)["run_dir"]))
     assert tuple(run.metrics.read_text().splitlines()[0].split(",")) == METRIC_COLUMNS
@@ -394,8 +371,7 @@ def test_missing_logger_extra_fails_before_the_run(cli, tiny_data, tmp_path, mon
 
 
 def test_progress_in_logs_is_one_line_per_epoch(cli, tiny_data, tmp_path):
-    code, out, err = cli("train", "--preset", "cpu-demo", *sum((["--set", s] for s in TINY), []),
-                         "--data", tiny_data, "--runs-dir", tmp_path, "--epochs", "2")
+    code, out, err = cli(*train_argv(tiny_data, tmp_path, TINY, "--epochs", "2"))
     assert code == 0, err
     lines = [ln for ln in err.splitlines() if ln.startswith("epoch ")]
     assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
@@ -403,10 +379,8 @@ def test_progress_in_logs_is_one_line_per_epoch(cli, tiny_data, tmp_path):
     assert "completed" in out and "best epoch" in out
 
 
-def test_epochs_are_shown_from_1_everywhere(one_epoch, tmp_path, cli):
-    run = RunDir(tmp_path / "shown")
-    shutil.copytree(one_epoch.path, run.path)
-    code, out, err = cli("train", "--resume", run.path, "--epochs", "2", "--runs-dir", tmp_path)
+def test_epochs_are_shown_from_1_everywhere(resumed_to_two, cli):
+    run, code, out, err = resumed_to_two.run, resumed_to_two.code, resumed_to_two.out, resumed_to_two.err
     assert code == 0, err
     assert [ln.split()[1] for ln in err.splitlines() if ln.startswith("epoch ")] == ["2/2"]
     table = [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│")]
@@ -423,7 +397,7 @@ def test_epochs_are_shown_from_1_everywhere(one_epoch, tmp_path, cli):
         assert fields[f"best {k}"] == f"{best[k]:.4g}"
     metrics_epochs = [ln.split("│")[1].strip() for ln in out.splitlines() if ln.startswith("│") and len(ln.split("│")) > 4]
     assert metrics_epochs == ["1", "2"]
-    code, out, _ = cli("runs", "list", "--runs-dir", tmp_path)
+    code, out, _ = cli("runs", "list", "--runs-dir", resumed_to_two.runs)
     row = [ln for ln in out.splitlines() if "shown" in ln][0]
     assert [c.strip() for c in row.split("│")][3:5] == ["2", "1"]  # epochs, best epoch
 

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ocrtune.data.synthetic import synthesize
 from ocrtune.presets.load import load_preset
-from ocrtune.train.fit import TrainOptions, fit
 from ocrtune.tune.settings import PostSettings
+from tests._runs import TINY, train
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tune")]
 
-TINY = [
-    "datasets.image_size=256",
-    "datasets.augment.enabled=false",
-    "dataloader.batch_size=1",
-    "models.optimizer.lr=0.003",
-    "models.scheduler.name=constant",
-    "models.scheduler.warmup_epochs=0",
-]
 # Box and polygon mode, a cut by max_candidates and min_size: every stage of the search.
 SPACE = """\
 thresh: {values: [0.2, 0.3]}
@@ -38,17 +29,10 @@ min_size: {values: [2.0, 4.0]}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+def tiny(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(data, runs, run): two receipts (val is train), a cpu-demo model trained until it finds words."""
-    root = tmp_path_factory.mktemp("tiny")
-    synthesize(root, n=2, seed=3, size=256, val_fraction=0.0)
-    shutil.copytree(root / "images" / "train", root / "images" / "val", dirs_exist_ok=True)
-    shutil.copy(root / "jsons" / "train.json", root / "jsons" / "val.json")
     runs = tmp_path_factory.mktemp("runs")
-    result = fit(load_preset("cpu-demo", TINY), TrainOptions(data=root, runs_dir=runs, name="tiny", progress=False,
-                                                             max_epochs=14))
-    assert result.status == "completed", result.error
-    return root, runs, Path(result.run_dir)
+    return tiny_data, runs, Path(train(tiny_data, runs, TINY, epochs=14, name="tiny").run_dir)
 
 
 def _tune(cli, run: Path | str, data: Path, tmp: Path, *extra: str) -> tuple[int, dict, str]:
