@@ -5,6 +5,9 @@ This is the score the receipt competition ranks by, so validation during trainin
 shared/docs/cleval-detection.md; the shared metric cases pin every number. The per-image work
 is vectorised (bounding-box pruning, numpy crossing tests, one shapely call) so scoring a full
 validation set costs milliseconds per image instead of the reference's hundreds.
+
+Here: preprocessing and the geometry of one image. The matching and counting rules live in
+``cleval_match``, shared with the postprocess tuner (``tune.cleval_table``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import math
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,17 @@ import numpy as np
 
 from ocrtune.data.formats.competition_json import ProblemCollector
 from ocrtune.errors import InputError, Problem
-from ocrtune.metrics._cleval_shape import (
-    gt_char_counts,
-    pccs_for_words,
-    points_in_polygons,
-    pred_fp_costs,
-)
+from ocrtune.metrics._cleval_shape import gt_char_counts, pccs_for_words, pred_fp_costs
 from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
 from ocrtune.metrics._score import Accumulator, Score
+from ocrtune.metrics.cleval_match import (
+    CLEvalCounts,
+    area_precisions,
+    centre_pairs,
+    matched_pairs,
+    no_matches,
+    tally,
+)
 
 __all__ = [
     "CLEvalAccumulator",
@@ -40,30 +45,6 @@ __all__ = [
 ]
 
 MAX_PREDICTIONS = 500
-_AP_MIN32 = np.float32(0.3)  # area precision threshold, compared in float32 like the reference
-_MERGE_MIN = 0.3  # merge rule: sum of float32 area precisions, compared in double
-
-
-@dataclass(frozen=True)
-class CLEvalCounts:
-    """Character statistics of one image (or summed over many)."""
-
-    num_char_gt: int = 0
-    num_char_det: int = 0
-    tp: int = 0
-    gran_recall: int = 0
-    gran_precision: int = 0
-    num_char_fp: int = 0
-
-    def __add__(self, other: CLEvalCounts) -> CLEvalCounts:
-        return CLEvalCounts(*(a + b for a, b in zip(asdict(self).values(), asdict(other).values())))
-
-    def scores(self) -> tuple[float, float, float]:
-        """Recall, precision, H-mean with the reference's clamps and zero rules."""
-        r = max(0, self.tp - self.gran_recall) / self.num_char_gt if self.num_char_gt else 0.0
-        p = max(0, self.tp - self.gran_precision) / self.num_char_det if self.num_char_det else 0.0
-        h = 2 * r * p / (r + p) if r + p > 0 else 0.0
-        return r, p, h
 
 
 class ImageScore(Score[CLEvalCounts]):
@@ -84,37 +65,6 @@ def _prepare_pred(raw: object) -> PolyBatch:
     return words.take(kept[words.n[kept] >= 4])
 
 
-def _pcc_pairs(
-    pcc: np.ndarray, offsets: np.ndarray, pred: PolyBatch
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """PCC-in-prediction tests for (GT, prediction) pairs whose boxes can touch.
-
-    Returns pair arrays (g, d), and per contained PCC its global PCC index and pair index.
-    """
-    starts = offsets[:-1]
-    lo = np.minimum.reduceat(pcc, starts)
-    hi = np.maximum.reduceat(pcc, starts)
-    box = pred.bboxes()
-    near = (
-        (lo[:, None, 0] <= box[None, :, 2])
-        & (hi[:, None, 0] >= box[None, :, 0])
-        & (lo[:, None, 1] <= box[None, :, 3])
-        & (hi[:, None, 1] >= box[None, :, 1])
-    )
-    gi, di = np.nonzero(near)
-    n_pts = offsets[gi + 1] - offsets[gi]
-    pair = np.repeat(np.arange(len(gi)), n_pts)
-    first = np.cumsum(n_pts) - n_pts
-    pt = offsets[gi][pair] + np.arange(len(pair)) - first[pair]
-    xy = pcc[pt]
-    b = box[di[pair]]
-    # A point outside the closed bounding box is never inside (the crossing cut stays on its edge).
-    keep = (xy[:, 0] >= b[:, 0]) & (xy[:, 0] <= b[:, 2]) & (xy[:, 1] >= b[:, 1]) & (xy[:, 1] <= b[:, 3])
-    pair, pt = pair[keep], pt[keep]
-    inside = points_in_polygons(pcc[pt], pred.pts[di[pair]])
-    return gi, di, pt[inside], pair[inside]
-
-
 def score_image(gt_raw: object, pred_raw: object) -> CLEvalCounts:
     """Character counts of one image (``pred_raw=None``: no predictions at all)."""
     gt = _prepare_gt(gt_raw)
@@ -122,47 +72,22 @@ def score_image(gt_raw: object, pred_raw: object) -> CLEvalCounts:
     n_char = gt_char_counts(gt)
     num_gt = int(n_char.sum())
     if len(pred) == 0:
-        return CLEvalCounts(num_char_gt=num_gt)
+        return no_matches(num_gt, 0)
     if len(gt) == 0:
-        fp = int(pred_fp_costs(pred).sum())
-        return CLEvalCounts(num_char_det=fp, num_char_fp=fp)
+        return no_matches(num_gt, int(pred_fp_costs(pred).sum()))
 
     pcc, offsets = pccs_for_words(gt, n_char)
     pb = pred.with_points(np.trunc(pred.pts))  # geometry uses truncated coordinates
-    gi, di, pt_in, pair_in = _pcc_pairs(pcc, offsets, pb)
-    c_all = np.bincount(pair_in, minlength=len(gi))
-    hit = np.flatnonzero(c_all)  # pairs with C > 0: the only ones any rule can look at
-    pg, pd, c = gi[hit], di[hit], c_all[hit]
-
-    area_d = np.abs(pb.shoelace())[pd]
+    pairs = centre_pairs(pcc, offsets, pb)
+    area_d = np.abs(pb.shoelace())[pairs.d]
     has_area = area_d > 0
-    ap = np.zeros(len(hit), dtype=np.float32)
+    ap = np.zeros(len(pairs), dtype=np.float32)
     if has_area.any():
-        inter = pair_intersection_areas(gt, pg[has_area], pb, pd[has_area])
-        ap[has_area] = (inter / area_d[has_area]).astype(np.float32)
-
+        inter = pair_intersection_areas(gt, pairs.g[has_area], pb, pairs.d[has_area])
+        ap[has_area] = area_precisions(inter, area_d[has_area])
     n_gt, n_det = len(gt), len(pred)
-    cand = ap >= _AP_MIN32
-    cand_g = np.bincount(pg[cand], minlength=n_gt)
-    cand_d = np.bincount(pd[cand], minlength=n_det)
-    one_to_one = cand & (cand_g[pg] == 1) & (cand_d[pd] == 1)
-    split = cand & (cand_g[pg] >= 2)
-    s_size = np.bincount(pd, minlength=n_det)
-    s_ap = np.bincount(pd, weights=ap.astype(np.float64), minlength=n_det)
-    merge = (s_size[pd] >= 2) & (s_ap[pd] >= _MERGE_MIN)
-    matched = one_to_one | split | merge
-
-    pair_ok = np.zeros(len(gi), dtype=bool)
-    pair_ok[hit[matched]] = True
-    tp = len(np.unique(pt_in[pair_ok[pair_in]]))
-    per_g = np.bincount(pg[matched], minlength=n_gt)
-    per_d = np.bincount(pd[matched], minlength=n_det)
-    gran_r = int(np.maximum(per_g - 1, 0).sum())
-    gran_p = int(np.maximum(per_d - 1, 0).sum())
-    lone = np.flatnonzero(per_d == 0)
-    fp = int(pred_fp_costs(pred.take(lone)).sum())
-    num_det = int(c[matched].sum()) + fp
-    return CLEvalCounts(num_gt, num_det, tp, gran_r, gran_p, fp)
+    matched = np.flatnonzero(matched_pairs(ap, pairs.g, pairs.d, n_gt, n_det))
+    return tally(pairs, matched, num_gt, n_gt, n_det, lambda lone: pred_fp_costs(pred.take(np.flatnonzero(lone))))
 
 
 class CLEvalAccumulator(Accumulator[CLEvalCounts, ImageScore]):
