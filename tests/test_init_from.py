@@ -141,6 +141,12 @@ def test_init_into_another_head_says_what_was_not_loaded(source, data, tmp_path,
     run = next(tmp_path.iterdir())
     init = json.loads((run / "summary.json").read_text())["init"]
     assert init["parts"]["encoder"]["shape_mismatch"] == 0 and init["parts"]["head"]["shape_mismatch"] > 0
+    # runs show says it again, as the one line training printed (not the stored dict)
+    headline = next(line for line in err.splitlines() if line.startswith("weights from "))
+    code, out, _ = cli("runs", "show", run)
+    assert code == 0 and "'shape_mismatch'" not in out
+    cells = " ".join(out.replace("│", " ").split())  # the table's wrapped cell, read as one line
+    assert " ".join(headline.split()[-6:]) in cells
 
 
 def test_init_refuses_another_encoder_before_a_run_exists(source, data, tmp_path, cli):

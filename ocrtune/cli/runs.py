@@ -22,6 +22,7 @@ import typer
 from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, fmt, info, print_json, table
 from ocrtune.errors import InputError
+from ocrtune.model.init_from import headline_of
 from ocrtune.sweep.types import TrialResult, TrialSpec
 from ocrtune.train.rundir import RunDir, RunState, find_run, list_runs, list_trial_runs, run_state, shown_epoch
 
@@ -208,6 +209,8 @@ def _summary_rows(summary: dict[str, Any], state: RunState) -> list[list[Any]]:
                         else f"{state.status} (recorded: {state.recorded})"])
         elif k == "owner" and isinstance(v, dict):
             out.append(["owner", f"pid {v.get('pid')} on {str(v.get('host', '?')).split('/')[0]}"])
+        elif k == "init" and isinstance(v, dict):  # the line train --init printed
+            out.append(["init", headline_of(v)])
         elif k == "best_epoch":
             out.append(["best epoch", shown_epoch(v)])
         elif k == "best":

@@ -113,12 +113,7 @@ class InitReport:
         }
 
     def headline(self) -> str:
-        by_part = ", ".join(f"{p.part.value} {len(p.loaded)}/{p.in_model}" for p in self.parts if p.in_model)
-        line = f"weights from {self.source}: loaded {self.loaded} of {self.in_model} tensors ({by_part})"
-        skipped = [f"{n} {what}" for n, what in ((self.mismatched, "of another shape"),
-                                                 (self.missing, "not in the checkpoint"),
-                                                 (self.unexpected, "only in the checkpoint")) if n]
-        return line + ("; not loaded: " + ", ".join(skipped) if skipped else "")
+        return headline_of(self.record())
 
     def details(self) -> list[str]:
         """One line per tensor that was not loaded (``--verbose``)."""
@@ -129,6 +124,21 @@ class InitReport:
             out += [f"{p.part.value}: {n} not in the checkpoint (fresh)" for n in p.missing]
             out += [f"{p.part.value}: {n} only in the checkpoint (ignored)" for n in p.unexpected]
         return out
+
+
+def headline_of(record: Mapping[str, Any]) -> str:
+    """One line for an ``init`` record (``InitReport.record``, as ``summary.json`` keeps it):
+    what ``train --init`` printed, and what ``runs show`` prints again later."""
+    parts = {name: p for name, p in (record.get("parts") or {}).items() if isinstance(p, Mapping)}
+    in_model = {name: p.get("loaded", 0) + p.get("shape_mismatch", 0) + p.get("missing", 0) for name, p in parts.items()}
+    by_part = ", ".join(f"{name} {p.get('loaded', 0)}/{in_model[name]}" for name, p in parts.items() if in_model[name])
+    skip = record.get("skipped") or {}
+    line = (f"weights from {record.get('source')}: loaded {record.get('loaded', 0)} of {sum(in_model.values())} "
+            f"tensors ({by_part})")
+    skipped = [f"{n} {what}" for n, what in ((skip.get("shape_mismatch", 0), "of another shape"),
+                                             (skip.get("missing", 0), "not in the checkpoint"),
+                                             (skip.get("unexpected", 0), "only in the checkpoint")) if n]
+    return line + ("; not loaded: " + ", ".join(skipped) if skipped else "")
 
 
 def match_weights(
