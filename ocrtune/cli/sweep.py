@@ -64,6 +64,9 @@ def sweep(
         "--min-epochs", help="With --prune: never prune before this many epochs (default 1).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Sweep name (default <preset>-<param> or <preset>-<strategy>); re-run to resume.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="Dataset root (default: the preset's, else synthetic receipts).")] = None,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", help="Fine-tune: every trial starts from the weights of this run (best.ckpt) or .ckpt whose names "
+        "and shapes match, as train --init does; stored with the sweep (a resume without it keeps it).")] = None,
     set_: SetOption = None,
     storage: StorageOption = None,
     gpus: GpusOption = None,
@@ -96,7 +99,8 @@ def sweep(
         preset=preset, strategy=strategy, param=param, range_text=range_, linear=linear, points=points, top=top,
         stages=stages, min_improvement=min_improvement, replicates=replicates, replicate_top=replicate_top,
         epochs=epochs, metric=metric, space_path=space, trials=trials, prune=prune, min_epochs=min_epochs, name=name,
-        data=str(data) if data else None, objective=objective, seed=seed, batch=batch, trial_timeout=trial_timeout)
+        data=str(data) if data else None, objective=objective, seed=seed, batch=batch, trial_timeout=trial_timeout,
+        init=init)
     view = _View(live=not as_json and err_console.is_terminal)
     names: list[str] = []
     started_trials = [0]
@@ -108,8 +112,9 @@ def sweep(
     def started(cfg: Any, url: str, slots: Any) -> None:
         names.append(cfg.name)
         coupled = f"; {', '.join(c.describe() for c in cfg.couplings)}" if cfg.couplings else ""
+        start = f", from the weights of {cfg.init}" if cfg.init else ""
         info(f"sweep {cfg.name}: {cfg.strategy} over {', '.join(cfg.keys)}, {cfg.epochs} epoch(s) a "
-             f"trial, {len(slots)} local slot(s); storage {url}{coupled}")
+             f"trial{start}, {len(slots)} local slot(s); storage {url}{coupled}")
         view.__enter__()
 
     try:
@@ -189,7 +194,8 @@ def worker(
     from ocrtune.sweep.run.launcher import trials_at_a_time
 
     def started(cfg: Any, url: str, slots: Any) -> None:
-        info(f"worker for sweep {name} on {url}: {len(slots)} slot(s)")
+        start = f"; trials start from the weights of {cfg.init}" if cfg.init else ""
+        info(f"worker for sweep {name} on {url}: {len(slots)} slot(s){start}")
 
     try:
         outcomes = run_worker(name, Place(storage, runs_dir), gpus=gpus,
@@ -346,6 +352,8 @@ def render(s: SweepSummary, final: bool) -> Group:
                 parts.append(Text(f"{r.slot or '?'} -> trial {r.number}: {done}"))
     if s.couplings:
         parts.append(Text("coupled: " + "; ".join(s.couplings)))
+    if s.init:
+        parts.append(Text(f"init: every trial starts from the weights of {s.init}"))
     b = s.best
     if b is None:
         parts.append(Text("best: none yet", style="bold"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.sweep.prepare import SweepRequest, check_worker_data, prepare
+from ocrtune.sweep.prepare import SweepRequest, check_worker_data, check_worker_init, keep_stored_init, prepare
 from ocrtune.sweep.run.coordinator import Coordinator
 from ocrtune.sweep.run.launcher import Slot, make_slots, sigterm_as_interrupt
 from ocrtune.sweep.run.worker import Outcome, WorkerPool, WorkerSettings
@@ -65,9 +65,10 @@ def run_sweep(request: SweepRequest, place: Place, *, sets: Sequence[str] = (), 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     loaded = load_preset(request.preset, list(sets), list(presets_dir))
     slots = make_slots(gpus, parallel)
-    cfg = prepare(request, loaded.preset, slots=len(slots))
+    cfg = prepare(request, loaded.preset, slots=len(slots), runs_dir=place.runs_dir)
     store = Store.open(cfg.name, place.storage, runs_dir=place.runs_dir, create=True, direction=cfg.direction)
     try:
+        cfg = keep_stored_init(cfg, store.config(), loaded.preset)  # a resume without --init
         settings = WorkerSettings(sweep_dir=place.sweep_dir(cfg.name), warm=warm)
         coord = Coordinator(store, cfg, slots, settings, on_event=hooks.event)
         with sigterm_as_interrupt():
@@ -118,6 +119,7 @@ def run_worker(name: str, place: Place, *, gpus: str | None = None, parallel: in
         cfg = store.config()
         assert cfg is not None  # open_when_ready waits for the settings
         check_worker_data(cfg, settings.data)  # this machine's data, before any trial takes it
+        check_worker_init(cfg)  # and the sweep's --init checkpoint
         pool = WorkerPool(store, cfg, slots, settings, on_event=hooks.event, reap=True)
         hooks.started(cfg, store.url, slots)
         with sigterm_as_interrupt():

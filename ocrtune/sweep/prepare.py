@@ -1,16 +1,17 @@
 """Before a sweep starts: the command's options (a ``SweepRequest``), every swept key, the
 weights and the data are checked and turned into a ``SweepConfig``, so a mistake is one
 located line before the study exists, not a failed trial each. A worker joining a stored
-sweep checks its own data the same way.
+sweep checks its own data (and the sweep's ``--init`` checkpoint) the same way.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
@@ -30,6 +31,12 @@ from ocrtune.sweep.types import (
     TPESearch,
 )
 from ocrtune.train.rundir import slug
+
+if TYPE_CHECKING:
+    from ocrtune.model.checkpoint import TrainedWeights
+
+INIT = "--init"
+ENCODER_KEY = "models.encoder.model_name"
 
 _METHOD = {"bayes": "tpe", "tpe": "tpe", "grid": "grid", "random": "random", "hierarchical": "hierarchical"}
 _METRIC_NAMES = {"hmean": "hmean", "val_hmean": "hmean", "val/hmean": "hmean", "val_loss": "val_loss", "val/loss": "val_loss"}
@@ -63,14 +70,17 @@ class SweepRequest:
     seed: int = 0
     batch: int | None = None
     trial_timeout: float | None = None
+    init: str | None = None  # a run or .ckpt every trial's weights start from (fine-tuning)
 
 
-def prepare(request: SweepRequest, preset: Preset, slots: int = 1) -> SweepConfig:
+def prepare(request: SweepRequest, preset: Preset, slots: int = 1, runs_dir: Path = Path("runs")) -> SweepConfig:
     """Validate every option (and every swept key against the preset) before anything runs.
 
     A training sweep also checks that the preset's pretrained weights can be loaded here and
     its data, as ``train`` does before a run directory exists, so a wrong ``--data`` is one
-    line before the study is created, not a failed trial each.
+    line before the study is created, not a failed trial each. ``--init`` is resolved here
+    once (a run -> its checkpoint, under ``runs_dir`` for a bare name) and checked as ``train
+    --init`` checks it.
     """
     from ocrtune.sweep.run.trial import load_objective, reserved_keys
 
@@ -79,6 +89,9 @@ def prepare(request: SweepRequest, preset: Preset, slots: int = 1) -> SweepConfi
         check_name(r.name)
     if r.trial_timeout is not None and not r.trial_timeout > 0:
         raise InputError(f"must be > 0 seconds (got {r.trial_timeout:g})", key="--trial-timeout")
+    if r.init is not None and r.objective is not None:
+        raise InputError("an --objective sweep trains no model, so there are no weights to start from; drop --init "
+                         "or --objective", key=INIT)
     reserved = reserved_keys(data_given=bool(r.data)) if r.objective is None else None
     couple = lambda keys: couplings_for(preset, keys)  # noqa: E731
     space = load_space(r.space_path, base=preset, reserved=reserved, couple=couple) if r.space_path is not None else None
@@ -148,10 +161,60 @@ def prepare(request: SweepRequest, preset: Preset, slots: int = 1) -> SweepConfi
     )
     build_strategy(cfg, propose_tpe)  # planner settings are checked here (--points, --range ...)
     if r.objective is None:
-        check_weights(preset, space)
+        init = None
+        if r.init is not None:
+            init = read_init(r.init, preset, space.keys, runs_dir)
+            cfg = replace(cfg, init=str(init.path))
+        check_weights(_model_preset(preset, init), space)
         if slots > 0:  # a coordinate-only sweep's data may exist only on its workers
             check_data(preset, cfg.data, space)  # last: it reads the annotations
     return cfg
+
+
+def read_init(ref: str, preset: Preset, keys: Sequence[str], runs_dir: Path = Path("runs")) -> TrainedWeights:
+    """The checkpoint ``--init`` names (a run -> its best.ckpt, else last.ckpt; the path made
+    absolute), read and checked against the preset's encoder as ``train --init`` does. A sweep
+    over the encoder is refused: one checkpoint can start only the encoder it holds."""
+    from ocrtune.model.init_from import read_init_source
+    from ocrtune.train.rundir import find_run
+
+    if ENCODER_KEY in keys:
+        raise InputError(f"the sweep's space swaps the encoder ({ENCODER_KEY}), but a checkpoint starts only the "
+                         "encoder it holds; sweep the encoder without --init, or fine-tune one encoder", key=INIT)
+    if not Path(ref).exists():  # a run name under runs_dir, or nothing: named as --init's, not as a bare run's
+        try:
+            find_run(ref, runs_dir)
+        except InputError as e:
+            raise InputError(f"neither a checkpoint file nor a run: {e.problems[0].message}", file=ref, key=INIT) from None
+    return read_init_source(ref, runs_dir, preset)
+
+
+def keep_stored_init(cfg: SweepConfig, stored: SweepConfig | None, preset: Preset) -> SweepConfig:
+    """A resume without ``--init`` goes on from the checkpoint the sweep started from (checked
+    again: it may have moved since); one with another ``--init`` is left for the settings check
+    to name."""
+    if cfg.init is not None or cfg.objective or stored is None or stored.init is None:
+        return cfg
+    read_init(stored.init, preset, cfg.keys)
+    return replace(cfg, init=stored.init)
+
+
+def check_worker_init(config: SweepConfig) -> None:
+    """A worker's check of the sweep's ``--init`` checkpoint (stored as an absolute path): it
+    must be readable on this machine too, before any trial takes it."""
+    if config.init is None or config.objective:
+        return
+    read_init(config.init, Preset.model_validate(config.base), config.keys)
+
+
+def _model_preset(preset: Preset, init: TrainedWeights | None) -> Preset:
+    """The preset the trials build their model with (no hub download for an encoder the
+    checkpoint replaces whole), for the weights check."""
+    if init is None:
+        return preset
+    from ocrtune.model.init_from import preset_for_init
+
+    return preset_for_init(preset, init)
 
 
 def check_weights(preset: Preset, space: Space | None = None) -> None:

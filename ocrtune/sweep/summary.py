@@ -61,6 +61,7 @@ def summarize(store: Store, cfg: SweepConfig, slots: int = 0, trials: Sequence[S
         counts=counts,
         eta_s=None if finished else eta_s(cfg, trials, plans, slots),
         couplings=[c.describe() for c in cfg.couplings],
+        init=cfg.init,
     )
 
 

@@ -186,7 +186,8 @@ def derived_values(params: Mapping[str, Any], couplings: Sequence[Coupling]) -> 
 @dataclass(frozen=True)
 class TrialSpec:
     """What a trial process runs (``spec.json``): the resolved base preset, the trial's own
-    values (``params``, swept; ``derived``, coupled to them), epochs, metric and data."""
+    values (``params``, swept; ``derived``, coupled to them), epochs, metric and data, and the
+    checkpoint its weights start from (``init``, the sweep's ``--init``: an absolute path)."""
 
     name: str
     params: dict[str, Any]
@@ -197,6 +198,7 @@ class TrialSpec:
     data: str | None = None
     objective: str | None = None
     derived: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -331,7 +333,7 @@ _OPTIONS = {
     "preset": "--preset", "metric": "--metric", "epochs": "--epochs", "prune": "--prune", "min_epochs": "--min-epochs",
     "seed": "--seed", "data": "--data", "objective": "--objective", "strategy": "--strategy", "param": "--param",
     "points": "--points", "top": "--top", "log": "--linear", "range": "--range",
-    "source": "the imported file", "rows": "the imported rows",
+    "source": "the imported file", "rows": "the imported rows", "init": "--init",
 }
 PRESET_OPTION = "--preset/--set"
 
@@ -341,7 +343,8 @@ class SweepConfig:
     """Everything that defines a sweep; stored in the study so that workers, resumes and
     ``sweep status`` see the same sweep. ``base`` is the resolved preset (after ``--set``);
     ``dims`` the validated space (``plan/space.py``'s ``Dim`` as JSON); ``search`` what one
-    strategy adds; ``couplings`` the settings that follow a swept key."""
+    strategy adds; ``couplings`` the settings that follow a swept key; ``init`` the checkpoint
+    every trial's weights start from (``--init``, resolved to an absolute ``.ckpt`` path)."""
 
     name: str = resumable()
     preset: str = ""
@@ -356,6 +359,7 @@ class SweepConfig:
     seed: int = 0
     data: str | None = None
     objective: str | None = None
+    init: str | None = None
     space_file: str | None = resumable(None)
     trial_timeout: float | None = resumable(None)
 
@@ -412,8 +416,9 @@ class SweepConfig:
                 out += [replace(d, option=f"{d.key.removeprefix('base.')} ({PRESET_OPTION})")
                         for d in _diff("base", _plain(stored.base), _plain(self.base))]
             else:
+                a, b = (_or_none(getattr(x, f.name)) if f.name == "init" else getattr(x, f.name) for x in (stored, self))
                 out += [replace(d, option=_OPTIONS.get(f.name, f"--{f.name.replace('_', '-')}"))
-                        for d in _diff(f.name, _plain(getattr(stored, f.name)), _plain(getattr(self, f.name)))]
+                        for d in _diff(f.name, _plain(a), _plain(b))]
         return out
 
 
@@ -505,6 +510,7 @@ class SweepSummary:
     counts: dict[str, int]
     eta_s: float | None
     couplings: list[str] = field(default_factory=list)
+    init: str | None = None  # the checkpoint every trial starts from (--init)
 
     def to_json(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -585,6 +591,11 @@ def _space_differences(stored: Sequence[Mapping[str, Any]], new: Sequence[Mappin
 
 class _Shown(str):
     """Text shown as it is (not quoted) in a difference."""
+
+
+def _or_none(v: Any) -> Any:
+    """No ``--init`` reads as ``(none)`` in a difference, not as JSON's null."""
+    return _Shown("(none)") if v is None else v
 
 
 def _range_text(pair: tuple[Any, Any]) -> _Shown:

@@ -27,6 +27,7 @@ import math
 import re
 import statistics
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -109,7 +110,7 @@ def build_report(inp: ReportInput) -> Report:
         baseline=inp.baseline, best=best_row, best_note=s.best.note if s.best else None, best_vs_baseline=changes,
         score_delta_pp=delta_pp(best_score, inp.baseline.score, cfg.metric),
         ranking=ranking, unscored=unscored, placement=placement, impact=impact, importance=inp.importance,
-        progress=progress, recommended=recommended, compute_hours=hours, device=device,
+        progress=progress, recommended=recommended, compute_hours=hours, device=device, init=cfg.init,
     )
     return replace(report, methods=methods_text(report))
 
@@ -473,7 +474,9 @@ def methods_text(r: Report) -> Methods:
     if r.source.startswith("imported"):
         parts.append(f"Each run was scored by its {metric}; the file records {r.compute_hours:.3g} hours of runtime.")
     else:
-        parts.append(f"Each trial trained for {r.epochs} epoch(s) and was scored by its best epoch's {metric}; "
+        start = (f", starting from the weights in {_init_label(r.init)} (every tensor whose name and shape "
+                 "matched; a fresh optimizer and schedule)," if r.init else "")
+        parts.append(f"Each trial trained for {r.epochs} epoch(s){start} and was scored by its best epoch's {metric}; "
                      f"the sweep used {r.compute_hours:.3g} {r.device}-hours in all.")
     best = next((x for x in r.recommended if x.kind == RecKind.BEST), None)
     if best is not None and r.best is not None:
@@ -490,6 +493,14 @@ def methods_text(r: Report) -> Methods:
         parts.append(f"The chosen configuration is {values}{unc}, scoring {scoring}{delta}.")
     md = " ".join(parts)
     return Methods(md, _latex(md))
+
+
+def _init_label(path: str) -> str:
+    """``.../<run>/checkpoints/best.ckpt`` -> ``best.ckpt of run <run>``: what a reader knows it by."""
+    p = Path(path)
+    if p.parent.name == "checkpoints" and p.parent.parent.name:
+        return f"{p.name} of run {p.parent.parent.name}"
+    return p.name
 
 
 def _space_text(r: Report) -> str:

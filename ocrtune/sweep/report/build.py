@@ -8,6 +8,7 @@ half-written and a failed run leaves the previous report as it was.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -173,6 +174,7 @@ def _with_presets(report: Report, cfg: SweepConfig, staging: Path, final: Path, 
                        f"{rec.kind.value} configuration of sweep {report.name}", dirs)
         where = final / path.name
         command = f"ocrtune train --preset {_shown(where)}" + (f" --data {cfg.data}" if cfg.data else "")
+        command += f" --init {shlex.quote(cfg.init)}" if cfg.init else ""  # the preset alone starts elsewhere
         out.append(replace(rec, preset=str(where), command=command))
     return replace(report, recommended=out)
 

@@ -184,6 +184,7 @@ class Report:
     device: str  # "GPU" or "CPU"
     methods: Methods | None = None
     figures: dict[str, str] = field(default_factory=dict)  # name -> path (relative to the report folder)
+    init: str | None = None  # the checkpoint every trial started from (the sweep's --init)
 
     def to_json(self) -> dict[str, Any]:
         """``recommended`` maps each recommendation's name to its preset file (as the report's

@@ -63,8 +63,9 @@ def blocks(r: Report) -> list[Block]:
     base = r.baseline
     score_src = f"{_score(base.score, r)}: {base.score_source}" if base.score is not None else \
         "no score (pass --baseline RUN to compare against a measured run)"
+    start = f", each from the weights of {r.init}" if r.init else ""
     out.append(P(f"{r.strategy} sweep of {', '.join(r.keys)} on preset {r.preset}, {r.epochs} epoch(s) per "
-                 f"trial ({r.source}), ranked by {r.metric} ({'higher' if r.direction == 'maximize' else 'lower'} is "
+                 f"trial ({r.source}{start}), ranked by {r.metric} ({'higher' if r.direction == 'maximize' else 'lower'} is "
                  f"better). State: {r.state}. Baseline: {base.kind} {base.label}, {score_src}."))
     if base.score is not None and base.epochs and base.epochs != r.epochs and r.best is not None \
             and not r.source.startswith("imported"):

@@ -6,7 +6,7 @@ while it runs, and reads ``result.json`` (a ``TrialResult``) when it exits. This
 store, so a crash here (segfault, OOM killer) can only lose this trial, never the study.
 
 Training mode sets the trial's values (swept and coupled) on the base preset, validates it
-like any preset, and calls ``fit``,
+like any preset, and calls ``fit`` (from the sweep's ``--init`` checkpoint when it has one),
 the same code ``ocrtune train`` runs, into ``TRIAL_DIR/runs/<date>-<name>/``. A few preset keys
 never reach it from the params (``reserved_keys``): the coordinator refuses to sweep them. In a
 GPU slot (``$OCRTUNE_SLOT_GPU``) it trains on the GPU or fails; it never falls back to the CPU.
@@ -154,6 +154,8 @@ def run_training(spec: TrialSpec, spec_path: Path) -> TrialResult:
         val_loss=spec.metric == "val_loss",
         max_epochs=spec.epochs,
         accelerator="gpu" if os.environ.get(SLOT_GPU_ENV) else "auto",  # a GPU slot never trains on the CPU
+        init=spec.init,  # the sweep's --init: fit loads, checks and records it as train --init does
+        on_init=lambda report: print(report.headline(), flush=True),  # into trial.log
     )
     limit_gpu_memory()  # a GPU shared with other trials (--trials-per-gpu): only this trial's share
     res = fit(loaded, opts)

@@ -207,7 +207,8 @@ def trial_spec(store: Store, config: SweepConfig, trial: StoredTrial, data: str 
     """What the trial process runs: the stored settings with this trial's values."""
     return TrialSpec(name=f"{store.name}-t{trial.number:04d}", params=dict(trial.params), epochs=int(config.epochs),
                      metric=config.metric, base=config.base, preset=config.preset, data=data or config.data,
-                     objective=config.objective, derived=derived_values(trial.params, config.couplings))
+                     objective=config.objective, derived=derived_values(trial.params, config.couplings),
+                     init=config.init)
 
 
 def warm_spec(config: SweepConfig, data: str | None) -> TrialSpec:
