@@ -168,7 +168,8 @@ def test_bad_init_sources_are_one_located_line(source, data, tmp_path, cli):
     torch.save({"conv.weight": torch.zeros(2, 2)}, plain)
     cases = [(empty, f"{empty / 'checkpoints'} --init: run has no checkpoint"),
              (corrupt, f"{corrupt} --init: cannot read checkpoint"),
-             (plain, f"{plain} --init: not an ocrtune checkpoint")]
+             (plain, f"{plain} --init: not an ocrtune checkpoint"),
+             ("no-such-run", "--init no-such-run: run not found (looked for a run directory and under ")]
     for ref, line in cases:
         code, _, err = cli("train", "-p", "cpu-demo", "--data", data, "--runs-dir", runs, "--init", ref)
         assert code == 2 and err.startswith(line) and len(err.strip().splitlines()) == 1, (ref, err)

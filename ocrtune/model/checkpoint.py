@@ -9,7 +9,7 @@ runs from it) and everything else Lightning keeps there (optimizer, loops) is ig
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,12 @@ def find_checkpoint(ref: str | Path, runs_dir: Path = Path("runs"), key: str | N
         return p
     if p.is_dir() and not (p / CONFIG).is_file() and not (p / "summary.json").is_file():
         raise InputError("not a run directory (no config.yaml) and not a checkpoint file", file=str(p), key=key)
-    run = find_run(ref, runs_dir)
+    try:
+        run = find_run(ref, runs_dir)
+    except InputError as e:  # "nope: run not found": say which option named it
+        if key is None:
+            raise
+        raise InputError(problems=[replace(p, key=f"{key} {p.key}" if p.key else key) for p in e.problems]) from None
     for ckpt in (run.best_ckpt, run.last_ckpt):
         if ckpt.is_file():
             return ckpt

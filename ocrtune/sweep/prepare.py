@@ -176,17 +176,11 @@ def read_init(ref: str, preset: Preset, keys: Sequence[str], runs_dir: Path = Pa
     absolute), read and checked against the preset's encoder as ``train --init`` does. A sweep
     over the encoder is refused: one checkpoint can start only the encoder it holds."""
     from ocrtune.model.init_from import read_init_source
-    from ocrtune.train.rundir import find_run
 
     if ENCODER_KEY in keys:
         raise InputError(f"the sweep's space swaps the encoder ({ENCODER_KEY}), but a checkpoint starts only the "
                          "encoder it holds; sweep the encoder without --init, or fine-tune one encoder", key=INIT)
-    if not Path(ref).exists():  # a run name under runs_dir, or nothing: named as --init's, not as a bare run's
-        try:
-            find_run(ref, runs_dir)
-        except InputError as e:
-            raise InputError(f"neither a checkpoint file nor a run: {e.problems[0].message}", file=ref, key=INIT) from None
-    return read_init_source(ref, runs_dir, preset)
+    return read_init_source(ref, runs_dir, preset)  # a missing source is named as --init's, as train says it
 
 
 def keep_stored_init(cfg: SweepConfig, stored: SweepConfig | None, preset: Preset) -> SweepConfig:

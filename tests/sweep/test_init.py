@@ -155,7 +155,7 @@ def test_bad_init_sources_are_one_line_and_no_study(cli, tmp_path, data, source)
     space.write_text(f"{LR}: {{values: [1.0e-3]}}\nmodels.encoder.model_name: {{values: [resnet10t, resnet14t]}}\n")
     missing = tmp_path / "nowhere.ckpt"
     cases = [
-        (("--init", missing), f"{missing} --init: neither a checkpoint file nor a run: run not found"),
+        (("--init", missing), f"--init {missing}: run not found (looked for a run directory and under "),
         (("--init", source, "--set", "models.encoder.model_name=resnet14t"),
          f"{(source / 'checkpoints' / 'best.ckpt').resolve()} --init: the checkpoint's encoder is resnet10t, the "
          "preset's models.encoder.model_name is resnet14t; fine-tuning needs the same encoder"),
