@@ -270,6 +270,7 @@ class Session:
                 (r,) = self.child([cfg])
             except MeasurementFailed as e:
                 rows.append({"config": asdict(cfg), "error": str(e)})
+                self.figures["parts"]["step"] = rows
                 self.log(f"failed: {e}")
                 continue
             for k in ("preloaded", "cache", "no cache"):
@@ -290,6 +291,7 @@ class Session:
                 res = self.child(cfgs)
             except MeasurementFailed as e:
                 rows.append({"trials_per_gpu": k, "error": str(e)})
+                self.figures["parts"]["share"] = rows
                 self.log(f"failed: {e}")
                 continue
             t0 = max(r["cache"]["t0"] for r in res)
