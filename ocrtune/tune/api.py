@@ -242,9 +242,11 @@ def _pct(s: Scored) -> str:
 
 
 def _save_summary(result: TuneResult, loaded_checkpoint: Path, run_path: Path | None) -> str | None:
-    """``tune-postprocess-<split>.json`` in the run (or beside the checkpoint); best effort."""
+    """``tune-postprocess-<split>.json`` in the run for its best.ckpt (``-last-<split>`` for
+    last.ckpt, so neither replaces the other), or beside the checkpoint; best effort."""
     if run_path is not None:
-        path = run_path / f"tune-postprocess-{result.split}.json"
+        stem = "" if loaded_checkpoint.stem == "best" else f"{loaded_checkpoint.stem}-"
+        path = run_path / f"tune-postprocess-{stem}{result.split}.json"
     else:
         path = loaded_checkpoint.with_name(f"{loaded_checkpoint.stem}.tune-postprocess-{result.split}.json")
     result.summary_path = str(path)

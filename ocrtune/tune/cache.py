@@ -104,9 +104,11 @@ class MapsCache:
 
 
 def cache_dir(checkpoint: Path, run_path: Path | None, split: str) -> Path:
-    """``<run>/maps-<split>``, or ``<stem>.maps-<split>`` beside a checkpoint outside a run."""
+    """``<run>/maps-<split>`` for a run's best.ckpt, ``<run>/maps-<stem>-<split>`` for its other
+    checkpoints (tuning last.ckpt must not replace best.ckpt's maps), or ``<stem>.maps-<split>``
+    beside a checkpoint outside a run."""
     if run_path is not None:
-        return run_path / f"maps-{split}"
+        return run_path / (f"maps-{split}" if checkpoint.stem == "best" else f"maps-{checkpoint.stem}-{split}")
     return checkpoint.with_name(f"{checkpoint.stem}.maps-{split}")
 
 

@@ -102,6 +102,23 @@ def test_the_cache_is_reused_until_the_checkpoint_changes(tiny, cli, tmp_path):
     assert "computing the val probability maps" in err
 
 
+def test_tuning_last_ckpt_keeps_best_ckpts_maps(tiny, cli, tmp_path):
+    """Each checkpoint of a run has its own maps: tuning last.ckpt, then the run (best.ckpt)
+    again, reuses best's maps instead of rebuilding them over last's."""
+    data, runs, run = tiny
+    code, best, err = _tune(cli, run, data, tmp_path, "--no-preset")
+    assert code == 0, err
+    code, last, err = _tune(cli, run / "checkpoints" / "last.ckpt", data, tmp_path, "--no-preset")
+    assert code == 0, err
+    manifest = json.loads((run / "maps-last-val" / "manifest.json").read_text())
+    assert manifest["checkpoint"]["path"].endswith("last.ckpt")
+    assert last["saved"] == str(run / "tune-postprocess-last-val.json")
+    assert json.loads((run / "tune-postprocess-val.json").read_text())["best"] == best["best"]  # best's record kept
+    code, again, err = _tune(cli, run, data, tmp_path, "--no-preset")
+    assert code == 0 and again["cache"]["reused"], err
+    assert json.loads((run / "maps-val" / "manifest.json").read_text())["checkpoint"]["path"].endswith("best.ckpt")
+
+
 def test_a_checkpoint_outside_a_run_caches_beside_it(tiny, cli, tmp_path):
     data, runs, run = tiny
     ckpt = tmp_path / "model.ckpt"
