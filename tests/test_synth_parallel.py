@@ -19,7 +19,11 @@ def _files(root: Path) -> dict[str, bytes]:
     SynthOptions(),
     SynthOptions(Granularity.LINE, Style.REAL, frozenset(Effect)),
 ])
-def test_parallel_output_is_byte_identical_to_serial(tmp_path: Path, options: SynthOptions) -> None:
+def test_parallel_output_is_byte_identical_to_serial(tmp_path: Path, options: SynthOptions,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ocrtune.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "available_cores", lambda: 8)  # 3 processes even on a 2-core machine
     runs = {w: synthesize(tmp_path / f"w{w}", n=7, seed=9, size=128, val_fraction=0.3, options=options, workers=w)
             for w in (1, 2, 3)}
     serial = _files(tmp_path / "w1")
@@ -33,6 +37,14 @@ def test_parallel_output_is_byte_identical_to_serial(tmp_path: Path, options: Sy
 def test_more_workers_than_images_is_fine(tmp_path: Path) -> None:
     result = synthesize(tmp_path / "a", n=2, seed=0, size=96, workers=16)
     assert result.workers == 2 and result.n_train + result.n_val == 2 and result.images_per_s > 0
+
+
+def test_never_more_processes_than_usable_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ocrtune.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "available_cores", lambda: 3)
+    result = synthesize(tmp_path / "a", n=8, seed=0, size=96, workers=64)
+    assert result.workers == 3 and result.n_train + result.n_val == 8
 
 
 def test_a_worker_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

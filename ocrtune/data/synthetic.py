@@ -39,7 +39,7 @@ from ocrtune.data.synth_draw import (
     transform as _transform,
 )
 from ocrtune.data.synth_marker import MARKER, check_destination, marker_text, ours
-from ocrtune.data.synth_options import Style, SynthOptions
+from ocrtune.data.synth_options import Style, SynthOptions, available_cores
 from ocrtune.data.synth_pool import ImageJob, Renderer, SplitJson, render_all
 from ocrtune.errors import InputError
 
@@ -306,7 +306,9 @@ def synthesize(
     check_destination(out, overwrite)
     splits = {"train": range(0, n_train), "val": range(n_train, n)}
     splits = {s: r for s, r in splits.items() if len(r)}
-    workers = min(workers, n)
+    # more processes than images or usable cores only costs memory and start-up; the result
+    # line says how many rendered
+    workers = min(workers, n, available_cores())
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
