@@ -130,6 +130,11 @@ def test_init_fine_tunes_the_same_preset_and_records_the_source(source, data, tm
     opt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]
     assert {float(st["step"]) for st in opt["state"].values()} == {1.0}
     assert opt["param_groups"][0]["lr"] == pytest.approx(1e-9)
+    # a preset made from the run says the weights it started from, and the --init that starts there
+    code, _, err = cli("presets", "new", "ft", "--from", run, "--dir", tmp_path / "p", "--presets-dir", tmp_path)
+    assert code == 0, err
+    header = " ".join(line.lstrip("# ") for line in (tmp_path / "p" / "ft.yaml").read_text().splitlines())
+    assert f"add --init {ckpt}" in header
 
 
 def test_init_into_another_head_says_what_was_not_loaded(source, data, tmp_path, cli):

@@ -178,6 +178,8 @@ def _trial_source(spec: TrialSpec, sweep: str, number: int, ref: str | None,
     header.append(f"Trial values: {values}" + (
         "; coupled: " + ", ".join(f"{k}={v!r}" for k, v in spec.derived.items()) if spec.derived else "") + ".")
     header.append(outcome)
+    if spec.init:
+        header.append(_init_line(spec.init))
     if run is not None:
         header.append(f"Its run directory: {show_path(run.path)}.")
     return Source(
@@ -195,6 +197,11 @@ def _trial_source(spec: TrialSpec, sweep: str, number: int, ref: str | None,
         recorded=spec.preset,
         other_note="the sweep's base preset (its --set)",
     )
+
+
+def _init_line(source: str) -> str:
+    """A preset holds no weights: say where the run started from, and how to start there again."""
+    return f"Fine-tuned from {show_path(Path(source))}: the preset alone trains from scratch; add --init {source}."
 
 
 def _is_replicate(runs_dir: Path, sweep: str, number: int, params: dict[str, Any]) -> bool:
@@ -254,7 +261,7 @@ def _read_stored_trial(runs_dir: Path, sweep: str, number: int, ref: str | None)
     epochs = int(attrs["epochs"]) if imported and isinstance(attrs.get("epochs"), int) else int(cfg.epochs)
     spec = TrialSpec(name=f"{sweep}-t{number:04d}", params=dict(trial.params), epochs=epochs, metric=cfg.metric,
                      base=dict(cfg.base), preset=cfg.preset or None, data=cfg.data, objective=cfg.objective,
-                     derived=trial.derived)
+                     derived=trial.derived, init=cfg.init)
     result = (TrialResult(trial.status, trial.score, attrs.get("run_dir"), attrs.get("error"))
               if trial.is_result else None)
     replicate = "seed" in spec.params and (trial.kind == "replicate" or "seed" not in cfg.keys)
@@ -343,6 +350,9 @@ def read_run(ref: str, runs_dir: Path = Path("runs"), dirs: Sequence[str | Path]
                  if isinstance(best.get(k), (int, float))]
         epoch = shown_epoch(summary.get("best_epoch"))
         header.append("Best val " + " / ".join(parts) + (f" at epoch {epoch}" if epoch is not None else "") + ".")
+    init = summary.get("init")
+    if isinstance(init, dict) and init.get("source"):
+        header.append(_init_line(str(init["source"])))
     return Source(
         ref=ref,
         kind="run",

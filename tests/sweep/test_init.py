@@ -147,6 +147,22 @@ def test_report_commands_fine_tune_from_the_source(cli, warm, runs, source):
     assert f"--init {ckpt}" in md and f"each from the weights of {ckpt}" in md
 
 
+def test_presets_from_a_fine_tuning_trial_or_run_say_where_it_started(cli, warm, runs, source, tmp_path):
+    """A preset holds no weights: one made from a fine-tuning trial (spec.json or the study) or
+    from its run says the run started from a checkpoint, and the --init that starts there."""
+    ckpt = (source / "checkpoints" / "best.ckpt").resolve()
+    summary, _ = warm
+    run_dir = Path(summary["trials"][0]["run_dir"])
+    for ref in ("ft-warm:0", str(run_dir)):
+        out_dir = tmp_path / ref.replace("/", "_").replace(":", "_")
+        out_dir.mkdir()
+        code, _, err = cli("presets", "new", "ft", "--from", ref, "--runs-dir", runs, "--presets-dir", out_dir,
+                           "--dir", out_dir)
+        assert code == 0, (ref, err)
+        text = (out_dir / "ft.yaml").read_text()
+        assert f"--init {ckpt}" in " ".join(line.lstrip("# ") for line in text.splitlines()), (ref, text[:800])
+
+
 # --- refused before the study exists ----------------------------------------------------------
 
 
