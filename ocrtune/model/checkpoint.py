@@ -90,6 +90,8 @@ def find_checkpoint(ref: str | Path, runs_dir: Path = Path("runs"), key: str | N
     p = Path(ref)
     if p.is_file():
         return p
+    if p.suffix == ".ckpt" and not p.exists():  # a checkpoint file, not a run's name
+        raise InputError("no such checkpoint file", file=str(p), key=key)
     if p.is_dir() and not (p / CONFIG).is_file() and not (p / "summary.json").is_file():
         raise InputError("not a run directory (no config.yaml) and not a checkpoint file", file=str(p), key=key)
     try:

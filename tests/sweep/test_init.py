@@ -171,7 +171,7 @@ def test_bad_init_sources_are_one_line_and_no_study(cli, tmp_path, data, source)
     space.write_text(f"{LR}: {{values: [1.0e-3]}}\nmodels.encoder.model_name: {{values: [resnet10t, resnet14t]}}\n")
     missing = tmp_path / "nowhere.ckpt"
     cases = [
-        (("--init", missing), f"--init {missing}: run not found (looked for a run directory and under "),
+        (("--init", missing), f"{missing} --init: no such checkpoint file"),
         (("--init", source, "--set", "models.encoder.model_name=resnet14t"),
          f"{(source / 'checkpoints' / 'best.ckpt').resolve()} --init: the checkpoint's encoder is resnet10t, the "
          "preset's models.encoder.model_name is resnet14t; fine-tuning needs the same encoder"),
@@ -194,7 +194,7 @@ def test_a_worker_checks_the_stored_source_before_taking_a_trial(cli, tmp_path, 
     store.close()
     code, _, err = cli("sweep", "worker", "--name", "wk", "--runs-dir", tmp_path / "runs", "--wait", "0",
                        "--max-idle", "0")
-    assert code == 2 and one_line(err).startswith(f"{gone} --init: neither a checkpoint file nor a run")
+    assert code == 2 and one_line(err) == f"{gone} --init: no such checkpoint file"
 
 
 # --- the stored settings (pure) ---------------------------------------------------------------
