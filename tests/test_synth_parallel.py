@@ -47,17 +47,22 @@ def test_never_more_processes_than_usable_cores(tmp_path: Path, monkeypatch: pyt
     assert result.workers == 3 and result.n_train + result.n_val == 8
 
 
+def _fails_on_image_3(seed: int, index: int, *args: object) -> object:
+    """A renderer that breaks on one image; module level, so it reaches the workers (pickled by
+    name: they start from a fork server, not from the test's process)."""
+    if index == 3:
+        raise RuntimeError("boom")
+    from ocrtune.data.synthetic import render_receipt as real  # the workers' module is not patched
+
+    if real is _fails_on_image_3:
+        raise AssertionError("rendered in the test's own process")
+    return real(seed, index, *args)
+
+
 def test_a_worker_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ocrtune.data.synthetic as synthetic
 
-    real = synthetic.render_receipt
-
-    def flaky(seed: int, index: int, *args: object) -> object:
-        if index == 3:
-            raise RuntimeError("boom")
-        return real(seed, index, *args)
-
-    monkeypatch.setattr(synthetic, "render_receipt", flaky)  # forked workers inherit it
+    monkeypatch.setattr(synthetic, "render_receipt", _fails_on_image_3)
     with pytest.raises(RuntimeError, match="boom"):
         synthesize(tmp_path / "new", n=5, size=96, workers=2)
     assert not (tmp_path / "new").exists()

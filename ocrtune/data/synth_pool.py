@@ -111,8 +111,16 @@ def _work(job: ImageJob) -> RenderedImage:
 
 
 def _context() -> mp.context.BaseContext:
-    """fork where there is one (workers inherit fonts and the renderer); spawn elsewhere."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    """Workers forked from a fork server, not from this process: a child forked from a process
+    whose OpenCV (or torch, or another thread's) locks were held at that moment hangs on its
+    first call (seen in a test worker that had used OpenCV's thread pool and runs execnet's
+    threads). The server imports the renderer once, so a worker starts as fast as a fork; the
+    renderer (seed, size, options, fonts) travels pickled. spawn where there is no fork server."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
 
 
 def render_all(renderer: Renderer, jobs: list[ImageJob], workers: int) -> Iterator[RenderedImage]:
@@ -122,10 +130,7 @@ def render_all(renderer: Renderer, jobs: list[ImageJob], workers: int) -> Iterat
         renderer.fonts = renderer.fonts or find_fonts()
         yield from map(renderer, jobs)
         return
-    # what a child would otherwise load lazily (fonts, PIL's JPEG plugin) is loaded before the
-    # fork, so no child waits on a lock another thread of this process held at fork time
-    renderer.fonts = renderer.fonts or find_fonts()
-    encode_jpeg(np.zeros((8, 8, 3), np.uint8), 90)
+    renderer.fonts = renderer.fonts or find_fonts()  # found once, sent to every worker
     chunk = max(1, min(16, len(jobs) // (workers * 4)))
     with _context().Pool(workers, initializer=_init_worker, initargs=(renderer,)) as pool:
         yield from pool.imap(_work, jobs, chunksize=chunk)
