@@ -165,19 +165,21 @@ def test_the_cache_leaves_room_on_a_nearly_full_disk(tmp_path, monkeypatch, capl
     cache must never take the space a run's checkpoints need. Images are then decoded, right."""
     import collections
 
+    from ocrtune import diskspace
+
     path = tmp_path / "a.png"
     _noise(50, 40, 1).save(path)
     want = load_image(path)[0]
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(decoded_cache, "_write_failed", False)
-    monkeypatch.setattr(decoded_cache.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 2**30 + 1000))
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 2**30 + 1000))
     cache = DecodedCache(tmp_path / "decoded")
     with caplog.at_level("WARNING", logger="ocrtune.data"):
         for _ in range(3):
             assert np.array_equal(cache.load(path)[0], want)
     assert not list((tmp_path / "decoded").rglob("*.px"))  # 50x40x3 bytes would cut into the 2 GiB floor
     assert sum("disk is nearly full" in r.getMessage() for r in caplog.records) == 1
-    monkeypatch.setattr(decoded_cache.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 3 * 2**30))
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: usage(100 * 2**30, 0, 3 * 2**30))
     cache.load(path)
     assert len(list((tmp_path / "decoded").rglob("*.px"))) == 1  # room again: written
 

@@ -18,13 +18,13 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
 from ocrtune.data.decoded_cache import ENTRY_SUFFIX, decoded_root, stage_dir_name
+from ocrtune.diskspace import disk_usage_near
 from ocrtune.data.layout import cache_root_and_source
 from ocrtune.errors import InputError, Problem
 
@@ -271,14 +271,8 @@ def _problem(path: Path, what: str, e: OSError) -> Problem:
 
 
 def _disk(root: Path) -> tuple[int | None, int | None]:
-    probe = root
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        usage = shutil.disk_usage(probe)
-    except OSError:
-        return None, None
-    return usage.total, usage.free
+    usage = disk_usage_near(root)
+    return (None, None) if usage is None else (usage.total, usage.free)
 
 
 def _iso(t: float | None) -> str | None:

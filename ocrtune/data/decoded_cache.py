@@ -40,7 +40,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ from ocrtune.data import images
 from ocrtune.data.images import load_image
 from ocrtune.data.layout import cache_root
 from ocrtune.data.transforms import Inverse, resize_and_pad
+from ocrtune.diskspace import disk_usage_near
 
 __all__ = ["ENTRY_SUFFIX", "FORMAT_VERSION", "DecodedCache", "Square", "decoded_root", "scale_polygons",
            "stage_dir_name"]
@@ -184,10 +184,8 @@ MIN_FREE_SHARE = 0.02
 
 
 def _room_for(folder: Path, nbytes: int) -> bool:
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)  # entry folders come later
-    try:
-        usage = shutil.disk_usage(existing)
-    except OSError:
+    usage = disk_usage_near(folder)  # entry folders come later
+    if usage is None:
         return True  # cannot tell: the write itself will say
     return usage.free - nbytes >= max(MIN_FREE_BYTES, MIN_FREE_SHARE * usage.total)
 

@@ -27,13 +27,13 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ocrtune.diskspace import disk_usage_near
 from ocrtune.errors import InputError
 from ocrtune.procs import Owner
 
@@ -168,13 +168,10 @@ def os_error_line(e: OSError) -> str:
 
 def free_space(path: Path) -> str | None:
     """Free space on the file system that holds ``path`` (or its nearest existing folder)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError:
+    usage = disk_usage_near(path)
+    if usage is None:
         return None
+    free = usage.free
     for unit, size in (("GB", 1e9), ("MB", 1e6)):
         if free >= size:
             return f"{free / size:.1f} {unit}"

@@ -10,12 +10,12 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ocrtune.diskspace import disk_usage_near
 from ocrtune.errors import OcrtuneError
 from ocrtune.sweep.types import finite
 
@@ -92,14 +92,8 @@ def files_error(path: Path | str, e: BaseException | str) -> SweepFilesError:
     else:
         text = str(e).strip().splitlines()
         what = next((t for t in _DISK_TEXT[:5] if any(t in line for line in text)), text[-1] if text else "error")
-    free = ""
-    probe = path if path.exists() else path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        free = f" ({shutil.disk_usage(probe).free / 1e6:.1f} MB free there)"
-    except OSError:
-        pass
+    usage = disk_usage_near(path)
+    free = f" ({usage.free / 1e6:.1f} MB free there)" if usage is not None else ""
     return SweepFilesError(f"{path}: {what}{free}; the sweep stopped and its running trials were re-queued: "
                            "free some space (or make the folder writable) and re-run the same command to resume")
 
