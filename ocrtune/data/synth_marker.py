@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrtune.errors import InputError
+from ocrtune.filehash import sha256_file
 
 __all__ = ["MARKER", "SPLITS", "ours", "sha256_bytes", "sha256_file", "marker_text", "check_destination"]
 
@@ -43,12 +44,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def marker_text(params: dict[str, Any], hashes: dict[str, str]) -> str:

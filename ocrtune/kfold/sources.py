@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 from ocrtune.data.formats import read_json
 from ocrtune.data.layout import resolve_split
 from ocrtune.errors import InputError
+from ocrtune.filehash import sha256_file
 from ocrtune.kfold.folds import ImageEntry
 from ocrtune.kfold.layout import DATA
 from ocrtune.train.rundir import write_json_atomic
@@ -74,18 +75,12 @@ def read_sources(root: Path, splits: Sequence[str]) -> Sources:
                 continue
             words = (ann or {}).get("words") or {}
             label = hashlib.sha256(json.dumps(ann, sort_keys=True).encode()).hexdigest()
-            out[name] = Source(ImageEntry(name, split, len(words), _sha256(path), label), path.resolve(), ann)
+            out[name] = Source(ImageEntry(name, split, len(words), sha256_file(path), label), path.resolve(), ann)
     if not out:
         raise InputError("no labelled image with a file in the train and val splits", file=str(root))
     return Sources(root, tuple(splits), tuple(out[n] for n in sorted(out)), tuple(problems))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_fold_data(fold_dir: Path, sources: Sources, assignment: Mapping[str, int], fold: int) -> Path:

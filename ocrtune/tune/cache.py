@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ocrtune.errors import InputError
+from ocrtune.filehash import sha256_file
 from ocrtune.model.postprocess import as_float16
 
 VERSION = 1
@@ -52,7 +53,7 @@ class FileStamp:
     @classmethod
     def of(cls, path: Path) -> FileStamp:
         st = path.stat()
-        return cls(str(path.resolve()), st.st_size, st.st_mtime_ns, _sha256(path))
+        return cls(str(path.resolve()), st.st_size, st.st_mtime_ns, sha256_file(path))
 
     def matches(self, path: Path) -> bool:
         try:
@@ -61,7 +62,7 @@ class FileStamp:
             return False
         if st.st_size != self.size:
             return False
-        return st.st_mtime_ns == self.mtime_ns or _sha256(path) == self.sha256
+        return st.st_mtime_ns == self.mtime_ns or sha256_file(path) == self.sha256
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ def open_if_fresh(path: Path, checkpoint: Path, inputs: dict[str, Any]) -> MapsC
     if stamp.path == str(checkpoint.resolve()):
         return cache if stamp.matches(checkpoint) else None
     # A moved or copied run: the same file only if its content is.
-    same = checkpoint.stat().st_size == stamp.size and _sha256(checkpoint) == stamp.sha256
+    same = checkpoint.stat().st_size == stamp.size and sha256_file(checkpoint) == stamp.sha256
     return cache if same else None
 
 
@@ -241,9 +242,3 @@ def _write_json(path: Path, data: Any) -> None:
         os.fsync(f.fileno())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
