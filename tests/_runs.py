@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
 if TYPE_CHECKING:
     from ocrtune.train.fit import RunResult
 
@@ -61,3 +63,17 @@ def train(data: Path, runs: Path, settings: Iterable[str] = (), *, epochs: int, 
                  TrainOptions(data=data, runs_dir=runs, name=name, progress=False, max_epochs=epochs))
     assert result.status == "completed", result.error
     return result
+
+
+def interrupt_before_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """Ctrl-C as the given epoch (from 0) starts, after the previous one's last.ckpt was written."""
+    from ocrtune.train.recorder import RunRecorder
+
+    start = RunRecorder.on_train_epoch_start
+
+    def on_start(self, trainer, pl_module):  # type: ignore[no-untyped-def]
+        if trainer.current_epoch == epoch:
+            raise KeyboardInterrupt
+        start(self, trainer, pl_module)
+
+    monkeypatch.setattr(RunRecorder, "on_train_epoch_start", on_start)

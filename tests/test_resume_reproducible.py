@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ocrtune.train.recorder import RunRecorder
 from ocrtune.train.rundir import RunDir
-from tests._runs import receipts, train, train_argv
+from tests._runs import interrupt_before_epoch, receipts, train, train_argv
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train")]
 
@@ -25,25 +24,13 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return receipts(tmp_path_factory.mktemp("receipts"), n=5, seed=11, val_fraction=0.2)
 
 
-def _interrupt_before_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    """Ctrl-C as the given epoch (from 0) starts, after the previous one's last.ckpt was written."""
-    start = RunRecorder.on_train_epoch_start
-
-    def on_start(self, trainer, pl_module):
-        if trainer.current_epoch == epoch:
-            raise KeyboardInterrupt
-        start(self, trainer, pl_module)
-
-    monkeypatch.setattr(RunRecorder, "on_train_epoch_start", on_start)
-
-
 def test_an_interrupted_and_resumed_run_trains_as_an_uninterrupted_one(data, tmp_path, monkeypatch, cli):
     whole = train(data, tmp_path / "whole", SMALL, epochs=2)  # fails here unless completed
     expected = [r["train_loss"] for r in whole.rows]
     assert len(expected) == 2 and len(set(expected)) == 2
 
     with monkeypatch.context() as m:
-        _interrupt_before_epoch(m, 1)
+        interrupt_before_epoch(m, 1)
         code, out, err = cli(*train_argv(data, tmp_path / "cut", SMALL, "--epochs", "2"))
     assert code == 1, (out, err)
     [run_dir] = (tmp_path / "cut").iterdir()

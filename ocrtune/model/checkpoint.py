@@ -20,6 +20,7 @@ from ocrtune.errors import InputError
 from ocrtune.train.rundir import CONFIG, find_run
 
 PREFIX = "model."  # DBNetModule keeps the DBNet as ``self.model``
+EMA_PREFIX = "ema.module."  # ... and, when trainer.ema is on, its moving average as ``self.ema.module``
 ENCODER_PREFIX = "model.encoder.model."  # ... whose encoder keeps the timm body as ``self.model``
 DEFAULT_ENCODER = "resnet18"  # EncoderConfig's default, for presets that leave the name out
 
@@ -66,10 +67,20 @@ def from_object(obj: object, path: Path, key: str | None = None) -> TrainedWeigh
     if not is_ocrtune_checkpoint(obj):
         raise InputError("not an ocrtune checkpoint (no preset in its hyper-parameters)", file=str(path), key=key)
     assert isinstance(obj, Mapping)
-    sd = {k: v for k, v in obj["state_dict"].items() if isinstance(k, str) and isinstance(v, Tensor)}
+    sd = scored_weights({k: v for k, v in obj["state_dict"].items() if isinstance(k, str) and isinstance(v, Tensor)})
     if not sd:
         raise InputError("checkpoint holds no weights", file=str(path), key=key)
     return TrainedWeights(path, dict(obj["hyper_parameters"]["preset"]), sd)
+
+
+def scored_weights(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The DBNet weights a checkpoint was scored with, named ``model.*``: its moving average
+    where it kept one (what validation chose the checkpoint by), else its trained weights."""
+    ema = {PREFIX + k[len(EMA_PREFIX):]: v for k, v in state_dict.items() if k.startswith(EMA_PREFIX)}
+    if not ema:
+        return dict(state_dict)
+    rest = {k: v for k, v in state_dict.items() if not k.startswith((PREFIX, EMA_PREFIX))}
+    return {**rest, **ema}
 
 
 def load_object(path: Path, key: str | None = None) -> object:

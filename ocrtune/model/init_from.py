@@ -212,7 +212,11 @@ def preset_for_init(preset: Preset, weights: TrainedWeights) -> Preset:
 def init_module(module: Any, weights: TrainedWeights) -> InitReport:
     """Copy every fitting tensor of ``weights`` into ``module`` (a DBNetModule); refuse when
     nothing fits. Optimizer and schedule are not touched: the run starts them fresh."""
-    report, chosen = match_weights(weights.state_dict, module.state_dict(), source_label=str(weights.path),
+    from ocrtune.model.checkpoint import EMA_PREFIX
+
+    # the model's own moving average is not a target: it restarts at the loaded weights below
+    target = {k: v for k, v in module.state_dict().items() if not k.startswith(EMA_PREFIX)}
+    report, chosen = match_weights(weights.state_dict, target, source_label=str(weights.path),
                                    encoder=weights.encoder_name)
     if not report.loaded:
         raise InputError(
@@ -221,4 +225,5 @@ def init_module(module: Any, weights: TrainedWeights) -> InitReport:
             file=str(weights.path), key=KEY,
         )
     module.load_state_dict(chosen, strict=False)
+    module.reset_ema()
     return report

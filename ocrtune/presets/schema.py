@@ -229,6 +229,17 @@ class DataloaderConfig(Strict):
 Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true"]
 
 
+class EmaConfig(Strict):
+    """An exponential moving average of the weights, kept beside them and used to validate,
+    checkpoint-select, evaluate and fine-tune from (timm's ``ModelEmaV3``)."""
+
+    enabled: bool = False
+    decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
+    # Warm-up: the decay after optimizer step n is min(decay, 1 - (1 + n) ** -2/3), so a short run
+    # averages its recent steps (0.95 at step 100, 0.99 at 1000) instead of remembering its start.
+    warmup: bool = True
+
+
 class TrainerConfig(Strict):
     max_epochs: Epochs = 22
     precision: Precision = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
@@ -237,6 +248,7 @@ class TrainerConfig(Strict):
     devices: int | str | list[int] = "auto"
     strategy: str = "auto"
     num_nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
+    ema: EmaConfig = Field(default_factory=EmaConfig)
 
     @field_validator("devices")
     @classmethod

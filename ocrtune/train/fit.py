@@ -433,6 +433,7 @@ def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, p
         epochs=preset.trainer.max_epochs, epochs_done=epochs_done, lr=preset.models.optimizer.lr,
         warmup_epochs=s.warmup_epochs, memory=memory.line() if memory is not None else None,
         memory_over=bool(memory is not None and memory.over),
+        ema_decay=preset.trainer.ema.decay if preset.trainer.ema.enabled else None,
     )
 
 

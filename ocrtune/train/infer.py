@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ocrtune.errors import InputError
+from ocrtune.model.checkpoint import scored_weights
 from ocrtune.presets.load import apply_overrides, validate
 from ocrtune.presets.schema import Preset
 from ocrtune.train.rundir import CONFIG, RunDir, find_run, write_json_atomic
@@ -121,9 +122,13 @@ def load_checkpoint(
     origins: dict[Any, Any] = {}
     apply_overrides(data, origins, overrides)
     preset = validate(data, origins, default_file=str(ckpt))
-    module = DBNetModule(preset.model_dump(mode="json"))
+    # inference needs one set of weights: those the checkpoint was scored with (its moving
+    # average where it kept one), loaded as the model; no second copy is built for an average
+    net = preset.model_dump(mode="json")
+    net["trainer"]["ema"]["enabled"] = False
+    module = DBNetModule(net)
     try:
-        missing, unexpected = module.load_state_dict(state["state_dict"], strict=False)
+        missing, unexpected = module.load_state_dict(scored_weights(state["state_dict"]), strict=False)
     except RuntimeError as e:  # shape mismatches raise even when not strict
         first = str(e).strip().splitlines()[1:2] or [str(e)]
         raise InputError(
@@ -151,7 +156,7 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
             if batch is None:
                 continue
             images = batch["image"].to(dev, non_blocking=True)
-            prob = module.model(images)["prob"].float().squeeze(1).cpu().numpy()
+            prob = module.scored_model(images)["prob"].float().squeeze(1).cpu().numpy()
             yield batch, prob
             done += len(batch["name"])
             if progress:

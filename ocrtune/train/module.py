@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ocrtune.errors import OcrtuneError
 from ocrtune.metrics.cleval import CLEvalAccumulator, CLEvalCounts
@@ -16,7 +16,7 @@ from ocrtune.metrics.iou import IoUAccumulator
 from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
 from ocrtune.model.postprocess import DBPostProcessor
-from ocrtune.presets.schema import PostprocessConfig, Preset
+from ocrtune.presets.schema import EmaConfig, PostprocessConfig, Preset
 
 VAL_METRICS = ("val/hmean", "val/precision", "val/recall", "val/iou_hmean")
 
@@ -78,6 +78,8 @@ class DBNetModule(L.LightningModule):
         self.save_hyperparameters()
         self.preset = Preset.model_validate(preset)
         self.model = build_dbnet(self.preset.models)
+        self.ema = build_ema(self.model, self.preset.trainer.ema)
+        self._ema_step = -1
         self.loss = DBLoss(self.preset.models.loss)
         self.post = postprocessor(self.preset.models.head.postprocess)
         self.val_loss = val_loss
@@ -86,8 +88,19 @@ class DBNetModule(L.LightningModule):
         self.last_grad_norm: float | None = None
         self.last_val: dict[str, float] = {}
 
+    @property
+    def scored_model(self) -> nn.Module:
+        """The weights validation scores, checkpoints are chosen by, and evaluate/predict use:
+        the moving average when the preset keeps one, else the trained weights."""
+        return self.ema.module if self.ema is not None else self.model
+
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return self.model(images)
+        return self.scored_model(images)
+
+    def reset_ema(self) -> None:
+        """Restart the average at the current weights (after ``--init`` replaced them)."""
+        if self.ema is not None:
+            self.ema.set(self.model)
 
     # --- training -------------------------------------------------------------------------
 
@@ -108,6 +121,12 @@ class DBNetModule(L.LightningModule):
         for part in ("prob", "thresh", "binary"):
             self.log(f"train/{part}", losses[part], on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return losses["loss"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # global_step counts optimizer steps: with gradient accumulation most batches step nothing
+        if self.ema is not None and self.global_step != self._ema_step:
+            self.ema.update(self.model, step=self.global_step)
+            self._ema_step = self.global_step
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         norms = [p.grad.detach().float().norm(2) for p in self.parameters() if p.grad is not None]
@@ -130,7 +149,7 @@ class DBNetModule(L.LightningModule):
         if batch is None:
             return
         want_loss = self.val_loss and "prob_map" in batch
-        out = self.model(batch["image"], all_maps=want_loss)
+        out = self.scored_model(batch["image"], all_maps=want_loss)
         if want_loss:
             self._val_losses.append(float(self.loss(out, batch)["loss"]))
             prob = torch.sigmoid(out["prob_logits"].float())
@@ -160,11 +179,27 @@ class DBNetModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         o, s = self.preset.models.optimizer, self.preset.models.scheduler
         cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-        opt = cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        opt = cls(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda e: lr_factor(e, o.lr, s.eta_min, s.T_max, s.warmup_epochs, s.name)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def build_ema(model: nn.Module, cfg: EmaConfig) -> nn.Module | None:
+    """timm's ``ModelEmaV3`` of ``model``, or None when the preset keeps no average. Its first
+    update copies the weights (decay 0 at step 1), so it never averages in the random start."""
+    if not cfg.enabled:
+        return None
+    from timm.utils import ModelEmaV3
+
+    ema = ModelEmaV3(model, decay=cfg.decay, use_warmup=cfg.warmup)
+    ema.requires_grad_(False)  # not trained: kept out of the optimizer, grad norms and DDP's reducer
+    # timm leaves the copy in eval mode; follow the module's mode instead (Lightning warns about
+    # eval-mode modules at the start of training). It only runs in validation and inference,
+    # where the whole module is in eval mode, so its batch-norm statistics stay averaged ones.
+    ema.train()
+    return ema
 
 
 def _gather_summaries(cle: dict[str, Any], iou: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -42,7 +42,7 @@ class Footprint:
 
     params: int  # number of trainable parameters
     param_bytes: int  # bytes per parameter (2 for bf16-true, else 4)
-    optimizer_states: int  # tensors per parameter the optimizer keeps (Adam: 2)
+    optimizer_states: int  # copies per parameter kept beside it: Adam's 2 states, +1 for an EMA
     activation_bytes: int  # saved for backward, for ONE image at ``image_size``
     image_size: int
 
@@ -187,7 +187,8 @@ def footprint(preset: Preset, precision: str) -> Footprint:
 def measure_footprint(preset: Preset, precision: str) -> Footprint:
     """The measurement itself (about a second for EfficientNet-B4 at 1024 px)."""
     params, saved = _measure(preset, precision, preset.datasets.image_size, 1)
-    return Footprint(params, _BYTES.get(precision, 4), 2, saved, preset.datasets.image_size)
+    states = 2 + (1 if preset.trainer.ema.enabled else 0)
+    return Footprint(params, _BYTES.get(precision, 4), states, saved, preset.datasets.image_size)
 
 
 # A warm trial server measures each model once for all its trials (sweep/run/zygote.py): the
@@ -198,12 +199,14 @@ _remembered: dict[tuple[str, int, str], Footprint] | None = None
 
 def footprint_key(preset: Preset, precision: str) -> tuple[str, int, str]:
     """What the measurement reads: the network (encoder, decoder, head), the optimizer's kind,
-    the image size and the precision; not the learning rate, schedule or loss weights."""
+    the image size, the precision and whether an EMA is kept; not the learning rate, schedule
+    or loss weights."""
     import json
 
     m = preset.models
     net = json.dumps([m.encoder.model_dump(mode="json"), m.decoder.model_dump(mode="json"),
-                      m.head.model_dump(mode="json"), m.optimizer.name], sort_keys=True)
+                      m.head.model_dump(mode="json"), m.optimizer.name, preset.trainer.ema.enabled],
+                     sort_keys=True)
     return net, preset.datasets.image_size, precision
 
 
@@ -357,6 +360,7 @@ class RunHeader:
     warmup_epochs: int = 0  # epochs 1..warmup_epochs train at a lower, rising lr
     memory: str | None = None  # "RAM ~1.2 GB of 22.0 GB free"
     memory_over: bool = False  # the estimate exceeds what is free (trained anyway: --force)
+    ema_decay: float | None = None  # validation scores a moving average of the weights
 
     def line(self) -> str:
         epochs = (f"epochs {self.epochs_done + 1}-{self.epochs} of {self.epochs}" if self.epochs_done
@@ -364,6 +368,8 @@ class RunHeader:
         parts = [f"run {self.run_dir}", self.device, self.precision,
                  f"{self.n_train} train / {self.n_val} val images",
                  f"{_count(self.steps_per_epoch, 'step')}/epoch (batch {self.batch_size})", epochs]
+        if self.ema_decay is not None:
+            parts.append(f"scores the EMA of weights (decay {self.ema_decay:g})")
         if self.memory:
             parts.append(self.memory + (" (over: --force)" if self.memory_over else ""))
         return "  |  ".join(parts)
