@@ -186,7 +186,7 @@ class Ensemble:
                 k = self._spec_of[(mi, vi)]
                 if k not in on_device:
                     on_device[k] = batch["inputs"][k].to(dev, non_blocking=True)
-                prob = member.loaded.module.scored_model(on_device[k])["prob"].float().squeeze(1).cpu().numpy()
+                prob = member.loaded.module.model(on_device[k])["prob"].float().squeeze(1).cpu().numpy()
                 for i, hw in enumerate(sizes):
                     image_map = crop_to_image(prob[i], hw, batch["scales"][i][k])
                     sums[i].add(view.invert(image_map, frames[i]), weight)

@@ -156,7 +156,7 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
             if batch is None:
                 continue
             images = batch["image"].to(dev, non_blocking=True)
-            prob = module.scored_model(images)["prob"].float().squeeze(1).cpu().numpy()
+            prob = module.model(images)["prob"].float().squeeze(1).cpu().numpy()
             yield batch, prob
             done += len(batch["name"])
             if progress:
