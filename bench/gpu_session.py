@@ -315,7 +315,7 @@ class Session:
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
         epoch_s = n_train / img_s + a.val_epoch_s
         pre_epoch_s = epoch_s * a.synth_n * 0.9 / n_train
-        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s
+        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + 2 * a.post_tune_s
         spare = self.left() - fixed - 20
         epochs = 1 if a.smoke else int(max(1, min(22, spare / (2 * epoch_s + pre_epoch_s))))
         self.log(f"recipe: {img_s:.0f} img/s -> ~{epoch_s:.0f} s an epoch, {spare:.0f} s to spend: "
@@ -325,7 +325,10 @@ class Session:
                "--data", str(a.data), "--preset", "baseline" if not a.smoke else "cpu-demo",
                "--image-size", str(self.sizes()[-1]), "--epochs", str(epochs), "--pre-epochs", str(epochs),
                "--synth-n", str(a.synth_n), "--synth-size", str(a.synth_size), "--json", str(self.out / "recipe.json"),
-               *[x for s in [*self.sets(), f"dataloader.num_workers={a.many_workers}"] for x in ("--set", s)]]
+               *[x for s in [*self.sets(), f"dataloader.num_workers={a.many_workers}"] for x in ("--set", s)],
+               # the recipe's step 3 (docs/quality.md): the cosine fitted to the run, an EMA scored
+               *[x for s in [f"models.scheduler.T_max={epochs}", "trainer.ema.enabled=true"]
+                 for x in ("--finetune-set", s)]]
         t = time.perf_counter()
         rc = subprocess.run(cmd, env=self.env()).returncode
         fig = {"epochs": epochs, "assumed_epoch_s": round(epoch_s, 1), "seconds": round(time.perf_counter() - t, 1),
@@ -399,6 +402,8 @@ def main() -> None:
     ap.add_argument("--synth-img-s", type=float, default=60.0, help="rendering rate assumed for the budget")
     ap.add_argument("--run-start-s", type=float, default=35.0, help="a training's start-up assumed for the budget")
     ap.add_argument("--val-epoch-s", type=float, default=8.0, help="validation per epoch assumed for the budget")
+    ap.add_argument("--post-tune-s", type=float, default=40.0,
+                    help="the recipe's step 4 (train-split maps, 100 settings, one val pass) assumed, per run")
     ap.add_argument("--assume-img-s", type=float, default=60.0, help="training rate when the step part did not run")
     ap.add_argument("--set", action="append", default=[], help="extra --set for every baseline measurement")
     ap.add_argument("--device", default=None)
