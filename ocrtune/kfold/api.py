@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.kfold.folds import build_folds, check_folds
@@ -42,13 +42,11 @@ from ocrtune.kfold.status import (
 from ocrtune.kfold.types import FoldResult, KFoldSettings, KFoldSummary
 from ocrtune.sweep.run.launcher import TERM_GRACE_S, Child, Slot, make_slots, sigterm_as_interrupt
 from ocrtune.sweep.run.liveness import host_id, me, process_start
-from ocrtune.sweep.run.records import find_run_dir, progress, read_rows
+from ocrtune.sweep.run.records import find_run_dir, log_tail, progress, read_rows
 from ocrtune.sweep.run.trial import EXIT_DISK
-from ocrtune.sweep.types import TrialSpec
+from ocrtune.sweep.types import Event, TrialSpec
 from ocrtune.train.rundir import RunDir, slug, write_json_atomic, write_text_atomic
 
-Event = Callable[[str, Mapping[str, Any]], None]
-LOG_TAIL = 20
 
 
 @dataclass(frozen=True)
@@ -349,24 +347,16 @@ class FoldPool:
             if child.wait(0) is None:
                 child.terminate()
         if rc == EXIT_DISK:  # the fold could not write its files: the disk's fault, not the fold's
-            raise OcrtuneError(f"{_log_tail(d / LOG, 1) or d}; the k-fold stopped: free some space (or make the "
+            raise OcrtuneError(f"{log_tail(d / LOG, 1) or d}; the k-fold stopped: free some space (or make the "
                                "folder writable) and re-run the same command to resume")
         res = read_result(d)
         if res is None:  # killed before it could write one
             status = "interrupted" if stopped else "failed"
             res = FoldResult(k, status, error=f"fold process exited with code {rc} and no result\n"
-                             + _log_tail(d / LOG))
+                             + log_tail(d / LOG))
             write_json_atomic(d / RESULT, res.to_json())
         self.on_event("end", {"fold": k, "folds": self.settings.folds, "slot": slot.name, **res.to_json()})
         return res
-
-
-def _log_tail(path: Path, n: int = LOG_TAIL) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-n:])
 
 
 __all__ = ["KFoldRequest", "KFoldOutcome", "Hooks", "prepare", "run_kfold", "kfold_status"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.sweep.prepare import SweepRequest, check_worker_data, check_worker_init, keep_stored_init, prepare
@@ -17,9 +17,7 @@ from ocrtune.sweep.run.launcher import Slot, make_slots, sigterm_as_interrupt
 from ocrtune.sweep.run.worker import Outcome, WorkerPool, WorkerSettings
 from ocrtune.sweep.store import Store, check_name
 from ocrtune.sweep.summary import summarize
-from ocrtune.sweep.types import SweepConfig, SweepSummary
-
-Event = Callable[[str, Mapping[str, Any]], None]
+from ocrtune.sweep.types import Event, SweepConfig, SweepSummary
 
 
 @dataclass

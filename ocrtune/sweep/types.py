@@ -19,7 +19,7 @@ import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 Direction = Literal["maximize", "minimize"]
 Metric = Literal["hmean", "val_loss"]
@@ -27,6 +27,8 @@ BatchKind = Literal["explore", "replicate"]
 METRICS_AVAILABLE: tuple[str, ...] = ("hmean", "val_loss")
 COLUMN: dict[str, str] = {"hmean": "val_hmean", "val_loss": "val_loss"}
 DIRECTION: dict[str, Direction] = {"hmean": "maximize", "val_loss": "minimize"}
+# What a sweep or k-fold run tells its renderer as it goes: an event kind and its figures.
+Event = Callable[[str, Mapping[str, Any]], None]
 
 
 def finite(v: Any) -> float | None:

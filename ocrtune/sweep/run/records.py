@@ -28,6 +28,16 @@ from ocrtune.sweep.types import COLUMN, DIRECTION, finite
 from ocrtune.train.rundir import CONFIG, METRICS, RunDir
 
 LAST_EPOCHS = 3
+LOG_TAIL = 20  # lines of a failed trial's or fold's log kept in its error
+
+
+def log_tail(path: Path, n: int = LOG_TAIL) -> str:
+    """The last ``n`` lines of a child's log ("" when it wrote none)."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
 PROGRESS = "progress.jsonl"
 
 

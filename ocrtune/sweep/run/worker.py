@@ -33,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 from ocrtune.sweep.run.guards import (
     FAILED,
@@ -46,14 +46,12 @@ from ocrtune.sweep.run.guards import (
     files_error,
 )
 from ocrtune.sweep.run.launcher import ColdTrials, Slot, TrialProcess, Trials
-from ocrtune.sweep.run.records import find_run_dir, progress, read_rows, trial_records
+from ocrtune.sweep.run.records import find_run_dir, log_tail, progress, read_rows, trial_records
 from ocrtune.sweep.run.trial import EXIT_DISK, LOG, RESULT, SPEC
 from ocrtune.sweep.store import Store, StoredTrial
-from ocrtune.sweep.types import Status, SweepConfig, TrialResult, TrialSpec, derived_values, finite, scored
+from ocrtune.sweep.types import Event, Status, SweepConfig, TrialResult, TrialSpec, derived_values, finite, scored
 from ocrtune.train.rundir import write_json_atomic
 
-Event = Callable[[str, Mapping[str, Any]], None]
-LOG_TAIL = 20
 MAX_CRASHES = 3  # a trial killed by a signal without a result is re-queued this many times in all
 STALL_REFRESH_S = 60.0  # how often a running trial re-reads finished trials' epoch times
 
@@ -245,7 +243,7 @@ def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot,
         if child.wait(0) is None:
             child.terminate()
     if w.rc == EXIT_DISK and w.ended_by is None:  # the trial could not write its files
-        err = files_error(trial_dir, _log_tail(trial_dir / LOG, 1))
+        err = files_error(trial_dir, log_tail(trial_dir / LOG, 1))
         calls.until_ok(lambda: store.finish(tid, Status.LOST, None, {"error": str(err)}))
         raise err
     status, score, attrs = _outcome(trial_dir, metric, w.rc)
@@ -257,7 +255,7 @@ def run_trial(store: Store, config: SweepConfig, trial: StoredTrial, slot: Slot,
         attrs["error"] = "stopped by Ctrl-C; re-queued" if w.ended_by == "interrupted" else "declared lost while running"
     elif w.ended_by in ("timeout", "stalled"):
         status, score = Status.FAILED, None
-        attrs["error"] = f"{w.note}\n{_log_tail(trial_dir / LOG)}".strip()
+        attrs["error"] = f"{w.note}\n{log_tail(trial_dir / LOG)}".strip()
     elif w.rc is not None and w.rc < 0 and not (trial_dir / RESULT).is_file():
         status, attrs = _crashed(store, trial, w.rc, attrs, calls)
     score = scored(status, score)
@@ -387,7 +385,7 @@ def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[Status, floa
     except (OSError, ValueError, TypeError):
         result = None
     if result is None:
-        attrs["error"] = f"trial process exited with code {rc} and no result\n" + _log_tail(trial_dir / LOG)
+        attrs["error"] = f"trial process exited with code {rc} and no result\n" + log_tail(trial_dir / LOG)
         return Status.FAILED, None, attrs
     for k in ("error", "hint", "device", "wall_time_s"):
         if getattr(result, k) is not None:
@@ -395,14 +393,6 @@ def _outcome(trial_dir: Path, metric: str, rc: int | None) -> tuple[Status, floa
     attrs["run_dir"] = os.path.abspath(result.run_dir) if result.run_dir else attrs["run_dir"]
     attrs.setdefault("error", None)
     return result.status, result.score, attrs
-
-
-def _log_tail(path: Path, n: int = LOG_TAIL) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return "\n".join(lines[-n:])
 
 
 def _tail_exc(e: BaseException, n: int = 6) -> str:
