@@ -69,5 +69,6 @@ def test_the_default_space_surrounds_the_checkpoints_settings():
     assert space[full_key("thresh")].grid(5) == (0.2, 0.25, 0.3, 0.35, 0.4)
     assert space[full_key("box_thresh")].grid(5) == (0.3, 0.4, 0.5, 0.6, 0.7)
     assert space[full_key("box_unclip_ratio")].grid(5) == (1.0, 1.25, 1.5, 1.75, 2.0)
-    poly = default_space(PostSettings(0.3, 0.5, 300, True, 1.5, 2.0, 2.0), BASE)
+    polygons = load_preset("cpu-demo", ["models.head.postprocess.use_polygon=true"]).preset
+    poly = default_space(PostSettings.of(polygons.models.head.postprocess), polygons)
     assert full_key("polygon_unclip_ratio") in poly.keys and full_key("box_unclip_ratio") not in poly.keys

@@ -157,7 +157,8 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
     maps keys (or sections) that the trials set themselves or never read to the reason: a
     schema key is not enough, since sweeping such a key trains the same model for every value.
     ``couple`` gives the settings that follow the swept keys (``plan/coupling.py``); values are
-    validated with them applied, as the trials will run.
+    validated with them applied, as the trials will run. A varied key that ``base`` never reads
+    (``plan/inert.py``) is refused too.
     """
     probs: list[Problem] = []
     if not isinstance(doc, Mapping) or not doc:
@@ -174,6 +175,10 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
     couplings = tuple(couple([d.key for d in dims])) if couple is not None else ()
     for d in dims:
         _check_in_preset(d, found[d.key][0], found[d.key][1], base, dims, file, probs, couplings)
+    if base is not None:
+        from ocrtune.sweep.plan.inert import inert_keys
+
+        probs.extend(_with(found[key][1], why) for key, why in inert_keys(base, dims).items())
     if probs:
         probs.sort(key=lambda p: (p.line or 0, p.column or 0))
         raise InputError(problems=probs)

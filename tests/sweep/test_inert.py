@@ -1,0 +1,78 @@
+"""Swept keys that no trial reads are refused, located, before a study exists (plan/inert.py):
+the EMA's settings without an EMA, the unclip ratio of the other output mode, the cosine's
+settings under a constant schedule; the switch swept, or fixed on by the space, makes them count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ocrtune.errors import InputError
+from ocrtune.presets.load import load_preset
+from ocrtune.sweep.plan.inert import inert_keys
+from ocrtune.sweep.plan.space import load_space, param_dim, parse_space
+from tests.sweep.helpers import OBJ, calls, sweep
+
+POST = "models.head.postprocess."
+
+
+def _preset(*sets: str):
+    return load_preset("cpu-demo", list(sets)).preset
+
+
+def _dims(doc: dict):
+    return parse_space(doc, base=None).dims  # parsed without the preset: inert_keys is the check
+
+
+@pytest.mark.parametrize(("key", "spec", "switch", "sets"), [
+    ("trainer.ema.decay", {"min": 0.9, "max": 0.999}, "trainer.ema.enabled=false", ()),
+    ("trainer.ema.warmup", {"values": [True, False]}, "trainer.ema.enabled=false", ()),
+    (POST + "polygon_unclip_ratio", {"values": [1.5, 2.0]}, POST + "use_polygon=false", ()),
+    (POST + "box_unclip_ratio", {"values": [1.2, 1.5]}, POST + "use_polygon=true", (POST + "use_polygon=true",)),
+    ("models.scheduler.T_max", {"values": [3, 6]}, "models.scheduler.name=constant",
+     ("models.scheduler.name=constant",)),
+])
+def test_a_key_the_preset_never_reads_is_named_with_its_switch(key, spec, switch, sets):
+    why = inert_keys(_preset(*sets), _dims({key: spec}))
+    name, value = switch.split("=")
+    assert why == {key: f"no trial reads it: the preset has {name}={value}; add --set "
+                        f"{name}={'cosine' if value == 'constant' else 'true' if value == 'false' else 'false'} "
+                        f"(or sweep {name} too)"}
+
+
+def test_the_switch_on_in_the_preset_or_the_space_makes_the_key_count():
+    decay = {"trainer.ema.decay": {"min": 0.9, "max": 0.999}}
+    assert inert_keys(_preset("trainer.ema.enabled=true"), _dims(decay)) == {}
+    assert inert_keys(_preset(), _dims({**decay, "trainer.ema.enabled": {"values": [False, True]}})) == {}
+    assert inert_keys(_preset(), _dims({**decay, "trainer.ema.enabled": {"value": True}})) == {}
+    off = inert_keys(_preset(), _dims({**decay, "trainer.ema.enabled": {"value": False}}))
+    assert off["trainer.ema.decay"].startswith("no trial reads it: the space sets trainer.ema.enabled to false;")
+    # a fixed value of an unread key changes nothing either way: not refused
+    assert inert_keys(_preset(), _dims({"trainer.ema.decay": {"value": 0.99}})) == {}
+    # the default lr sweep on cpu-demo (cosine) reads everything it varies
+    assert inert_keys(_preset(), _dims({"models.optimizer.lr": {"min": 1e-4, "max": 1e-2}})) == {}
+
+
+def test_a_space_file_points_at_the_key(tmp_path: Path):
+    space = tmp_path / "space.yaml"
+    space.write_text("models.optimizer.lr: {min: 1.0e-4, max: 1.0e-2}\n"
+                     "trainer.ema.decay: {values: [0.99, 0.999]}\n")
+    with pytest.raises(InputError) as err:
+        load_space(space, base=_preset())
+    assert err.value.lines == [f"{space}:2:1 trainer.ema.decay: no trial reads it: the preset has "
+                               "trainer.ema.enabled=false; add --set trainer.ema.enabled=true "
+                               "(or sweep trainer.ema.enabled too)"]
+    assert load_space(space, base=_preset("trainer.ema.enabled=true")).keys == ("models.optimizer.lr",
+                                                                               "trainer.ema.decay")
+
+
+def test_param_with_an_unread_key_is_one_line_and_exit_2(cli, tmp_path: Path):
+    with pytest.raises(InputError, match="--param trainer.ema.decay: no trial reads it"):
+        param_dim("trainer.ema.decay", 0.9, 0.999, base=_preset())
+    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--param", "trainer.ema.decay",
+                         "--range", "0.9,0.999")
+    assert code == 2 and err.strip().splitlines() == [
+        "--param trainer.ema.decay: no trial reads it: the preset has trainer.ema.enabled=false; "
+        "add --set trainer.ema.enabled=true (or sweep trainer.ema.enabled too)"]
+    assert calls(tmp_path) == [] and not (tmp_path / "runs").exists()
