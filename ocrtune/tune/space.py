@@ -29,7 +29,8 @@ def _reserved() -> dict[str, str]:
 def load_space(path: Path, base: Preset) -> Space:
     """A space file, validated against ``base`` (range ends must pass its validation)."""
     if not path.is_file():
-        raise InputError("search space file not found", file=show_path(path), key="--space")
+        what = "is not a file" if path.exists() else "not found"
+        raise InputError(f"search space file {what}", file=show_path(path), key="--space")
     return parse_postprocess_space(read_yaml(path), base, show_path(path))
 
 

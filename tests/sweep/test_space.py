@@ -214,6 +214,8 @@ def test_file_errors(tmp_path):
     with pytest.raises(InputError) as e:
         load_space(tmp_path / "nope.yaml")
     assert "sweep space file not found" in str(e.value)
+    with pytest.raises(InputError, match="sweep space file is not a file"):
+        load_space(tmp_path)
     line = one_error(tmp_path, "models.optimizer.lr: {min: 1.0e-4, max: [\n")
     assert "space.yaml:" in line and "invalid YAML" in line
     assert "non-empty mapping" in one_error(tmp_path, "- 1\n- 2\n")

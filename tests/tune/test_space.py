@@ -60,6 +60,8 @@ def test_values_the_preset_rejects_are_located_at_the_value(tmp_path):
 def test_a_missing_space_file_is_bad_input(tmp_path):
     with pytest.raises(InputError, match="search space file not found"):
         load_space(tmp_path / "nope.yaml", BASE)
+    with pytest.raises(InputError, match=f"^{tmp_path} --space: search space file is not a file$"):
+        load_space(tmp_path, BASE)
 
 
 def test_the_default_space_surrounds_the_checkpoints_settings():

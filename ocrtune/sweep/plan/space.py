@@ -144,7 +144,8 @@ def load_space(path: str | Path, base: Preset | None = None, reserved: Mapping[s
     """Read a space YAML file; every problem comes back as one located ``InputError``."""
     p = Path(path)
     if not p.is_file():
-        raise InputError("sweep space file not found", file=show_path(p))
+        what = "is not a file" if p.exists() else "not found"
+        raise InputError(f"sweep space file {what}", file=show_path(p))
     return parse_space(read_yaml(p), base=base, file=show_path(p), reserved=reserved, couple=couple)
 
 
