@@ -76,6 +76,17 @@ def test_a_bad_decay_is_a_located_error(setting):
     assert err.value.problems[0].key == "trainer.ema.decay"
 
 
+def test_an_average_of_bf16_weights_is_refused_at_the_key_set_last():
+    with pytest.raises(InputError) as err:
+        load_preset("cpu-demo", ["trainer.precision=bf16-true", "trainer.ema.enabled=true"])
+    [prob] = err.value.problems
+    assert prob.key == "trainer.ema.enabled" and "use precision bf16-mixed" in prob.message
+    with pytest.raises(InputError) as err:
+        load_preset("cpu-demo", ["trainer.ema.enabled=true", "trainer.precision=bf16-true"])
+    assert [p.key for p in err.value.problems] == ["trainer.precision"]
+    load_preset("cpu-demo", ["trainer.ema.enabled=true", "trainer.precision=bf16-mixed"])  # fp32 weights: fine
+
+
 # --- a run with an average ------------------------------------------------------------------------
 
 def test_checkpoints_carry_the_average_beside_the_trained_weights(run):

@@ -250,6 +250,19 @@ class TrainerConfig(Strict):
     num_nodes: Annotated[int, Field(ge=1, le=MAX_NODES)] = 1
     ema: EmaConfig = Field(default_factory=EmaConfig)
 
+    @model_validator(mode="after")
+    def _ema_in_full_precision(self) -> TrainerConfig:
+        # bf16 keeps 8 bits of mantissa: an update of (1 - decay) = 0.1 % of a weight's change
+        # rounds away, so an average stored in bf16 would hardly move from its first copy
+        if self.ema.enabled and self.precision == "bf16-true":
+            raise FieldError({
+                "ema.enabled": "an EMA of bf16 weights loses its updates to rounding; use precision bf16-mixed "
+                               "(fp32 weights, bf16 compute) with an EMA (got trainer.precision bf16-true)",
+                "precision": "bf16-true stores the weights in bf16, where an EMA's small updates round away; "
+                             "use bf16-mixed with trainer.ema.enabled",
+            })
+        return self
+
     @field_validator("devices")
     @classmethod
     def _lightning_devices(cls, v: int | str | list[int]) -> int | str | list[int]:
