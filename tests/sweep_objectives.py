@@ -123,3 +123,9 @@ def makes_run_dir(params: Mapping[str, Any], *, trial_dir: Any) -> float:
     run.mkdir(parents=True)
     (run / "config.yaml").write_text("seed: 1\n")
     return 0.5
+
+
+def first_value(params: Mapping[str, Any]) -> float:
+    """Scores the first swept value: an objective for any key (no learning rate needed)."""
+    _log("start", params)
+    return float(next(iter(params.values())))

@@ -31,6 +31,7 @@ CORE = [
     "ocrtune.model.postprocess",
     "ocrtune.sweep.types",
     "ocrtune.sweep.plan.coupling",
+    "ocrtune.sweep.plan.inert",
     "ocrtune.sweep.plan.planner",
     "ocrtune.sweep.plan.space",
     "ocrtune.sweep.plan.strategies",

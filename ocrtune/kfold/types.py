@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 from ocrtune.errors import InputError
 from ocrtune.kfold.folds import ImageEntry
 from ocrtune.presets.compare import flatten
+from ocrtune.presets.schema import current_dump
 from ocrtune.sweep.types import Difference
 
 VERSION = 1
@@ -77,7 +78,7 @@ class KFoldSettings:
             if a != b:
                 out.append(Difference(key, list(a) if isinstance(a, tuple) else a,
                                       list(b) if isinstance(b, tuple) else b, option))
-        old, new = flatten(stored.base), flatten(self.base)
+        old, new = flatten(current_dump(stored.base)), flatten(current_dump(self.base))
         for k in sorted(set(old) | set(new)):
             if old.get(k) != new.get(k):
                 opt = f"{k} (--epochs/{PRESET_OPTION})" if k == "trainer.max_epochs" else f"{k} ({PRESET_OPTION})"

@@ -83,6 +83,11 @@ def scored_weights(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {**rest, **ema}
 
 
+def trained_weights(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The weights the optimizer trained, without the moving average kept beside them."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(EMA_PREFIX)}
+
+
 def load_object(path: Path, key: str | None = None) -> object:
     """``torch.load`` without running code from the file; unreadable files are bad input."""
     try:

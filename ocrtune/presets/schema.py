@@ -235,7 +235,7 @@ class EmaConfig(Strict):
 
     enabled: bool = False
     decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.999
-    # Warm-up: the decay after optimizer step n is min(decay, 1 - (1 + n) ** -2/3), so a short run
+    # Warm-up: the decay at optimizer step n is min(decay, 1 - n ** -2/3) (timm: 0 at step 1), so a short run
     # averages its recent steps (0.95 at step 100, 0.99 at 1000) instead of remembering its start.
     warmup: bool = True
 
@@ -304,6 +304,16 @@ class Preset(Strict):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 42
     reported: ReportedConfig | None = None
+
+
+def current_dump(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored preset dump as this version writes it: keys added since (``trainer.ema``) take
+    their defaults, so a sweep or k-fold stored before them resumes as unchanged. A dump this
+    schema rejects is returned as it is (the comparison then shows what differs)."""
+    try:
+        return Preset.model_validate(data).model_dump(mode="json")
+    except ValueError:
+        return data
 
 
 def field_names(path: tuple[str | int, ...]) -> list[str] | None:

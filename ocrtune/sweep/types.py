@@ -21,6 +21,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
+from ocrtune.presets.schema import current_dump
+
 Direction = Literal["maximize", "minimize"]
 Metric = Literal["hmean", "val_loss"]
 BatchKind = Literal["explore", "replicate"]
@@ -416,7 +418,7 @@ class SweepConfig:
                     out += _space_differences(stored.dims, self.dims)
             elif f.name == "base":
                 out += [replace(d, option=f"{d.key.removeprefix('base.')} ({PRESET_OPTION})")
-                        for d in _diff("base", _plain(stored.base), _plain(self.base))]
+                        for d in _diff("base", _plain(current_dump(stored.base)), _plain(current_dump(self.base)))]
             else:
                 a, b = (_or_none(getattr(x, f.name)) if f.name == "init" else getattr(x, f.name) for x in (stored, self))
                 out += [replace(d, option=_OPTIONS.get(f.name, f"--{f.name.replace('_', '-')}"))

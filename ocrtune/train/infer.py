@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ocrtune.errors import InputError
-from ocrtune.model.checkpoint import scored_weights
+from ocrtune.model.checkpoint import scored_weights, trained_weights
 from ocrtune.presets.load import apply_overrides, validate
 from ocrtune.presets.schema import Preset
 from ocrtune.train.rundir import CONFIG, RunDir, find_run, write_json_atomic
@@ -119,16 +119,19 @@ def load_checkpoint(
     if "preset" not in hp:
         raise InputError("not an ocrtune checkpoint (no preset in its hyper-parameters)", file=str(ckpt))
     data = hp["preset"]
+    averaged = bool(((data.get("trainer") or {}).get("ema") or {}).get("enabled"))
     origins: dict[Any, Any] = {}
     apply_overrides(data, origins, overrides)
     preset = validate(data, origins, default_file=str(ckpt))
-    # inference needs one set of weights: those the checkpoint was scored with (its moving
-    # average where it kept one), loaded as the model; no second copy is built for an average
+    # inference needs one set of weights, loaded as the model: those the checkpoint was scored
+    # with (its moving average where it kept one), or with --set trainer.ema.enabled=false the
+    # trained ones; no second copy is built for an average
+    weights = (trained_weights if averaged and not preset.trainer.ema.enabled else scored_weights)(state["state_dict"])
     net = preset.model_dump(mode="json")
     net["trainer"]["ema"]["enabled"] = False
     module = DBNetModule(net)
     try:
-        missing, unexpected = module.load_state_dict(scored_weights(state["state_dict"]), strict=False)
+        missing, unexpected = module.load_state_dict(weights, strict=False)
     except RuntimeError as e:  # shape mismatches raise even when not strict
         first = str(e).strip().splitlines()[1:2] or [str(e)]
         raise InputError(

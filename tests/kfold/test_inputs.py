@@ -99,6 +99,20 @@ def test_a_resume_with_other_settings_is_refused_naming_each_difference(cli, tmp
     assert (root / "kfold.json").read_bytes() == before and not (root / "folds").exists()
 
 
+def test_a_kfold_stored_before_a_schema_key_existed_resumes_unchanged(tmp_path, kfold_data):
+    from ocrtune.kfold.api import _settings_for_resume
+    from ocrtune.kfold.types import KFoldSettings
+
+    root = _started(tmp_path, kfold_data)
+    doc = json.loads((root / "kfold.json").read_text())
+    del doc["base"]["trainer"]["ema"]  # as a version before trainer.ema wrote it
+    write_json_atomic(root / "kfold.json", doc)
+    settings, _ = prepare(KFoldRequest(preset="cpu-demo", folds=3, data=kfold_data, name="k",
+                                       runs_dir=tmp_path / "runs"))
+    assert settings.differences(KFoldSettings.read(root / "kfold.json")) == []
+    assert _settings_for_resume(root, settings).base == doc["base"]  # resumes with what it stored
+
+
 def test_a_resume_on_changed_images_names_them(cli, tmp_path, kfold_data):
     data = tmp_path / "d"
     shutil.copytree(kfold_data, data)

@@ -59,20 +59,36 @@ def test_a_space_file_points_at_the_key(tmp_path: Path):
     space.write_text("models.optimizer.lr: {min: 1.0e-4, max: 1.0e-2}\n"
                      "trainer.ema.decay: {values: [0.99, 0.999]}\n")
     with pytest.raises(InputError) as err:
-        load_space(space, base=_preset())
+        load_space(space, base=_preset(), reserved={})  # as a training sweep reads it
     assert err.value.lines == [f"{space}:2:1 trainer.ema.decay: no trial reads it: the preset has "
                                "trainer.ema.enabled=false; add --set trainer.ema.enabled=true "
                                "(or sweep trainer.ema.enabled too)"]
-    assert load_space(space, base=_preset("trainer.ema.enabled=true")).keys == ("models.optimizer.lr",
+    assert load_space(space, base=_preset("trainer.ema.enabled=true"), reserved={}).keys == ("models.optimizer.lr",
                                                                                "trainer.ema.decay")
 
 
 def test_param_with_an_unread_key_is_one_line_and_exit_2(cli, tmp_path: Path):
     with pytest.raises(InputError, match="--param trainer.ema.decay: no trial reads it"):
-        param_dim("trainer.ema.decay", 0.9, 0.999, base=_preset())
-    code, _, err = sweep(cli, tmp_path, "--objective", OBJ + "logged", "--param", "trainer.ema.decay",
-                         "--range", "0.9,0.999")
+        param_dim("trainer.ema.decay", 0.9, 0.999, base=_preset(), reserved={})
+    # a training sweep: refused before the data is read or a study exists
+    code, _, err = sweep(cli, tmp_path, "--param", "trainer.ema.decay", "--range", "0.9,0.999",
+                         "--data", tmp_path / "no-data", "--storage", tmp_path / "s.db")
     assert code == 2 and err.strip().splitlines() == [
         "--param trainer.ema.decay: no trial reads it: the preset has trainer.ema.enabled=false; "
         "add --set trainer.ema.enabled=true (or sweep trainer.ema.enabled too)"]
-    assert calls(tmp_path) == [] and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "runs").exists()
+
+
+def test_an_objective_sweep_hands_every_value_to_its_function(cli, tmp_path: Path, monkeypatch):
+    """An --objective trains nothing: the preset's switches do not decide what it reads."""
+    monkeypatch.setenv("OCRTUNE_TEST_CALLS", str(tmp_path / "calls.jsonl"))
+    code, summary, err = sweep(cli, tmp_path, "--objective", OBJ + "first_value", "--param", "trainer.ema.decay",
+                               "--range", "0.9,0.999", "--points", "2", "--stages", "1")
+    assert code == 0, err
+    assert sorted(c["params"]["trainer.ema.decay"] for c in calls(tmp_path) if "params" in c) == [0.9, 0.999]
+
+
+def test_an_import_of_past_runs_is_not_refused():
+    # the runs happened: the import records what they varied, read or not
+    space = parse_space({"trainer.ema.decay": {"values": [0.9, 0.99]}}, base=_preset())
+    assert space.keys == ("trainer.ema.decay",)

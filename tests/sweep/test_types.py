@@ -101,6 +101,18 @@ def test_resume_may_change_only_the_fields_marked_resumable() -> None:
     assert [str(d) for d in other.differences(stored)] == ["--strategy: stored 'hierarchical', now 'grid'"]
 
 
+def test_a_sweep_stored_before_a_schema_key_existed_resumes_unchanged() -> None:
+    from ocrtune.presets.schema import Preset
+
+    now = replace(_cfg(), base=Preset().model_dump(mode="json"))
+    older = now.base | {"trainer": {k: v for k, v in now.base["trainer"].items() if k != "ema"}}
+    assert replace(now, base=older).base != now.base
+    assert now.differences(replace(now, base=older)) == []  # trainer.ema takes its default
+    on = now.base | {"trainer": now.base["trainer"] | {"ema": {"enabled": True, "decay": 0.999, "warmup": True}}}
+    assert [str(d) for d in replace(now, base=on).differences(replace(now, base=older))] == [
+        "trainer.ema.enabled (--preset/--set): stored false, now true"]
+
+
 def test_differences_are_named_by_the_options_that_set_them() -> None:
     stored = _cfg()
     dim = {**stored.dims[0], "high": 1e-3}

@@ -158,8 +158,10 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
     maps keys (or sections) that the trials set themselves or never read to the reason: a
     schema key is not enough, since sweeping such a key trains the same model for every value.
     ``couple`` gives the settings that follow the swept keys (``plan/coupling.py``); values are
-    validated with them applied, as the trials will run. A varied key that ``base`` never reads
-    (``plan/inert.py``) is refused too.
+    validated with them applied, as the trials will run. Where ``reserved`` is given (the space
+    trains or tunes with ``base``; not an ``--objective`` sweep, which hands the values to a
+    function, nor an import of runs that already happened), a varied key that ``base`` never
+    reads (``plan/inert.py``) is refused too.
     """
     probs: list[Problem] = []
     if not isinstance(doc, Mapping) or not doc:
@@ -176,7 +178,7 @@ def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
     couplings = tuple(couple([d.key for d in dims])) if couple is not None else ()
     for d in dims:
         _check_in_preset(d, found[d.key][0], found[d.key][1], base, dims, file, probs, couplings)
-    if base is not None:
+    if base is not None and reserved is not None:  # a training sweep's or tuning's space
         from ocrtune.sweep.plan.inert import inert_keys
 
         probs.extend(_with(found[key][1], why) for key, why in inert_keys(base, dims).items())
@@ -197,7 +199,7 @@ def param_dim(key: str, low: float, high: float, log: bool = True, base: Preset 
         raise InputError("the hierarchical strategy needs a float key; sweep integer keys with "
                          "--strategy grid and a space file", file="--param", key=key)
     spec = {"distribution": "log_uniform" if log else "uniform", "min": low, "max": high}
-    return parse_space({key: spec}, base=base, file="--param", couple=couple).dims[0]
+    return parse_space({key: spec}, base=base, file="--param", reserved=reserved, couple=couple).dims[0]
 
 
 def reserved_reason(key: str, reserved: Mapping[str, str] | None) -> str | None:
