@@ -98,6 +98,14 @@ def test_checkpoints_carry_the_average_beside_the_trained_weights(run):
     assert any(not torch.equal(avg[k], model[k]) for k in floats)  # an average, not a copy
 
 
+def test_the_run_says_its_scores_are_the_averages(run, cli):
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["scored"] == "EMA of the weights (decay 0.5, warm-up)"
+    code, out, err = cli("runs", "show", run)
+    assert code == 0, err
+    assert "EMA of the weights (decay 0.5, warm-up)" in out
+
+
 def test_evaluate_scores_the_average_as_validation_did(run, data, cli):
     best = json.loads((run / "summary.json").read_text())["best"]["hmean"]
     assert best > 0.1  # the run learned its receipts (0 = nothing)

@@ -235,6 +235,9 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     )
     if init_report:
         summary["init"] = init_report.record()
+    if preset.trainer.ema.enabled:  # what every val score and best.ckpt's choice are of
+        e = preset.trainer.ema
+        summary["scored"] = f"EMA of the weights (decay {e.decay:g}{', warm-up' if e.warmup else ''})"
     recorder = RunRecorder(run, summary, rows, enabled=not child)
     recorder.begin()
     if not child and opts.on_start is not None:
