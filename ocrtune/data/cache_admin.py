@@ -24,8 +24,8 @@ from enum import Enum
 from pathlib import Path
 
 from ocrtune.data.decoded_cache import ENTRY_SUFFIX, decoded_root, stage_dir_name
-from ocrtune.diskspace import disk_usage_near
 from ocrtune.data.layout import cache_root_and_source
+from ocrtune.diskspace import disk_usage_near
 from ocrtune.errors import InputError, Problem
 
 __all__ = ["CacheReport", "Removal", "StageDir", "Status", "clear", "evict", "parse_size", "scan"]

@@ -44,8 +44,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-
-
 def marker_text(params: dict[str, Any], hashes: dict[str, str]) -> str:
     """The marker's JSON: parameters, then every written file's sha256 by relative path."""
     return json.dumps({**params, _HASHES: dict(sorted(hashes.items()))}, indent=1) + "\n"

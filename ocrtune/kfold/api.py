@@ -48,7 +48,6 @@ from ocrtune.sweep.types import Event, TrialSpec
 from ocrtune.train.rundir import RunDir, slug, write_json_atomic, write_text_atomic
 
 
-
 @dataclass(frozen=True)
 class KFoldRequest:
     """The ``ocrtune kfold`` options as given."""

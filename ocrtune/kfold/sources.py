@@ -81,8 +81,6 @@ def read_sources(root: Path, splits: Sequence[str]) -> Sources:
     return Sources(root, tuple(splits), tuple(out[n] for n in sorted(out)), tuple(problems))
 
 
-
-
 def write_fold_data(fold_dir: Path, sources: Sources, assignment: Mapping[str, int], fold: int) -> Path:
     """``fold_dir/data``: the fold's held-out images as ``val``, the others as ``train``.
 

@@ -240,5 +240,3 @@ def _write_json(path: Path, data: Any) -> None:
         json.dump(data, f)
         f.flush()
         os.fsync(f.fileno())
-
-

@@ -29,6 +29,7 @@ from ocrtune.train.rundir import CONFIG, METRICS, RunDir
 
 LAST_EPOCHS = 3
 LOG_TAIL = 20  # lines of a failed trial's or fold's log kept in its error
+PROGRESS = "progress.jsonl"
 
 
 def log_tail(path: Path, n: int = LOG_TAIL) -> str:
@@ -38,7 +39,6 @@ def log_tail(path: Path, n: int = LOG_TAIL) -> str:
     except OSError:
         return ""
     return "\n".join(lines[-n:])
-PROGRESS = "progress.jsonl"
 
 
 def score_of(rows: Sequence[dict[str, Any]], metric: str) -> float | None:
