@@ -119,14 +119,14 @@ def load_checkpoint(
     if "preset" not in hp:
         raise InputError("not an ocrtune checkpoint (no preset in its hyper-parameters)", file=str(ckpt))
     data = hp["preset"]
-    averaged = bool(((data.get("trainer") or {}).get("ema") or {}).get("enabled"))
     origins: dict[Any, Any] = {}
     apply_overrides(data, origins, overrides)
     preset = validate(data, origins, default_file=str(ckpt))
     # inference needs one set of weights, loaded as the model: those the checkpoint was scored
-    # with (its moving average where it kept one), or with --set trainer.ema.enabled=false the
-    # trained ones; no second copy is built for an average
-    weights = (trained_weights if averaged and not preset.trainer.ema.enabled else scored_weights)(state["state_dict"])
+    # with (its moving average where the preset keeps one), or with --set trainer.ema.enabled=false
+    # the trained ones (a checkpoint without an average gives the same from both); no second copy
+    # is built for an average
+    weights = (scored_weights if preset.trainer.ema.enabled else trained_weights)(state["state_dict"])
     net = preset.model_dump(mode="json")
     net["trainer"]["ema"]["enabled"] = False
     module = DBNetModule(net)
