@@ -129,7 +129,7 @@ class DBNetModule(L.LightningModule):
             self._ema_step = self.global_step
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        norms = [p.grad.detach().float().norm(2) for p in self.parameters() if p.grad is not None]
+        norms = [p.grad.detach().float().norm(2) for p in self.model.parameters() if p.grad is not None]
         if norms:
             self.last_grad_norm = float(torch.linalg.vector_norm(torch.stack(norms), 2))
 
