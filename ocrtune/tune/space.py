@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ocrtune.errors import InputError
-from ocrtune.presets.load import read_yaml, show_path
+from ocrtune.presets.load import show_path
 from ocrtune.presets.schema import Preset
-from ocrtune.sweep.plan.space import Space, leaf_keys, parse_space
+from ocrtune.sweep.plan.space import Space, leaf_keys, parse_space, read_space_file
 from ocrtune.tune.settings import SECTION, PostSettings, full_key
 
 _TOP = set(Preset.model_fields)
@@ -28,10 +27,7 @@ def _reserved() -> dict[str, str]:
 
 def load_space(path: Path, base: Preset) -> Space:
     """A space file, validated against ``base`` (range ends must pass its validation)."""
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "not found"
-        raise InputError(f"search space file {what}", file=show_path(path), key="--space")
-    return parse_postprocess_space(read_yaml(path), base, show_path(path))
+    return parse_postprocess_space(read_space_file(path, "search space file", key="--space"), base, show_path(path))
 
 
 def parse_postprocess_space(doc: Any, base: Preset, file: str | None = None) -> Space:

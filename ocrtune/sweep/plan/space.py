@@ -143,10 +143,17 @@ def load_space(path: str | Path, base: Preset | None = None, reserved: Mapping[s
                couple: Couple | None = None) -> Space:
     """Read a space YAML file; every problem comes back as one located ``InputError``."""
     p = Path(path)
-    if not p.is_file():
-        what = "is not a file" if p.exists() else "not found"
-        raise InputError(f"sweep space file {what}", file=show_path(p))
-    return parse_space(read_yaml(p), base=base, file=show_path(p), reserved=reserved, couple=couple)
+    return parse_space(read_space_file(p, "sweep space file"), base=base, file=show_path(p), reserved=reserved,
+                       couple=couple)
+
+
+def read_space_file(path: Path, label: str, key: str | None = None) -> Any:
+    """The YAML document of a space file (sweeps' and tune-postprocess's); a missing path or
+    one that is not a file is one located line."""
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "not found"
+        raise InputError(f"{label} {what}", file=show_path(path), key=key)
+    return read_yaml(path)
 
 
 def parse_space(doc: Any, base: Preset | None = None, file: str | None = None,
