@@ -57,6 +57,13 @@ def run(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def run_json(args: list[str]) -> dict:
+    """An ocrtune command's ``--json`` output, the command printed first (as ``run`` does)."""
+    cmd = [*ocrtune(), *args]
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    return json.loads(subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True).stdout)
+
+
 def finished_run(runs: Path, name: str) -> Path | None:
     for p in sorted(runs.glob(f"*-{name}")):
         s = p / "summary.json"
@@ -99,15 +106,11 @@ def best(run_dir: Path) -> dict[str, float]:
 
 def tuned(run_dir: Path, data: Path, space: Path) -> dict[str, object]:
     """Step 4: postprocess settings tuned on the train split, then scored once on val."""
-    cmd = [*ocrtune(), "tune-postprocess", str(run_dir), "--data", str(data), "--split", "train",
-           "--space", str(space), "--no-preset", "--json"]
-    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    found = json.loads(subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True).stdout)
+    found = run_json(["tune-postprocess", str(run_dir), "--data", str(data), "--split", "train",
+                      "--space", str(space), "--no-preset", "--json"])
     params = found["best"]["params"]
     sets = [a for k, v in params.items() for a in ("--set", f"{k}={v}")]
-    cmd = [*ocrtune(), "evaluate", str(run_dir), "--data", str(data), "--json", *sets]
-    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    val = json.loads(subprocess.run(cmd, check=True, cwd=REPO, capture_output=True, text=True).stdout)
+    val = run_json(["evaluate", str(run_dir), "--data", str(data), "--json", *sets])
     c, i = val["cleval"]["image_mean"], val["iou"]["image_mean"]
     return {"settings": {k.rsplit(".", 1)[1]: v for k, v in params.items()},
             "train_hmean": found["best"]["cleval"]["image_mean"]["hmean"], "hmean": c["hmean"],
