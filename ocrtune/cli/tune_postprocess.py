@@ -36,6 +36,9 @@ def tune_postprocess(
     force: Annotated[bool, typer.Option("--force", help="Overwrite a preset of that name.")] = False,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Processes (default: every core).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random and TPE strategies.")] = 0,
+    objective: Annotated[str, typer.Option(
+        "--objective", help="What ranks the settings: cleval (the CLEval H-mean, the competition's score) or iou "
+        "(the IoU@0.5 H-mean: line granularity and box tightness). Both are shown.")] = "cleval",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", min=1, help="Batch size of the one network pass (default: the preset's, as evaluate).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild-cache", help="Recompute the maps even if the cache is fresh.")] = False,
@@ -50,7 +53,7 @@ def tune_postprocess(
 
     opts = TuneOptions(
         split=split, data=data, overrides=set_ or [], strategy=strategy, trials=trials, points=points, space=space,
-        seed=seed, jobs=jobs, batch_size=batch_size, name=name, out_dir=out_dir, presets_dirs=presets_dir or [],
+        seed=seed, objective=objective, jobs=jobs, batch_size=batch_size, name=name, out_dir=out_dir, presets_dirs=presets_dir or [],
         force=force, write=not no_preset, rebuild=rebuild, runs_dir=runs_dir,
         command=" ".join(["ocrtune", *(shlex.quote(a) for a in sys.argv[1:])]) if sys.argv[1:] else "",
     )
@@ -66,18 +69,22 @@ def _render(result: Any, top: int) -> None:
     s = result.search
     cur = s.current
     keys = [k.rsplit(".", 1)[-1] for k in result.space]
-    cols = ["", "trial", "H", "P", "R", "H vs current", *keys]
+    iou = s.objective == "iou"
+    cols = ["", "trial", "H", "P", "R", "IoU H", ("IoU H" if iou else "H") + " vs current", *keys]
 
     def row(label: str, sc: Any) -> list[Any]:
-        diff = 100 * (sc.hmean - cur.hmean)
+        diff = 100 * ((sc.iou_hmean - cur.iou_hmean) if iou else (sc.hmean - cur.hmean))
         values = sc.settings.values()
         cells = [_param(values[k], cur.settings.values()[k]) for k in keys]
-        return [label, sc.trial if sc.trial else "-", *(f"{100 * v:.2f}" for v in (sc.hmean, sc.precision, sc.recall)),
+        return [label, sc.trial if sc.trial else "-",
+                *(f"{100 * v:.2f}" for v in (sc.hmean, sc.precision, sc.recall, sc.iou_hmean)),
                 f"{diff:+.2f} pp" if sc is not cur else "", *cells]
 
     rows = [row("current", cur)] + [row(f"#{i + 1}", sc) for i, sc in enumerate(s.ranked[:top])]
+    ranked_by = "IoU@0.5 H-mean" if iou else "CLEval H-mean"
     title = (f"{result.split}: {result.images} images, {len(s.tried)} settings ({s.strategy}, {s.distinct} distinct) "
-             f"in {s.seconds:.1f}s on {result.jobs} process(es); CLEval image mean, %")
+             f"in {s.seconds:.1f}s on {result.jobs} process(es); ranked by the {ranked_by}; "
+             "CLEval H / P / R and IoU@0.5 H, image mean, %")
     console.print(table(title, cols, rows))
     for note in s.notes:
         info(note)
@@ -85,9 +92,11 @@ def _render(result: Any, top: int) -> None:
     if result.improved:
         changes = ", ".join(f"{k} {fmt(a)} -> {fmt(b)}" for k, (a, b) in best.settings.changed(cur.settings).items())
         console.print(f"best: H {100 * best.hmean:.2f}  P {100 * best.precision:.2f}  R {100 * best.recall:.2f} "
-                      f"({100 * (best.hmean - cur.hmean):+.2f} pp H-mean) with {changes}", markup=False)
+                      f"({100 * (best.hmean - cur.hmean):+.2f} pp H-mean), IoU H {100 * best.iou_hmean:.2f} "
+                      f"({100 * (best.iou_hmean - cur.iou_hmean):+.2f} pp) with {changes}", markup=False)
     else:
-        console.print(f"the checkpoint's own settings score best: H {100 * cur.hmean:.2f}", markup=False)
+        console.print(f"the checkpoint's own settings score best: H {100 * cur.hmean:.2f}, "
+                      f"IoU H {100 * cur.iou_hmean:.2f}", markup=False)
     if result.preset:
         ext = f" (extends {result.preset['extends']})" if result.preset["extends"] else ""
         console.print(f"wrote {result.preset['path']}{ext}", markup=False)

@@ -44,6 +44,21 @@ class IoUCounts:
             self.num_gt + other.num_gt, self.num_det + other.num_det, self.matched + other.matched
         )
 
+    def scores(self) -> tuple[float, float, float]:
+        """Recall, precision, H-mean of one image (an image without cared-for GT: ICDAR15's rule)."""
+        if self.num_gt == 0:
+            r, p = 1.0, (0.0 if self.num_det else 1.0)
+        else:
+            r = self.matched / self.num_gt
+            p = self.matched / self.num_det if self.num_det else 0.0
+        return r, p, _hmean(r, p)
+
+    def pooled(self) -> tuple[float, float, float]:
+        """Recall, precision, H-mean of counts pooled over images (no empty-image rule)."""
+        r = self.matched / self.num_gt if self.num_gt else 0.0
+        p = self.matched / self.num_det if self.num_det else 0.0
+        return r, p, _hmean(r, p)
+
 
 class IoUImageScore(Score[IoUCounts]):
     """One image's recall, precision, H-mean and counts."""
@@ -51,15 +66,6 @@ class IoUImageScore(Score[IoUCounts]):
 
 def _hmean(r: float, p: float) -> float:
     return 2 * r * p / (r + p) if r + p > 0 else 0.0
-
-
-def _image_scores(c: IoUCounts) -> tuple[float, float, float]:
-    if c.num_gt == 0:
-        r, p = 1.0, (0.0 if c.num_det else 1.0)
-    else:
-        r = c.matched / c.num_gt
-        p = c.matched / c.num_det if c.num_det else 0.0
-    return r, p, _hmean(r, p)
 
 
 def _areas(words: PolyBatch) -> np.ndarray:
@@ -157,14 +163,12 @@ class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
 
         def score() -> IoUImageScore:
             counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
-            return IoUImageScore(*_image_scores(counts), counts)
+            return IoUImageScore(*counts.scores(), counts)
 
         return self._add(name, score)
 
     def _pooled(self, t: IoUCounts) -> tuple[float, float, float]:
-        r = t.matched / t.num_gt if t.num_gt else 0.0
-        p = t.matched / t.num_det if t.num_det else 0.0
-        return r, p, _hmean(r, p)
+        return t.pooled()
 
 
 def evaluate_iou(

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from ocrtune.errors import InputError
 from ocrtune.sweep.plan.space import Space
 from ocrtune.train.rundir import write_json_atomic
-from ocrtune.tune.search import STRATEGIES, Scored, SearchResult, search
+from ocrtune.tune.search import OBJECTIVES, STRATEGIES, Scored, SearchResult, search
 from ocrtune.tune.settings import PostSettings, full_key
 from ocrtune.tune.stages import Floors
 
@@ -30,6 +30,7 @@ class TuneOptions:
     points: int = 5  # grid values per range
     space: Path | None = None
     seed: int = 0
+    objective: str = "cleval"  # what ranks the settings: the CLEval or the IoU@0.5 H-mean
     jobs: int | None = None  # None: every core this process may use
     batch_size: int | None = None  # None: the preset's, as evaluate
     num_workers: int = 0
@@ -86,13 +87,13 @@ class TuneResult:
         return {
             "checkpoint": self.checkpoint, "run": self.run, "split": self.split, "images": self.images,
             "cache": {"path": self.cache, "reused": self.cache_reused, "seconds": round(self.cache_seconds, 3)},
-            "strategy": s.strategy, "space": self.space, "jobs": self.jobs,
+            "strategy": s.strategy, "objective": s.objective, "space": self.space, "jobs": self.jobs,
             "trials": len(s.tried), "distinct_settings": s.distinct, "search_seconds": round(s.seconds, 3),
             "notes": s.notes,
             "current": s.current.as_dict(), "best": self.best.as_dict(),
             "improved": self.improved,
             "difference_pp": {m: round(100 * (getattr(self.best, m) - getattr(s.current, m)), 6)
-                              for m in ("hmean", "precision", "recall")},
+                              for m in ("hmean", "precision", "recall", "iou_hmean")},
             "top": [t.as_dict() for t in s.ranked[:top]],
             "preset": self.preset, "preset_note": self.preset_note,
             "evaluate_command": self.evaluate_command(),
@@ -116,6 +117,8 @@ def tune_postprocess(ref: str, opts: TuneOptions, maps_progress: Progress | None
     current = PostSettings.of(preset.models.head.postprocess)
     space = load_space(opts.space, preset) if opts.space is not None else default_space(current, preset)
     strategy = _strategy(opts.strategy, space)
+    if opts.objective not in OBJECTIVES:
+        raise InputError(f"must be one of {', '.join(OBJECTIVES)} (got {opts.objective!r})", key="--objective")
     if opts.trials is not None and opts.trials < 1:
         raise InputError(f"must be >= 1 (got {opts.trials})", key="--trials")
     if opts.points < 2:
@@ -131,7 +134,8 @@ def tune_postprocess(ref: str, opts: TuneOptions, maps_progress: Progress | None
 
     jobs = opts.jobs or _cores()
     with Scorer(cache, _floors(space, current), jobs) as scorer:
-        found = search(scorer.counts, current, space, strategy, opts.trials, opts.points, opts.seed, search_progress)
+        found = search(scorer.counts, current, space, strategy, opts.trials, opts.points, opts.seed, search_progress,
+                       opts.objective)
     result = TuneResult(
         checkpoint=str(checkpoint), run=str(run_path) if run_path is not None else None, split=opts.split,
         images=len(cache), cache=str(where), cache_reused=reused, cache_seconds=cache_seconds, jobs=scorer.jobs,
@@ -173,11 +177,13 @@ def _write_best(result: TuneResult, target: Path, preset: Any, run_path: Path | 
     from ocrtune.tune.preset import today, write_preset
 
     best, cur, s = result.best, result.search.current, result.search
+    ranked_by = "IoU@0.5 H-mean" if s.objective == "iou" else "CLEval H-mean"
     header = [
         f"Created {today()} by `{opts.command or 'ocrtune tune-postprocess ' + ref}`.",
-        f"Postprocess tuned on {result.split} ({result.images} images, {strategy}, {len(s.tried)} settings) of "
-        f"{result.checkpoint}: CLEval H / P / R {_pct(best)} with these settings, {_pct(cur)} with its own "
-        f"({100 * (best.hmean - cur.hmean):+.2f} pp H-mean).",
+        f"Postprocess tuned for the {ranked_by} on {result.split} ({result.images} images, {strategy}, "
+        f"{len(s.tried)} settings) of {result.checkpoint}: CLEval H / P / R {_pct(best)} with these settings, "
+        f"{_pct(cur)} with its own ({100 * (best.hmean - cur.hmean):+.2f} pp H-mean); IoU@0.5 H-mean "
+        f"{100 * best.iou_hmean:.2f}, {100 * cur.iou_hmean:.2f} with its own ({100 * (best.iou_hmean - cur.iou_hmean):+.2f} pp).",
         "Evaluate with them: " + result.evaluate_command(),
     ]
     w = write_preset(target, preset, run_path, best.settings.values(), cur.settings.values(), header,

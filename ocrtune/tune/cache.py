@@ -10,7 +10,8 @@ run) holds:
   (``ocrtune.model.postprocess.quantize``). 1024 px maps take 2 MiB an image, 320 px 200 KiB.
 - ``index.json``: per image its name, map shape and offset, the ``scale`` and original size
   that map detections back (the inverse resize), and the ground truth as the loader gave it
-  to ``evaluate``, in loader order.
+  to ``evaluate`` (polygons and don't-care flags: the IoU metric drops detections inside a
+  don't-care word), in loader order.
 - ``manifest.json``: what the maps depend on: the checkpoint (size, mtime, sha256), the data
   (root, annotation file, image files), the preset's input settings, batch size and device.
 
@@ -36,7 +37,7 @@ from ocrtune.errors import InputError
 from ocrtune.filehash import sha256_file
 from ocrtune.model.postprocess import as_float16
 
-VERSION = 1
+VERSION = 2  # 2: the index keeps don't-care flags (gt_ignore)
 MANIFEST, INDEX, MAPS = "manifest.json", "index.json", "maps.f16"
 Progress = Callable[[int, int], None]
 
@@ -73,6 +74,7 @@ class CachedImage:
     scale: tuple[float, float]  # (x, y): map pixels per original pixel
     orig_size: tuple[int, int]  # (h, w)
     gt: list[list[list[float]]]
+    gt_ignore: list[bool]  # per GT word: don't care (IoU drops detections inside one)
 
 
 class MapsCache:
@@ -83,7 +85,7 @@ class MapsCache:
         self.manifest: dict[str, Any] = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
         raw = json.loads((path / INDEX).read_text(encoding="utf-8"))
         self.images = [CachedImage(r["name"], tuple(r["shape"]), r["offset"], tuple(r["scale"]), tuple(r["orig_size"]),
-                                   r["gt"]) for r in raw]
+                                   r["gt"], [bool(f) for f in r["gt_ignore"]]) for r in raw]
         total = sum(int(np.prod(im.shape)) for im in self.images)
         self._maps = np.memmap(path / MAPS, dtype=np.float16, mode="r", shape=(total,)) if total else np.zeros(0, np.float16)
 
@@ -176,8 +178,9 @@ def build(loaded: Any, root: Path, split: str, path: Path, inputs: dict[str, Any
     stamp = FileStamp.of(loaded.checkpoint)
     with CacheWriter(path) as out:
         for batch, maps in _prob_maps(loaded.module, loader, progress):
-            for name, m, s, o, gt in zip(batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"]):
-                out.add(name, m, s, o, gt)
+            for name, m, s, o, gt, ignore in zip(batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"],
+                                                 batch["gt_ignore"]):
+                out.add(name, m, s, o, gt, ignore)
         return out.finish({"checkpoint": asdict(stamp), "inputs": inputs, "data_problems": problems})
 
 
@@ -194,15 +197,18 @@ class CacheWriter:
         self.images: list[dict[str, Any]] = []
         self._offset = 0
 
-    def add(self, name: str, prob: np.ndarray, scale: Any, orig_size: Any, gt: Any) -> None:
+    def add(self, name: str, prob: np.ndarray, scale: Any, orig_size: Any, gt: Any, gt_ignore: Any) -> None:
         """One image: its map (stored as float16), the ``(x, y)`` scale and ``(h, w)`` size
-        that map it back, and its ground-truth polygons."""
+        that map it back, its ground-truth polygons and their don't-care flags."""
+        if len(gt_ignore) != len(gt):
+            raise ValueError(f"{name}: {len(gt_ignore)} don't-care flags for {len(gt)} GT words")
         half = np.ascontiguousarray(as_float16(prob))
         self._maps.write(half.tobytes())
         self.images.append({
             "name": name, "shape": list(half.shape), "offset": self._offset,
             "scale": [float(scale[0]), float(scale[1])], "orig_size": [int(orig_size[0]), int(orig_size[1])],
             "gt": [np.asarray(p, dtype=np.float64).reshape(-1, 2).tolist() for p in gt],
+            "gt_ignore": [bool(f) for f in gt_ignore],
         })
         self._offset += half.size
 

@@ -1,8 +1,8 @@
 """Score postprocess settings on every cached image, across processes.
 
 Each worker owns a fixed share of the images (image ``i`` goes to worker ``i % jobs``) and
-keeps their stages (contours, unclipped boxes, CLEval of selections seen) between batches of
-settings, so work done for one batch serves the next. Workers return CLEval counts per
+keeps their stages (contours, unclipped boxes, CLEval pairs, IoU of selections seen) between
+batches of settings, so work done for one batch serves the next. Workers return CLEval and IoU counts per
 (setting, image); the parent puts them back in image order, so results do not depend on the
 number of workers or on which finishes first.
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import traceback
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,14 +25,14 @@ import numpy as np
 from ocrtune.errors import OcrtuneError
 from ocrtune.tune.cache import MapsCache
 from ocrtune.tune.settings import PostSettings
-from ocrtune.tune.stages import Floors, ImageStages
+from ocrtune.tune.stages import Floors, ImageCounts, ImageStages
 
-N_COUNTS = 6  # CLEvalCounts fields, in declaration order
+N_COUNTS = ImageCounts.FIELDS  # CLEvalCounts then IoUCounts fields, in declaration order
 
 
 def _stages(cache: MapsCache, floors: Floors, mine: Sequence[int]) -> list[ImageStages]:
-    return [ImageStages(cache.prob16(i), cache.images[i].scale, cache.images[i].orig_size, cache.images[i].gt, floors)
-            for i in mine]
+    return [ImageStages(cache.prob16(i), im.scale, im.orig_size, im.gt, im.gt_ignore, floors)
+            for i, im in ((i, cache.images[i]) for i in mine)]
 
 
 def _score(stages: Sequence[ImageStages], settings: Sequence[PostSettings]) -> np.ndarray:
@@ -41,7 +40,7 @@ def _score(stages: Sequence[ImageStages], settings: Sequence[PostSettings]) -> n
     out = np.zeros((len(settings), len(stages), N_COUNTS), dtype=np.int64)
     for j, st in enumerate(stages):
         for i, s in enumerate(settings):
-            out[i, j] = astuple(st.counts(s))
+            out[i, j] = st.counts(s).row()
         st.release()
     return out
 
@@ -84,7 +83,7 @@ def _context() -> Any:
 
 
 class Scorer:
-    """CLEval counts of settings on every image of a cache; ``jobs`` processes (1: in this one)."""
+    """CLEval and IoU counts of settings on every image of a cache; ``jobs`` processes (1: in this one)."""
 
     def __init__(self, cache: MapsCache, floors: Floors, jobs: int = 1) -> None:
         self.n = len(cache)
@@ -105,7 +104,7 @@ class Scorer:
             self._procs.append(p)
 
     def counts(self, settings: Sequence[PostSettings]) -> np.ndarray:
-        """(settings, images, 6) CLEval counts, images in cache order."""
+        """(settings, images, ``N_COUNTS``) counts (``ImageCounts.row``), images in cache order."""
         settings = list(settings)
         if self.jobs == 1:
             cpu = time.process_time()

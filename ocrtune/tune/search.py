@@ -1,8 +1,10 @@
 """Choose settings from a space (grid, random or TPE) and score them with a ``Scorer``.
 
-Scores are computed exactly as ``evaluate`` computes them: per image, CLEval counts -> R, P, H;
-the image mean is the plain mean in image order (the number validation and ``evaluate``
-report as H-mean); the global scores pool the counts.
+Scores are computed exactly as ``evaluate`` computes them: per image, CLEval and IoU counts ->
+R, P, H; the image mean is the plain mean in image order (the number validation and
+``evaluate`` report as H-mean); the global scores pool the counts. The objective ranks settings
+by the CLEval H-mean (the competition's score, the default) or by the IoU@0.5 H-mean (where
+line granularity and box tightness show); the other metric is reported beside it.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from typing import Any, Callable, Literal, Protocol, Sequence
 import numpy as np
 
 from ocrtune.errors import InputError
-from ocrtune.metrics.cleval import CLEvalCounts
 from ocrtune.sweep.plan.space import Space
 from ocrtune.sweep.types import Result
 from ocrtune.tune.settings import PostSettings
+from ocrtune.tune.stages import ImageCounts
 
 Strategy = Literal["grid", "random", "tpe"]
 STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe")
+Objective = Literal["cleval", "iou"]
+OBJECTIVES: tuple[str, ...] = ("cleval", "iou")
 Progress = Callable[[int, int], None]
 CHUNK = 10  # settings per round trip to the workers (grid/random): progress, and locality
 TPE_BATCH = 8  # TPE proposals per round (constant liar keeps them apart)
@@ -45,6 +49,17 @@ class Scored:
     global_hmean: float
     global_precision: float
     global_recall: float
+    iou_hmean: float  # IoU@0.5, image mean
+    iou_precision: float
+    iou_recall: float
+    iou_global_hmean: float
+
+    def key(self, objective: str) -> tuple[float, ...]:
+        """What ranks this setting under ``objective`` (larger is better): the image-mean
+        H-mean, then the global one; under ``iou``, then the CLEval H-mean."""
+        if objective == "iou":
+            return (self.iou_hmean, self.iou_global_hmean, self.hmean)
+        return (self.hmean, self.global_hmean)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +69,9 @@ class Scored:
             "cleval": {"image_mean": {"hmean": self.hmean, "precision": self.precision, "recall": self.recall},
                        "global": {"hmean": self.global_hmean, "precision": self.global_precision,
                                   "recall": self.global_recall}},
+            "iou": {"image_mean": {"hmean": self.iou_hmean, "precision": self.iou_precision,
+                                   "recall": self.iou_recall},
+                    "global": {"hmean": self.iou_global_hmean}},
         }
 
 
@@ -65,29 +83,36 @@ class SearchResult:
     seconds: float
     distinct: int  # different settings among those tried (a repeat reuses its score)
     notes: list[str] = field(default_factory=list)
+    objective: str = "cleval"
 
     @property
     def ranked(self) -> list[Scored]:
-        """Best image-mean H-mean first; ties: global H-mean, then the earlier trial."""
-        return sorted(self.tried, key=lambda s: (-s.hmean, -s.global_hmean, s.trial))
+        """Best first by the objective (``Scored.key``); ties: the earlier trial."""
+        return sorted(self.tried, key=lambda s: (tuple(-v for v in s.key(self.objective)), s.trial))
 
     @property
     def best(self) -> Scored:
         """The best tried setting, or the current one when nothing tried beats it."""
         top = self.ranked[0] if self.tried else self.current
-        return top if (top.hmean, top.global_hmean) > (self.current.hmean, self.current.global_hmean) else self.current
+        return top if top.key(self.objective) > self.current.key(self.objective) else self.current
 
 
-def summarise(counts: np.ndarray) -> tuple[float, float, float, float, float, float]:
-    """(H, P, R image mean, H, P, R global) of (images, 6) counts, as ``CLEvalAccumulator.summary``
-    computes them: the per-image scores summed in image order with Python floats."""
-    per = [CLEvalCounts(*map(int, row)).scores() for row in counts]
-    n = len(per)
-    r = sum(p[0] for p in per) / n if n else 0.0
-    p_ = sum(p[1] for p in per) / n if n else 0.0
-    h = sum(p[2] for p in per) / n if n else 0.0
-    gr, gp, gh = CLEvalCounts(*map(int, counts.sum(axis=0))).scores() if n else (0.0, 0.0, 0.0)
-    return h, p_, r, gh, gp, gr
+def summarise(counts: np.ndarray) -> tuple[float, ...]:
+    """Scored's numbers (CLEval H, P, R image mean, H, P, R global; IoU H, P, R image mean, H
+    global) of (images, ``ImageCounts.FIELDS``) counts, as the metrics' accumulators compute them:
+    the per-image scores summed in image order with Python floats."""
+    rows = [ImageCounts.of_row(row) for row in counts]
+    n = len(rows)
+    cl = [c.cleval.scores() for c in rows]
+    io = [c.iou.scores() for c in rows]
+
+    def mean(per: list[tuple[float, float, float]], k: int) -> float:
+        return sum(p[k] for p in per) / n if n else 0.0
+
+    total = ImageCounts.of_row(counts.sum(axis=0)) if n else None
+    gr, gp, gh = total.cleval.scores() if total else (0.0, 0.0, 0.0)
+    igh = total.iou.pooled()[2] if total else 0.0
+    return mean(cl, 2), mean(cl, 1), mean(cl, 0), gh, gp, gr, mean(io, 2), mean(io, 1), mean(io, 0), igh
 
 
 class _Scores:
@@ -143,10 +168,13 @@ def _locality(s: PostSettings) -> tuple:
 
 
 def search(counts: CountsFn, current: PostSettings, space: Space, strategy: str = "grid", trials: int | None = None,
-           points: int = 5, seed: int = 0, progress: Progress | None = None) -> SearchResult:
-    """Score the current settings, then the strategy's settings; ``trials`` caps how many."""
+           points: int = 5, seed: int = 0, progress: Progress | None = None, objective: str = "cleval") -> SearchResult:
+    """Score the current settings, then the strategy's settings; ``trials`` caps how many;
+    ``objective`` ranks them (and guides TPE)."""
     if strategy not in STRATEGIES:
         raise InputError(f"must be one of {', '.join(STRATEGIES)} (got {strategy!r})", key="--strategy")
+    if objective not in OBJECTIVES:
+        raise InputError(f"must be one of {', '.join(OBJECTIVES)} (got {objective!r})", key="--objective")
     if trials is not None and trials < 1:
         raise InputError(f"must be >= 1 (got {trials})", key="--trials")
     start = time.perf_counter()
@@ -171,7 +199,7 @@ def search(counts: CountsFn, current: PostSettings, space: Space, strategy: str 
     if progress:
         progress(0, total)
     if strategy == "tpe":
-        _tpe(record, tried, current, space, total, seed)
+        _tpe(record, tried, current, space, total, seed, objective)
     else:
         settings = [current.with_params(p) for p in params]
         # Scored in an order that keeps the workers' stages warm, numbered in proposal order.
@@ -181,17 +209,18 @@ def search(counts: CountsFn, current: PostSettings, space: Space, strategy: str 
             record([settings[i] for i in idx], [params[i] for i in idx], [i + 1 for i in idx])
         tried.sort(key=lambda t: t.trial)
     distinct = len({t.settings.effective for t in tried})
-    return SearchResult(base, tried, strategy, time.perf_counter() - start, distinct, notes)
+    return SearchResult(base, tried, strategy, time.perf_counter() - start, distinct, notes, objective)
 
 
 def _tpe(record: Callable[..., None], tried: list[Scored], current: PostSettings, space: Space, total: int,
-         seed: int) -> None:
-    """Rounds of ``TPE_BATCH`` proposals from Optuna's TPE, told every score so far."""
+         seed: int, objective: str) -> None:
+    """Rounds of ``TPE_BATCH`` proposals from Optuna's TPE, told every score so far (the
+    objective's image-mean H-mean)."""
     from ocrtune.sweep.store.samplers import propose_tpe
 
     while len(tried) < total:
         k = min(TPE_BATCH, total - len(tried))
-        history = [Result(t.params, t.hmean) for t in tried]
+        history = [Result(t.params, t.key(objective)[0]) for t in tried]
         # A new seed per round: a sampler rebuilt with the same seed repeats its random start.
         params = propose_tpe(space.dims, history, k, seed + len(history), "maximize")
         record([current.with_params(p) for p in params], params, range(len(tried) + 1, len(tried) + k + 1))

@@ -1,4 +1,4 @@
-"""One image's postprocess + CLEval, staged so a search does each piece of work once per value
+"""One image's postprocess + CLEval and IoU, staged so a search does each piece of work once per value
 of the settings it depends on (pure: numpy, cv2 and the metric).
 
 - contours and candidate scores depend on ``thresh`` (and the output mode) only; thresholds
@@ -6,7 +6,8 @@ of the settings it depends on (pure: numpy, cv2 and the metric).
 - unclipping depends on the unclip ratio only, and so do the CLEval pairs of the unclipped
   candidates with the ground truth (``PairTable``);
 - ``box_thresh``, ``min_size`` and ``max_candidates`` only filter (``select``), and a filtered
-  subset is scored from the pairs without new geometry.
+  subset is scored from the pairs without new geometry. Its IoU counts are ``match_iou``'s on
+  the subset (the call ``evaluate`` makes), once per distinct subset.
 
 Each stage is the function ``DBPostProcessor`` itself calls (``find_candidates``, ``grow``,
 ``select``), on the map quantised the same way: the detections, and so the scores, equal a
@@ -16,12 +17,13 @@ fresh ``evaluate`` with the same settings.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from ocrtune.metrics.cleval import CLEvalCounts
+from ocrtune.metrics.iou import IoUCounts, match_iou
 from ocrtune.model.postprocess import Candidates, Grown, MapBack, find_candidates, grow, quantize, select
 from ocrtune.tune.cleval_table import GroundTruth, PairTable
 from ocrtune.tune.settings import PostSettings
@@ -46,11 +48,32 @@ class Floors:
     box_thresh: float = 0.0
 
 
+@dataclass(frozen=True)
+class ImageCounts:
+    """Both metrics' counts of one image under one setting."""
+
+    cleval: CLEvalCounts
+    iou: IoUCounts
+
+    FIELDS = len(CLEvalCounts.__dataclass_fields__) + len(IoUCounts.__dataclass_fields__)
+
+    def row(self) -> tuple[int, ...]:
+        """The counts as ``FIELDS`` integers (CLEval's, then IoU's), for arrays across processes."""
+        return astuple(self.cleval) + astuple(self.iou)
+
+    @classmethod
+    def of_row(cls, row: Any) -> ImageCounts:
+        k = len(CLEvalCounts.__dataclass_fields__)
+        values = [int(v) for v in row]
+        return cls(CLEvalCounts(*values[:k]), IoUCounts(*values[k:]))
+
+
 @dataclass
 class _Unclipped:
     grown: Grown
     table: PairTable
     index: np.ndarray  # candidate -> row of the table (-1: never kept, not in the table)
+    iou: dict[bytes, IoUCounts]  # kept candidates (their indices' bytes) -> IoU counts
 
 
 class ImageStages:
@@ -61,11 +84,12 @@ class ImageStages:
     """
 
     def __init__(self, prob16: np.ndarray, scale: Sequence[float], orig_size: Sequence[int], gt: Any,
-                 floors: Floors = Floors(), keep: int = 8) -> None:
+                 gt_ignore: Sequence[bool], floors: Floors = Floors(), keep: int = 8) -> None:
         self.prob16 = prob16
         self.back = MapBack.of(scale=(float(scale[0]), float(scale[1])),
                                original_size=(int(orig_size[0]), int(orig_size[1])))
         self.gt = gt
+        self.gt_ignore = list(gt_ignore)
         self._truth: GroundTruth | None = None
         self.floors = floors
         self.keep = keep
@@ -74,10 +98,14 @@ class ImageStages:
         self._prob: np.ndarray | None = None
         self.misses = {"contours": 0, "unclip": 0}
 
-    def counts(self, s: PostSettings) -> CLEvalCounts:
-        """CLEval counts of this image under settings ``s``."""
+    def counts(self, s: PostSettings) -> ImageCounts:
+        """CLEval and IoU counts of this image under settings ``s``."""
         cands, u, kept = self._kept(s)
-        return u.table.counts(u.index[kept])
+        key = kept.tobytes()
+        iou = u.iou.get(key)
+        if iou is None:
+            iou = u.iou[key] = match_iou(self.gt, [u.grown.polys[i] for i in kept.tolist()], self.gt_ignore)
+        return ImageCounts(u.table.counts(u.index[kept]), iou)
 
     def detections(self, s: PostSettings) -> list[tuple[np.ndarray, float]]:
         """``(polygon, score)`` kept under ``s``, best first: what ``DBPostProcessor`` returns."""
@@ -125,7 +153,7 @@ class ImageStages:
         if self._truth is None:
             self._truth = GroundTruth(self.gt)
         table = PairTable(self._truth, [grown.polys[i] for i in usable.tolist()])
-        u = _Unclipped(grown, table, index)
+        u = _Unclipped(grown, table, index, {})
         self._unclipped[key] = u
         if len(self._unclipped) > self.keep:
             self._unclipped.popitem(last=False)

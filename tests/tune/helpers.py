@@ -48,11 +48,17 @@ def model_map(polys: list[np.ndarray], shape: tuple[int, int], seed: int, scale:
     return np.clip(prob, 0, 1)
 
 
+def dont_care(gt: list[np.ndarray]) -> list[bool]:
+    """Every seventh word flagged don't-care (``###``), so the IoU's don't-care rule is exercised."""
+    return [i % 7 == 3 for i in range(len(gt))]
+
+
 def synthetic_cache(path: Path, n: int = 6, scale: float = 0.75) -> MapsCache:
     """``n`` images of 240 x 320 px whose maps are at ``scale`` (a padded square, as the loader makes)."""
     side = int(math.ceil(320 * scale / 32) * 32)
     with CacheWriter(path) as w:
         for i in range(n):
             gt = words(i)
-            w.add(f"img{i}.jpg", model_map(gt, (side, side), seed=100 + i, scale=scale), (scale, scale), (240, 320), gt)
+            w.add(f"img{i}.jpg", model_map(gt, (side, side), seed=100 + i, scale=scale), (scale, scale), (240, 320), gt,
+                  dont_care(gt))
         return w.finish({})

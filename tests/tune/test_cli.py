@@ -47,7 +47,7 @@ def _fresh(run: Path, data: Path, settings: dict, out: Path) -> dict:
     from ocrtune.train.infer import evaluate, load_checkpoint
 
     loaded = load_checkpoint(run, PostSettings(**settings).overrides())
-    return evaluate(loaded, data, "val", out=out)["cleval"]
+    return evaluate(loaded, data, "val", out=out)
 
 
 def test_cached_search_scores_exactly_what_a_fresh_evaluate_scores(tiny, cli, tmp_path):
@@ -62,8 +62,10 @@ def test_cached_search_scores_exactly_what_a_fresh_evaluate_scores(tiny, cli, tm
     polygon = next(t for t in res["top"] if t["settings"]["use_polygon"])
     for tried in (best, res["current"], polygon):
         fresh = _fresh(run, data, tried["settings"], tmp_path / "eval.json")
-        assert fresh["image_mean"] == tried["cleval"]["image_mean"]
-        assert fresh["global"] == tried["cleval"]["global"]
+        assert fresh["cleval"]["image_mean"] == tried["cleval"]["image_mean"]
+        assert fresh["cleval"]["global"] == tried["cleval"]["global"]
+        assert fresh["iou"]["image_mean"] == tried["iou"]["image_mean"]
+        assert fresh["iou"]["global"]["hmean"] == tried["iou"]["global"]["hmean"]
     pp = res["difference_pp"]["hmean"]
     assert pp == pytest.approx(100 * (best["cleval"]["image_mean"]["hmean"] - res["current"]["cleval"]["image_mean"]["hmean"]))
 
@@ -131,6 +133,24 @@ def test_a_checkpoint_outside_a_run_caches_beside_it(tiny, cli, tmp_path):
     assert load_preset(Path(res["preset"]["path"])).preset.datasets.image_size == 256
 
 
+def test_the_iou_objective_ranks_by_the_iou_hmean(tiny, cli, tmp_path):
+    data, runs, run = tiny
+    code, by_iou, err = _tune(cli, run, data, tmp_path, "--objective", "iou", "--no-preset", "--top", "96")
+    assert code == 0, err
+    code, by_cleval, err = _tune(cli, run, data, tmp_path, "--no-preset", "--top", "96")
+    assert code == 0, err
+    assert by_iou["objective"] == "iou" and by_cleval["objective"] == "cleval"
+
+    def iou(t: dict) -> float:
+        return t["iou"]["image_mean"]["hmean"]
+
+    ranked = [iou(t) for t in by_iou["top"]]
+    assert ranked == sorted(ranked, reverse=True) and len(set(ranked)) > 3
+    assert iou(by_iou["best"]) == max(iou(t) for t in by_cleval["top"])  # the same 96 settings, scored alike
+    assert iou(by_iou["best"]) > iou(by_cleval["best"])  # on this model the CLEval's choice is not the IoU's
+    assert by_iou["difference_pp"]["iou_hmean"] == pytest.approx(100 * (iou(by_iou["best"]) - iou(by_iou["current"])))
+
+
 def test_bad_inputs_are_one_located_line_and_exit_2(tiny, cli, tmp_path):
     data, runs, run = tiny
     empty = tmp_path / "no-ckpt"
@@ -159,3 +179,5 @@ def test_bad_inputs_are_one_located_line_and_exit_2(tiny, cli, tmp_path):
 
     code, out, err = cli("tune-postprocess", run, "--data", data, "--strategy", "annealing")
     assert code == 2 and err.strip().splitlines() == ["--strategy: must be one of grid, random, tpe (got 'annealing')"]
+    code, out, err = cli("tune-postprocess", run, "--data", data, "--objective", "map")
+    assert code == 2 and err.strip().splitlines() == ["--objective: must be one of cleval, iou (got 'map')"]

@@ -7,6 +7,7 @@ import pytest
 
 from ocrtune.errors import InputError
 from ocrtune.metrics.cleval import CLEvalAccumulator, score_image
+from ocrtune.metrics.iou import IoUAccumulator, match_iou
 from ocrtune.presets.schema import Preset
 from ocrtune.tune.pool import Scorer
 from ocrtune.tune.search import grid_params, search, summarise
@@ -14,7 +15,7 @@ from ocrtune.tune.settings import PostSettings, full_key
 from ocrtune.tune.space import parse_postprocess_space
 from ocrtune.tune.stages import Floors
 
-from .helpers import synthetic_cache, words
+from .helpers import dont_care, synthetic_cache, words
 
 CURRENT = PostSettings(0.3, 0.5, 300, False, 1.5, 2.0, 3.0)
 
@@ -25,18 +26,23 @@ def space(doc: dict) -> object:
 
 def test_summarise_is_the_accumulators_image_mean_and_global():
     rng = np.random.default_rng(0)
-    acc = CLEvalAccumulator()
+    acc, iou = CLEvalAccumulator(), IoUAccumulator()
     rows = []
     for i in range(7):
-        gt = words(i)
-        pred = [g + rng.normal(0, 2, g.shape) for g in gt if rng.random() < 0.8]
+        gt = words(i) if i != 5 else []  # an image without words: IoU's empty-image rule
+        pred = [g + rng.normal(0, 2 + 2 * (i % 3), g.shape) for g in gt if rng.random() < 0.8]
         acc.update(f"{i}", gt, pred)
-        c = score_image(gt, pred)
-        rows.append([c.num_char_gt, c.num_char_det, c.tp, c.gran_recall, c.gran_precision, c.num_char_fp])
-    h, p, r, gh, gp, gr = summarise(np.array(rows))
-    s = acc.summary()
+        iou.update(f"{i}", gt, pred, dont_care(gt))
+        c, m = score_image(gt, pred), match_iou(gt, pred, dont_care(gt))
+        rows.append([c.num_char_gt, c.num_char_det, c.tp, c.gran_recall, c.gran_precision, c.num_char_fp,
+                     m.num_gt, m.num_det, m.matched])
+    h, p, r, gh, gp, gr, ih, ip, ir, igh = summarise(np.array(rows))
+    s, t = acc.summary(), iou.summary()
     assert (h, p, r) == (s["image_mean"]["hmean"], s["image_mean"]["precision"], s["image_mean"]["recall"])
     assert (gh, gp, gr) == (s["global"]["hmean"], s["global"]["precision"], s["global"]["recall"])
+    assert (ih, ip, ir, igh) == (t["image_mean"]["hmean"], t["image_mean"]["precision"], t["image_mean"]["recall"],
+                                 t["global"]["hmean"])
+    assert 0.3 < ih < 0.99 and ih != h  # the noise moves boxes off IoU 0.5 and the two metrics differ
 
 
 def test_grid_is_capped_by_fewer_points_then_an_even_subset():
@@ -55,9 +61,9 @@ def test_grid_is_capped_by_fewer_points_then_an_even_subset():
 def test_bad_strategy_or_trials_are_bad_input():
     sp = space({"thresh": {"values": [0.3]}})
     with pytest.raises(InputError, match="grid, random, tpe"):
-        search(lambda s: np.zeros((len(s), 1, 6), np.int64), CURRENT, sp, "bayes")
+        search(lambda s: np.zeros((len(s), 1, 9), np.int64), CURRENT, sp, "bayes")
     with pytest.raises(InputError, match=">= 1"):
-        search(lambda s: np.zeros((len(s), 1, 6), np.int64), CURRENT, sp, "grid", trials=0)
+        search(lambda s: np.zeros((len(s), 1, 9), np.int64), CURRENT, sp, "grid", trials=0)
 
 
 @pytest.fixture(scope="module")
@@ -92,12 +98,16 @@ def test_the_scores_are_those_of_the_live_postprocessor(cache):
     for scored in (result.current, result.best, *result.tried[::7]):
         post = DBPostProcessor(**scored.settings.values())
         acc = CLEvalAccumulator()
+        iou = IoUAccumulator()
         for i, im in enumerate(cache.images):
             dets = post(cache.prob16(i).astype(np.float32), scale=im.scale, original_size=im.orig_size)
             acc.update(im.name, im.gt, [d.polygon for d in dets])
-        s = acc.summary()
+            iou.update(im.name, im.gt, [d.polygon for d in dets], im.gt_ignore)
+        s, t = acc.summary(), iou.summary()
         assert scored.hmean == s["image_mean"]["hmean"] and scored.recall == s["image_mean"]["recall"]
         assert scored.precision == s["image_mean"]["precision"] and scored.global_hmean == s["global"]["hmean"]
+        assert (scored.iou_hmean, scored.iou_precision, scored.iou_recall, scored.iou_global_hmean) == (
+            t["image_mean"]["hmean"], t["image_mean"]["precision"], t["image_mean"]["recall"], t["global"]["hmean"])
 
 
 def test_tpe_and_random_are_reproducible_and_capped(cache):
@@ -121,5 +131,5 @@ def test_a_best_value_at_the_end_of_its_range_is_pointed_out():
     sp = space({"thresh": {"min": 0.2, "max": 0.4}, "box_thresh": {"values": [0.3, 0.5, 0.7]},
                 "use_polygon": {"values": [False, True]}})
     best = Scored(1, CURRENT.with_params({full_key("thresh"): 0.3, full_key("box_thresh"): 0.7,
-                                          full_key("use_polygon"): True}), {}, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9)
+                                          full_key("use_polygon"): True}), {}, *[0.9] * 10)
     assert _edges(sp, best) == ["box_thresh 0.7 is the highest value searched: the best may lie beyond it (widen --space)"]

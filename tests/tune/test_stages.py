@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from ocrtune.metrics.cleval import load_words_json, score_image
+from ocrtune.metrics.iou import match_iou
 from ocrtune.model.postprocess import DBPostProcessor, as_float16, quantize
 from ocrtune.tune.cleval_table import PairTable
 from ocrtune.tune.settings import PostSettings
 from ocrtune.tune.stages import Floors, ImageStages, thresh_class
 
-from .helpers import model_map, words
+from .helpers import dont_care, model_map, words
 
 CASES = Path(__file__).resolve().parents[2].parent / "shared" / "metric-cases"
 
@@ -45,9 +46,10 @@ def test_thresholds_that_split_the_float16_grid_alike_share_contours():
 def test_every_setting_matches_the_live_postprocessor(use_polygon):
     gt = words(2)
     prob = model_map(gt, (192, 256), seed=7, scale=0.8)
-    st = ImageStages(as_float16(prob), (0.8, 0.8), (240, 320), gt, Floors(min_size=0.0, box_thresh=0.2))
+    ignore = dont_care(gt)
+    st = ImageStages(as_float16(prob), (0.8, 0.8), (240, 320), gt, ignore, Floors(min_size=0.0, box_thresh=0.2))
     grid = itertools.product((0.2, 0.35, 0.5), (0.2, 0.45, 0.7), (1.2, 1.8), (0.0, 3.0, 6.0), (4, 300))
-    seen = set()
+    seen, ious = set(), set()
     for t, b, r, m, k in grid:
         s = PostSettings(t, b, k, use_polygon, r, r, m)
         post = DBPostProcessor(**s.values())
@@ -56,16 +58,20 @@ def test_every_setting_matches_the_live_postprocessor(use_polygon):
         assert [d.score for d in live] == [sc for _, sc in staged], s
         for d, (poly, _) in zip(live, staged):
             assert np.array_equal(d.polygon, poly), s
-        assert st.counts(s) == score_image(gt, [d.polygon for d in live]), s
+        counts = st.counts(s)
+        assert counts.cleval == score_image(gt, [d.polygon for d in live]), s
+        assert counts.iou == match_iou(gt, [d.polygon for d in live], ignore), s
         seen.add(len(live))
-    assert len(seen) > 3  # the settings really change the detections
+        ious.add(counts.iou.matched)
+    assert len(seen) > 3 and len(ious) > 3  # the settings really change the detections and their IoU matches
     # contours once per threshold, unclipping once per (threshold, ratio)
     assert st.misses == {"contours": 3, "unclip": 6}
 
 
 def test_settings_below_the_floors_are_refused():
     gt = words(0)
-    st = ImageStages(as_float16(model_map(gt, (192, 256), 1, 0.8)), (0.8, 0.8), (240, 320), gt, Floors(3.0, 0.4))
+    st = ImageStages(as_float16(model_map(gt, (192, 256), 1, 0.8)), (0.8, 0.8), (240, 320), gt, dont_care(gt),
+                     Floors(3.0, 0.4))
     with pytest.raises(ValueError, match="floors"):
         st.counts(PostSettings(0.3, 0.3, 100, False, 1.5, 2.0, 3.0))
 
