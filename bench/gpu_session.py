@@ -315,7 +315,7 @@ class Session:
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
         epoch_s = n_train / img_s + a.val_epoch_s
         pre_epoch_s = epoch_s * a.synth_n * 0.9 / n_train
-        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + 2 * a.post_tune_s
+        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + 3 * a.post_tune_s  # step 4: 3 tunes
         spare = self.left() - fixed - 20
         epochs = 1 if a.smoke else int(max(1, min(22, spare / (2 * epoch_s + pre_epoch_s))))
         self.log(f"recipe: {img_s:.0f} img/s -> ~{epoch_s:.0f} s an epoch, {spare:.0f} s to spend: "
@@ -403,7 +403,8 @@ def main() -> None:
     ap.add_argument("--run-start-s", type=float, default=35.0, help="a training's start-up assumed for the budget")
     ap.add_argument("--val-epoch-s", type=float, default=8.0, help="validation per epoch assumed for the budget")
     ap.add_argument("--post-tune-s", type=float, default=40.0,
-                    help="the recipe's step 4 (train-split maps, 150 settings, one val pass) assumed, per run")
+                    help="the recipe's step 4 (train-split maps, 150 settings, one val pass) assumed, per tune "
+                         "(three: scratch, fine-tuned, fine-tuned for the IoU)")
     ap.add_argument("--assume-img-s", type=float, default=60.0, help="training rate when the step part did not run")
     ap.add_argument("--set", action="append", default=[], help="extra --set for every baseline measurement")
     ap.add_argument("--device", default=None)
