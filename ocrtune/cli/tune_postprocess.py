@@ -53,8 +53,8 @@ def tune_postprocess(
 
     opts = TuneOptions(
         split=split, data=data, overrides=set_ or [], strategy=strategy, trials=trials, points=points, space=space,
-        seed=seed, objective=objective, jobs=jobs, batch_size=batch_size, name=name, out_dir=out_dir, presets_dirs=presets_dir or [],
-        force=force, write=not no_preset, rebuild=rebuild, runs_dir=runs_dir,
+        seed=seed, objective=objective, jobs=jobs, batch_size=batch_size, name=name, out_dir=out_dir,
+        presets_dirs=presets_dir or [], force=force, write=not no_preset, rebuild=rebuild, runs_dir=runs_dir,
         command=" ".join(["ocrtune", *(shlex.quote(a) for a in sys.argv[1:])]) if sys.argv[1:] else "",
     )
     with _Progress("maps") as maps, _Progress("settings") as settings:

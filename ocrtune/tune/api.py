@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from ocrtune.errors import InputError
 from ocrtune.sweep.plan.space import Space
 from ocrtune.train.rundir import write_json_atomic
-from ocrtune.tune.search import OBJECTIVES, STRATEGIES, Scored, SearchResult, search
+from ocrtune.tune.search import OBJECTIVES, STRATEGIES, Objective, Scored, SearchResult, search
 from ocrtune.tune.settings import PostSettings, full_key
 from ocrtune.tune.stages import Floors
 
@@ -30,7 +30,7 @@ class TuneOptions:
     points: int = 5  # grid values per range
     space: Path | None = None
     seed: int = 0
-    objective: str = "cleval"  # what ranks the settings: the CLEval or the IoU@0.5 H-mean
+    objective: Objective = "cleval"  # what ranks the settings: the CLEval or the IoU@0.5 H-mean
     jobs: int | None = None  # None: every core this process may use
     batch_size: int | None = None  # None: the preset's, as evaluate
     num_workers: int = 0
@@ -183,7 +183,8 @@ def _write_best(result: TuneResult, target: Path, preset: Any, run_path: Path | 
         f"Postprocess tuned for the {ranked_by} on {result.split} ({result.images} images, {strategy}, "
         f"{len(s.tried)} settings) of {result.checkpoint}: CLEval H / P / R {_pct(best)} with these settings, "
         f"{_pct(cur)} with its own ({100 * (best.hmean - cur.hmean):+.2f} pp H-mean); IoU@0.5 H-mean "
-        f"{100 * best.iou_hmean:.2f}, {100 * cur.iou_hmean:.2f} with its own ({100 * (best.iou_hmean - cur.iou_hmean):+.2f} pp).",
+        f"{100 * best.iou_hmean:.2f}, {100 * cur.iou_hmean:.2f} with its own "
+        f"({100 * (best.iou_hmean - cur.iou_hmean):+.2f} pp).",
         "Evaluate with them: " + result.evaluate_command(),
     ]
     w = write_preset(target, preset, run_path, best.settings.values(), cur.settings.values(), header,

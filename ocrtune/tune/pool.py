@@ -2,9 +2,9 @@
 
 Each worker owns a fixed share of the images (image ``i`` goes to worker ``i % jobs``) and
 keeps their stages (contours, unclipped boxes, CLEval pairs, IoU of selections seen) between
-batches of settings, so work done for one batch serves the next. Workers return CLEval and IoU counts per
-(setting, image); the parent puts them back in image order, so results do not depend on the
-number of workers or on which finishes first.
+batches of settings, so work done for one batch serves the next. Workers return CLEval and IoU
+counts per (setting, image); the parent puts them back in image order, so results do not depend
+on the number of workers or on which finishes first.
 
 Workers are forked from a fork server (``forkserver``), not from this process: a process
 forked after OpenCV's (or torch's) thread pool has run hangs at its first parallel call, and

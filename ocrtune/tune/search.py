@@ -54,7 +54,7 @@ class Scored:
     iou_recall: float
     iou_global_hmean: float
 
-    def key(self, objective: str) -> tuple[float, ...]:
+    def key(self, objective: Objective) -> tuple[float, ...]:
         """What ranks this setting under ``objective`` (larger is better): the image-mean
         H-mean, then the global one; under ``iou``, then the CLEval H-mean."""
         if objective == "iou":
@@ -83,7 +83,7 @@ class SearchResult:
     seconds: float
     distinct: int  # different settings among those tried (a repeat reuses its score)
     notes: list[str] = field(default_factory=list)
-    objective: str = "cleval"
+    objective: Objective = "cleval"
 
     @property
     def ranked(self) -> list[Scored]:
@@ -168,7 +168,8 @@ def _locality(s: PostSettings) -> tuple:
 
 
 def search(counts: CountsFn, current: PostSettings, space: Space, strategy: str = "grid", trials: int | None = None,
-           points: int = 5, seed: int = 0, progress: Progress | None = None, objective: str = "cleval") -> SearchResult:
+           points: int = 5, seed: int = 0, progress: Progress | None = None,
+           objective: Objective = "cleval") -> SearchResult:
     """Score the current settings, then the strategy's settings; ``trials`` caps how many;
     ``objective`` ranks them (and guides TPE)."""
     if strategy not in STRATEGIES:
@@ -213,7 +214,7 @@ def search(counts: CountsFn, current: PostSettings, space: Space, strategy: str 
 
 
 def _tpe(record: Callable[..., None], tried: list[Scored], current: PostSettings, space: Space, total: int,
-         seed: int, objective: str) -> None:
+         seed: int, objective: Objective) -> None:
     """Rounds of ``TPE_BATCH`` proposals from Optuna's TPE, told every score so far (the
     objective's image-mean H-mean)."""
     from ocrtune.sweep.store.samplers import propose_tpe
