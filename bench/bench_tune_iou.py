@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import time
 from pathlib import Path
 
-from ocrtune.tune.cache import MapsCache
+from ocrtune.tune.cache import MANIFEST, VERSION, MapsCache
 from ocrtune.tune.settings import PostSettings
 from ocrtune.tune.stages import Floors, ImageStages
 
@@ -33,8 +34,16 @@ def stages(cache: MapsCache, n: int, floors: Floors) -> list[ImageStages]:
             for i, im in enumerate(cache.images[:n])]
 
 
+def _current(path: Path) -> bool:
+    """A cache this version of ocrtune reads (older ones lack the don't-care flags)."""
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("version") == VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def newest_cache() -> Path | None:
-    found = [p for p in Path("runs").glob("*/maps-*") if (p / "index.json").is_file()]
+    found = [p for p in Path("runs").glob("*/maps-*") if _current(p)]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -45,8 +54,11 @@ def main() -> None:
     args = ap.parse_args()
     path = args.cache or newest_cache()
     if path is None:
-        print("no maps cache under runs/: run `ocrtune tune-postprocess RUN` once, or pass a cache folder")
+        print("no current maps cache under runs/: run `ocrtune tune-postprocess RUN` once, or pass a cache folder")
         return
+    if not _current(path):
+        raise SystemExit(f"{path}: not a maps cache of this ocrtune (version {VERSION}); run tune-postprocess "
+                         "--rebuild-cache on its run")
     print(f"cache: {path}")
     cache = MapsCache(path)
     settings = [PostSettings(t, b, 1000, False, r, 2.0, 3.0) for t, b, r in itertools.product(*GRID.values())]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ocrtune.data.synthetic import synthesize
 from ocrtune.metrics.cleval import CLEvalAccumulator
+from ocrtune.metrics.iou import IoUAccumulator
 from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.load import load_preset
 from ocrtune.sweep.plan.space import parse_space
@@ -85,19 +86,21 @@ def naive_seconds(run: Path, data: Path, settings: list[PostSettings], work: Pat
     start, cpu = time.perf_counter(), time.process_time()
     for s in settings:
         loaded = load_checkpoint(run, s.overrides())
-        out.append(evaluate(loaded, data, "val", out=work / "naive-eval.json")["cleval"])
+        out.append(evaluate(loaded, data, "val", out=work / "naive-eval.json"))
     n = len(settings)
     return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n, out
 
 
 def plain_seconds(cache: maps_cache.MapsCache, settings: list[PostSettings]) -> tuple[float, float]:
-    """Reference B: cached maps, plain postprocess + CLEval per setting, one process (wall, CPU)."""
+    """Reference B: cached maps, plain postprocess + CLEval + IoU per setting, one process (wall, CPU):
+    what the search scores, without its stages."""
     start, cpu = time.perf_counter(), time.process_time()
     for s in settings:
-        post, acc = DBPostProcessor(**s.values()), CLEvalAccumulator()
+        post, acc, iou = DBPostProcessor(**s.values()), CLEvalAccumulator(), IoUAccumulator()
         for i, im in enumerate(cache.images):
             dets = post(cache.prob16(i), scale=im.scale, original_size=im.orig_size)
             acc.update(im.name, im.gt, [d.polygon for d in dets])
+            iou.update(im.name, im.gt, [d.polygon for d in dets], im.gt_ignore)
     return (time.perf_counter() - start) / len(settings), (time.process_time() - cpu) / len(settings)
 
 
@@ -160,15 +163,17 @@ def run(work: Path, args: argparse.Namespace) -> None:
           f"per setting, timed on {len(picks)}; x100 = {100 * per_naive:.0f}s wall (extrapolated) -> cached search "
           f"{100 * per_naive / t_grid:.0f}x faster in wall time, {100 * cpu_naive / cpu_grid:.0f}x less CPU")
     per_plain, cpu_plain = plain_seconds(cache, [best.settings, current, found.tried[-1].settings])
-    print(f"reference B, cached maps but plain postprocess + CLEval per setting, 1 process: {per_plain:.2f}s wall, "
+    print(f"reference B, cached maps but plain postprocess + CLEval + IoU per setting, 1 process: {per_plain:.2f}s wall, "
           f"{cpu_plain:.2f}s CPU per setting, timed on 3; x100 = {100 * per_plain:.0f}s wall (extrapolated) -> the "
           f"stages take {100 * cpu_plain / cpu_grid:.1f}x less CPU; with {args.jobs} processes "
           f"{100 * per_plain / t_grid:.1f}x less wall time")
-    im = fresh[0]["image_mean"]
+    im, io = fresh[0]["cleval"]["image_mean"], fresh[0]["iou"]["image_mean"]
     same = (im["hmean"], im["precision"], im["recall"]) == (best.hmean, best.precision, best.recall) and \
-        fresh[0]["global"]["hmean"] == best.global_hmean
-    print(f"exactness: fresh evaluate with the chosen settings H {im['hmean']!r}, cached {best.hmean!r}: "
-          f"{'identical' if same else 'DIFFERENT'} (P, R and global H too)")
+        fresh[0]["cleval"]["global"]["hmean"] == best.global_hmean and \
+        (io["hmean"], io["precision"], io["recall"]) == (best.iou_hmean, best.iou_precision, best.iou_recall) and \
+        fresh[0]["iou"]["global"]["hmean"] == best.iou_global_hmean
+    print(f"exactness: fresh evaluate with the chosen settings H {im['hmean']!r}, cached {best.hmean!r}; IoU H "
+          f"{io['hmean']!r}, cached {best.iou_hmean!r}: {'identical' if same else 'DIFFERENT'} (P, R and global H too)")
     if not same:
         raise SystemExit(1)
 

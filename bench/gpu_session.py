@@ -403,7 +403,7 @@ def main() -> None:
     ap.add_argument("--run-start-s", type=float, default=35.0, help="a training's start-up assumed for the budget")
     ap.add_argument("--val-epoch-s", type=float, default=8.0, help="validation per epoch assumed for the budget")
     ap.add_argument("--post-tune-s", type=float, default=40.0,
-                    help="the recipe's step 4 (train-split maps, 150 settings, one val pass) assumed, per tune "
+                    help="the recipe's step 4 (train-split maps, 245 settings, one val pass) assumed, per tune "
                          "(three: scratch, fine-tuned, fine-tuned for the IoU)")
     ap.add_argument("--assume-img-s", type=float, default=60.0, help="training rate when the step part did not run")
     ap.add_argument("--set", action="append", default=[], help="extra --set for every baseline measurement")

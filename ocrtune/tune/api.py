@@ -250,12 +250,14 @@ def _pct(s: Scored) -> str:
 
 def _save_summary(result: TuneResult, loaded_checkpoint: Path, run_path: Path | None) -> str | None:
     """``tune-postprocess-<split>.json`` in the run for its best.ckpt (``-last-<split>`` for
-    last.ckpt, so neither replaces the other), or beside the checkpoint; best effort."""
+    last.ckpt, ``-<split>-iou`` for an ``--objective iou`` search, so none replaces another), or
+    beside the checkpoint; best effort."""
+    tail = result.split + ("-iou" if result.search.objective == "iou" else "")
     if run_path is not None:
         stem = "" if loaded_checkpoint.stem == "best" else f"{loaded_checkpoint.stem}-"
-        path = run_path / f"tune-postprocess-{stem}{result.split}.json"
+        path = run_path / f"tune-postprocess-{stem}{tail}.json"
     else:
-        path = loaded_checkpoint.with_name(f"{loaded_checkpoint.stem}.tune-postprocess-{result.split}.json")
+        path = loaded_checkpoint.with_name(f"{loaded_checkpoint.stem}.tune-postprocess-{tail}.json")
     result.summary_path = str(path)
     try:
         write_json_atomic(path, result.as_dict())

@@ -149,6 +149,9 @@ def test_the_iou_objective_ranks_by_the_iou_hmean(tiny, cli, tmp_path):
     assert iou(by_iou["best"]) == max(iou(t) for t in by_cleval["top"])  # the same 96 settings, scored alike
     assert iou(by_iou["best"]) > iou(by_cleval["best"])  # on this model the CLEval's choice is not the IoU's
     assert by_iou["difference_pp"]["iou_hmean"] == pytest.approx(100 * (iou(by_iou["best"]) - iou(by_iou["current"])))
+    # each objective keeps its own summary
+    assert json.loads((run / "tune-postprocess-val-iou.json").read_text())["best"] == by_iou["best"]
+    assert json.loads((run / "tune-postprocess-val.json").read_text())["best"] == by_cleval["best"]
 
 
 def test_bad_inputs_are_one_located_line_and_exit_2(tiny, cli, tmp_path):
