@@ -24,14 +24,10 @@ from pathlib import Path
 
 from ocrtune.tune.cache import MANIFEST, VERSION, MapsCache
 from ocrtune.tune.settings import PostSettings
-from ocrtune.tune.stages import Floors, ImageStages
+from ocrtune.tune.pool import image_stages
+from ocrtune.tune.stages import Floors
 
 GRID = {"thresh": [0.2, 0.3, 0.4], "box_thresh": [0.3, 0.4, 0.5], "box_unclip_ratio": [1.25, 1.5, 2.0]}
-
-
-def stages(cache: MapsCache, n: int, floors: Floors) -> list[ImageStages]:
-    return [ImageStages(cache.prob16(i), im.scale, im.orig_size, im.gt, im.gt_ignore, floors)
-            for i, im in enumerate(cache.images[:n])]
 
 
 def _current(path: Path) -> bool:
@@ -65,7 +61,7 @@ def main() -> None:
     floors = Floors(3.0, min(GRID["box_thresh"]))
     n = min(args.images, len(cache))
 
-    both = stages(cache, n, floors)
+    both = image_stages(cache, floors, range(n))
     t0 = time.process_time()
     for st in both:
         for s in settings:
@@ -73,7 +69,7 @@ def main() -> None:
         st.release()
     with_iou = time.process_time() - t0
 
-    alone = stages(cache, n, floors)
+    alone = image_stages(cache, floors, range(n))
     t0 = time.process_time()
     for st in alone:
         for s in settings:

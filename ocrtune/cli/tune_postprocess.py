@@ -66,14 +66,15 @@ def tune_postprocess(
 
 
 def _render(result: Any, top: int) -> None:
+    from ocrtune.tune.search import OBJECTIVE_METRIC
+
     s = result.search
     cur = s.current
     keys = [k.rsplit(".", 1)[-1] for k in result.space]
-    iou = s.objective == "iou"
-    cols = ["", "trial", "H", "P", "R", "IoU H", ("IoU H" if iou else "H") + " vs current", *keys]
+    cols = ["", "trial", "H", "P", "R", "IoU H", ("IoU H" if s.objective == "iou" else "H") + " vs current", *keys]
 
     def row(label: str, sc: Any) -> list[Any]:
-        diff = 100 * ((sc.iou_hmean - cur.iou_hmean) if iou else (sc.hmean - cur.hmean))
+        diff = 100 * (sc.key(s.objective)[0] - cur.key(s.objective)[0])
         values = sc.settings.values()
         cells = [_param(values[k], cur.settings.values()[k]) for k in keys]
         return [label, sc.trial if sc.trial else "-",
@@ -81,9 +82,8 @@ def _render(result: Any, top: int) -> None:
                 f"{diff:+.2f} pp" if sc is not cur else "", *cells]
 
     rows = [row("current", cur)] + [row(f"#{i + 1}", sc) for i, sc in enumerate(s.ranked[:top])]
-    ranked_by = "IoU@0.5 H-mean" if iou else "CLEval H-mean"
     title = (f"{result.split}: {result.images} images, {len(s.tried)} settings ({s.strategy}, {s.distinct} distinct) "
-             f"in {s.seconds:.1f}s on {result.jobs} process(es); ranked by the {ranked_by}; "
+             f"in {s.seconds:.1f}s on {result.jobs} process(es); ranked by the {OBJECTIVE_METRIC[s.objective]}; "
              "CLEval H / P / R and IoU@0.5 H, image mean, %")
     console.print(table(title, cols, rows))
     for note in s.notes:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from ocrtune.errors import InputError
 from ocrtune.sweep.plan.space import Space
 from ocrtune.train.rundir import write_json_atomic
-from ocrtune.tune.search import OBJECTIVES, STRATEGIES, Objective, Scored, SearchResult, search
+from ocrtune.tune.search import OBJECTIVE_METRIC, OBJECTIVES, STRATEGIES, Objective, Scored, SearchResult, search
 from ocrtune.tune.settings import PostSettings, full_key
 from ocrtune.tune.stages import Floors
 
@@ -177,11 +177,10 @@ def _write_best(result: TuneResult, target: Path, preset: Any, run_path: Path | 
     from ocrtune.tune.preset import today, write_preset
 
     best, cur, s = result.best, result.search.current, result.search
-    ranked_by = "IoU@0.5 H-mean" if s.objective == "iou" else "CLEval H-mean"
     header = [
         f"Created {today()} by `{opts.command or 'ocrtune tune-postprocess ' + ref}`.",
-        f"Postprocess tuned for the {ranked_by} on {result.split} ({result.images} images, {strategy}, "
-        f"{len(s.tried)} settings) of {result.checkpoint}: CLEval H / P / R {_pct(best)} with these settings, "
+        f"Postprocess tuned for the {OBJECTIVE_METRIC[s.objective]} on {result.split} ({result.images} images, "
+        f"{strategy}, {len(s.tried)} settings) of {result.checkpoint}: CLEval H / P / R {_pct(best)} with these settings, "
         f"{_pct(cur)} with its own ({100 * (best.hmean - cur.hmean):+.2f} pp H-mean); IoU@0.5 H-mean "
         f"{100 * best.iou_hmean:.2f}, {100 * cur.iou_hmean:.2f} with its own "
         f"({100 * (best.iou_hmean - cur.iou_hmean):+.2f} pp).",

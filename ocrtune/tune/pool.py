@@ -30,7 +30,8 @@ from ocrtune.tune.stages import Floors, ImageCounts, ImageStages
 N_COUNTS = ImageCounts.FIELDS  # CLEvalCounts then IoUCounts fields, in declaration order
 
 
-def _stages(cache: MapsCache, floors: Floors, mine: Sequence[int]) -> list[ImageStages]:
+def image_stages(cache: MapsCache, floors: Floors, mine: Sequence[int]) -> list[ImageStages]:
+    """The staged postprocess of images ``mine`` of a cache, each with its ground truth."""
     return [ImageStages(cache.prob16(i), im.scale, im.orig_size, im.gt, im.gt_ignore, floors)
             for i, im in ((i, cache.images[i]) for i in mine)]
 
@@ -53,7 +54,7 @@ def _worker(conn: Any, cache_path: str, floors: Floors, index: int, jobs: int) -
     failed = ""
     try:
         cache = MapsCache(Path(cache_path))
-        stages = _stages(cache, floors, range(index, len(cache), jobs))
+        stages = image_stages(cache, floors, range(index, len(cache), jobs))
     except Exception:  # reported at the first batch
         failed = traceback.format_exc()
     while True:
@@ -92,7 +93,7 @@ class Scorer:
         self._procs: list[Any] = []
         self.cpu_seconds = 0.0  # spent scoring, over all processes (a figure that ignores other load)
         if self.jobs == 1:
-            self._local = _stages(cache, floors, range(self.n))
+            self._local = image_stages(cache, floors, range(self.n))
             return
         ctx = _context()
         for k in range(self.jobs):

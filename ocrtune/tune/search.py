@@ -26,6 +26,7 @@ Strategy = Literal["grid", "random", "tpe"]
 STRATEGIES: tuple[str, ...] = ("grid", "random", "tpe")
 Objective = Literal["cleval", "iou"]
 OBJECTIVES: tuple[str, ...] = ("cleval", "iou")
+OBJECTIVE_METRIC: dict[str, str] = {"cleval": "CLEval H-mean", "iou": "IoU@0.5 H-mean"}  # what each ranks by
 Progress = Callable[[int, int], None]
 CHUNK = 10  # settings per round trip to the workers (grid/random): progress, and locality
 TPE_BATCH = 8  # TPE proposals per round (constant liar keeps them apart)
