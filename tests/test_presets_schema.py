@@ -30,6 +30,7 @@ def test_defaults_are_valid():
         ({"datasets": {"image_size": 0}}, ("datasets", "image_size")),
         ({"datasets": {"thresh_max": 1.5}}, ("datasets", "thresh_max")),
         ({"dataloader": {"batch_size": 0}}, ("dataloader", "batch_size")),
+        ({"dataloader": {"pad": "tight"}}, ("dataloader", "pad")),
         ({"trainer": {"precision": "fp8"}}, ("trainer", "precision")),
         ({"models": {"encoder": {"out_indices": [3, 2]}}}, ("models", "encoder", "out_indices")),
         ({"models": {"optimizer": {"lrr": 1e-3}}}, ("models", "optimizer", "lrr")),

@@ -62,6 +62,12 @@ class Inverse:
     def xy(self) -> tuple[float, float]:
         return (self.scale_x or self.scale, self.scale_y or self.scale)
 
+    @property
+    def extent(self) -> tuple[int, int]:
+        """(height, width) of the resized image in the model input: the rest is padding."""
+        sx, sy = self.xy
+        return max(1, round(self.orig_h * sy)), max(1, round(self.orig_w * sx))
+
     def points_to_original(self, points: np.ndarray) -> np.ndarray:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) / np.asarray(self.xy)
         pts[:, 0] = np.clip(pts[:, 0], 0, self.orig_w)

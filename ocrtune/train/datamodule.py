@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import signal
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
@@ -41,6 +42,7 @@ from ocrtune.train.split_memo import remembered
 log = logging.getLogger("ocrtune.data")
 
 TARGET_KEYS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
+STRIDE = 32  # the network's input sides are multiples of this (``datasets.image_size`` is one)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class DetectionDataset(Dataset):
             square, model_polys, inv = resize_and_pad(image, polys, self.cfg.image_size)
         out: dict[str, Any] = {
             "image": torch.from_numpy(normalize(square)),
+            "extent": inv.extent,
             "name": item.path.name,
             "scale": inv.xy,
             "orig_size": (h, w),
@@ -158,8 +161,13 @@ class DetectionDataset(Dataset):
         return out
 
 
-def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack tensors, keep per-image metadata as lists; unreadable images (None) are dropped."""
+def collate(samples: Sequence[dict[str, Any] | None], pad: str = "square") -> dict[str, Any] | None:
+    """Stack tensors, keep per-image metadata as lists; unreadable images (None) are dropped.
+
+    ``pad="batch"`` cuts the stacked images and maps to the batch's largest image extent,
+    rounded up to ``STRIDE`` (``resize_and_pad`` pads at the bottom and right, so only padding
+    is cut); ``"square"`` keeps the ``image_size`` square.
+    """
     samples = [s for s in samples if s is not None]
     if not samples:
         return None
@@ -167,6 +175,11 @@ def collate(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
     for k in TARGET_KEYS:
         if k in samples[0]:
             batch[k] = torch.stack([s[k] for s in samples])
+    if pad == "batch":
+        h, w = (max(-(-s["extent"][i] // STRIDE) * STRIDE for s in samples) for i in (0, 1))
+        for k in ("image", *TARGET_KEYS):
+            if k in batch:
+                batch[k] = batch[k][..., :h, :w].contiguous()
     for k in ("name", "scale", "orig_size", "gt", "gt_ignore"):
         batch[k] = [s[k] for s in samples]
     return batch
@@ -239,8 +252,10 @@ class DetectionDataModule(L.LightningDataModule):
         val_targets: bool = False,
         pin_memory: bool = False,
         seed: int = 0,
+        pad: str = "square",
     ) -> None:
         super().__init__()
+        self.pad = pad  # training batches (``DataloaderConfig.pad``); validation is always square
         self.root = Path(root)
         self.cfg = cfg
         self.batch_size = batch_size
@@ -273,13 +288,13 @@ class DetectionDataModule(L.LightningDataModule):
         """Training reads every image once per epoch: decoded once per machine (``datasets.cache``)."""
         return DecodedCache() if self.cfg.cache else None
 
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle: bool, pad: str = "square") -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             sampler=EpochShuffle(len(ds), self.seed) if shuffle else None,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=partial(collate, pad=pad),
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             drop_last=False,
@@ -291,7 +306,8 @@ class DetectionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        return self._loader(DetectionDataset(self._train or [], self.cfg, train=True, cache=self._cache()), shuffle=True)
+        return self._loader(DetectionDataset(self._train or [], self.cfg, train=True, cache=self._cache()), shuffle=True,
+                            pad=self.pad)
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()

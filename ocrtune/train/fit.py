@@ -100,7 +100,7 @@ def load_data(preset: Preset, data: Path | None, *, num_workers: int = 0, val_ta
     root = resolve_data_root(preset, data).resolve()
     datasets = preset.datasets.model_copy(update={"root": str(root)})
     dm = DetectionDataModule(root, datasets, preset.dataloader.batch_size, num_workers, val_targets=val_targets,
-                             pin_memory=pin_memory, seed=preset.seed)
+                             pin_memory=pin_memory, seed=preset.seed, pad=preset.dataloader.pad)
     dm.prepare()
     return dm
 
@@ -437,6 +437,7 @@ def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, p
         warmup_epochs=s.warmup_epochs, memory=memory.line() if memory is not None else None,
         memory_over=bool(memory is not None and memory.over),
         ema_decay=preset.trainer.ema.decay if preset.trainer.ema.enabled else None,
+        pad=preset.dataloader.pad,
     )
 
 

@@ -361,13 +361,15 @@ class RunHeader:
     memory: str | None = None  # "RAM ~1.2 GB of 22.0 GB free"
     memory_over: bool = False  # the estimate exceeds what is free (trained anyway: --force)
     ema_decay: float | None = None  # validation scores a moving average of the weights
+    pad: str = "square"  # training batches: "square", or only as far as the batch needs ("batch")
 
     def line(self) -> str:
         epochs = (f"epochs {self.epochs_done + 1}-{self.epochs} of {self.epochs}" if self.epochs_done
                   else _count(self.epochs, "epoch"))
         parts = [f"run {self.run_dir}", self.device, self.precision,
                  f"{self.n_train} train / {self.n_val} val images",
-                 f"{_count(self.steps_per_epoch, 'step')}/epoch (batch {self.batch_size})", epochs]
+                 f"{_count(self.steps_per_epoch, 'step')}/epoch (batch {self.batch_size}"
+                 + (", padded to the batch)" if self.pad == "batch" else ")"), epochs]
         if self.ema_decay is not None:
             parts.append(f"scores the EMA of weights (decay {self.ema_decay:g})")
         if self.memory:

@@ -1,0 +1,105 @@
+"""Training batches padded only as far as their largest image needs (``dataloader.pad: batch``):
+the cut removes padding and nothing else, and validation stays square."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ocrtune.data.transforms import resize_and_pad
+from ocrtune.model.dbnet import build_dbnet
+from ocrtune.model.loss import DBLoss
+from ocrtune.presets.load import load_preset
+from ocrtune.presets.schema import DatasetsConfig
+from ocrtune.train.datamodule import TARGET_KEYS, DetectionDataModule, DetectionDataset, collate, load_split
+
+SIZE = 256
+# (width, height) of tall receipts: resized to 256 px high they are 64, 100 and 141 px wide
+SHAPES = [(100, 400), (250, 640), (330, 600)]
+
+
+def _split(root: Path, split: str) -> None:
+    (root / "images" / split).mkdir(parents=True)
+    (root / "jsons").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    images = {}
+    for i, (w, h) in enumerate(SHAPES):
+        pixels = rng.integers(150, 256, (h, w, 3), dtype=np.uint8)
+        words = {}
+        for j, y in enumerate(range(20, h - 40, 60)):
+            pixels[y : y + 20, 10 : w - 10] = 20
+            words[f"{j:04d}"] = {"points": [[10, y], [w - 10, y], [w - 10, y + 20], [10, y + 20]]}
+        Image.fromarray(pixels).save(root / "images" / split / f"r{i}.png")
+        images[f"r{i}.png"] = {"words": words}
+    (root / "jsons" / f"{split}.json").write_text(json.dumps({"images": images}))
+
+
+@pytest.fixture(scope="module")
+def tall(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tall")
+    _split(root, "train")
+    _split(root, "val")
+    return root
+
+
+@pytest.mark.parametrize("h, w", [(400, 100), (100, 400), (300, 300), (1, 900), (1283, 517)])
+def test_extent_is_the_resized_image(h, w):
+    image = np.full((h, w, 3), 255, np.uint8)
+    out, _, inv = resize_and_pad(image, [], SIZE)
+    eh, ew = inv.extent
+    assert out[:eh, :ew].min() == 255  # all image
+    assert out[eh:].max(initial=0) == 0 and out[:, ew:].max(initial=0) == 0  # all padding
+
+
+def test_batch_padding_cuts_only_padding(tall):
+    items, _ = load_split(tall, "train")
+    ds = DetectionDataset(items, DatasetsConfig(image_size=SIZE), with_targets=True)
+    samples = [ds[i] for i in range(len(items))]
+    square, cut = collate(samples), collate(samples, pad="batch")
+    widest = max(s["extent"][1] for s in samples)
+    assert widest == 141 and cut["image"].shape == (3, 3, SIZE, 160)  # 141 rounded up to 32 px
+    assert square["image"].shape == (3, 3, SIZE, SIZE)
+    for k in ("image", *TARGET_KEYS):
+        assert torch.equal(cut[k], square[k][..., :SIZE, :160]), k
+    pad_value = square["image"][0, :, -1, -1]
+    assert torch.equal(square["image"][..., 160:], pad_value.view(1, 3, 1, 1).expand(3, 3, SIZE, SIZE - 160))
+    assert square["prob_map"][..., 160:].max() == 0 and square["thresh_mask"][..., 160:].max() == 0
+    assert cut["name"] == square["name"] and cut["scale"] == square["scale"]
+
+
+def test_a_cut_batch_trains(tall):
+    """The network takes the non-square batch and its maps line up with the cut targets."""
+    items, _ = load_split(tall, "train")
+    ds = DetectionDataset(items, DatasetsConfig(image_size=SIZE), with_targets=True)
+    batch = collate([ds[i] for i in range(len(items))], pad="batch")
+    net = build_dbnet(load_preset("cpu-demo").preset.models).train()
+    out = net(batch["image"])
+    assert out["prob_logits"].shape[-2:] == batch["prob_map"].shape[-2:] == (SIZE, 160)
+    loss = DBLoss()(out, batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("pad, width", [("square", SIZE), ("batch", 160)])
+def test_training_batches_follow_the_setting_and_validation_stays_square(tall, pad, width):
+    cfg = load_preset("cpu-demo", [f"datasets.image_size={SIZE}", f"dataloader.pad={pad}",
+                                    "datasets.augment.enabled=false"]).preset
+    dm = DetectionDataModule(tall, cfg.datasets, batch_size=3, num_workers=0, seed=1, pad=cfg.dataloader.pad)
+    train = next(iter(dm.train_dataloader()))
+    val = next(iter(dm.val_dataloader()))
+    assert train["image"].shape[-2:] == train["prob_map"].shape[-2:] == (SIZE, width)
+    assert val["image"].shape[-2:] == (SIZE, SIZE)
+
+
+def test_the_run_header_says_how_batches_are_padded(tmp_path):
+    from ocrtune.train.resources import RunHeader
+
+    common = dict(run_dir=tmp_path, device="cpu", precision="32-true", n_train=8, n_val=2, batch_size=4,
+                  steps_per_epoch=2, epochs=3)
+    assert "2 steps/epoch (batch 4, padded to the batch)" in RunHeader(**common, pad="batch").line()
+    assert "2 steps/epoch (batch 4)  |" in RunHeader(**common).line()
