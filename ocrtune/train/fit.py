@@ -199,6 +199,10 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         precision=precision,
     )
     probe = _check_trainer(trainer_args)
+    if probe.strategy.root_device.type == "cpu":
+        from ocrtune.cpu_malloc import keep_large_blocks
+
+        keep_large_blocks()  # about half a step's time at 1024 px went to mapping fresh pages
 
     child = _rank() > 0 and RUN_DIR_ENV in os.environ
     memory = None if child else _check_memory(preset, precision, probe, loaded, resume_ckpt, opts)

@@ -144,6 +144,10 @@ def load_checkpoint(
             file=str(ckpt),
         )
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cpu":
+        from ocrtune.cpu_malloc import keep_large_blocks
+
+        keep_large_blocks()  # fresh pages for every large activation cost more than the network
     module = module.to(dev).eval()
     return Loaded(module, preset, ckpt, run)
 
