@@ -40,10 +40,12 @@ def set_mmap_threshold(nbytes: int) -> bool:
     return bool(mallopt and mallopt(M_MMAP_THRESHOLD, int(nbytes)) == 1)
 
 
+def enabled() -> bool:
+    """Whether ``keep_large_blocks`` applies here: glibc, and not ``OCRTUNE_MALLOC=system``."""
+    return os.environ.get(ENV, "").strip().lower() != "system" and _mallopt() is not None
+
+
 def keep_large_blocks() -> bool:
     """Serve tensors up to 1 GiB from the heap (once per process is enough; repeating is
-    harmless). Returns whether it is in effect: not with ``OCRTUNE_MALLOC=system``, and not
-    without glibc."""
-    if os.environ.get(ENV, "").strip().lower() == "system":
-        return False
-    return set_mmap_threshold(THRESHOLD)
+    harmless). Returns whether it is in effect (``enabled``, and glibc accepted it)."""
+    return enabled() and set_mmap_threshold(THRESHOLD)

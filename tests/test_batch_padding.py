@@ -18,8 +18,8 @@ from ocrtune.presets.load import load_preset
 from ocrtune.presets.schema import DatasetsConfig
 from ocrtune.train.datamodule import TARGET_KEYS, DetectionDataModule, DetectionDataset, collate, load_split
 
-SIZE = 256
-# (width, height) of tall receipts: resized to 256 px high they are 64, 100 and 141 px wide
+SIZE = 512
+# (width, height) of tall receipts: resized to 512 px high they are 128, 200 and 282 px wide
 SHAPES = [(100, 400), (250, 640), (330, 600)]
 
 
@@ -62,13 +62,13 @@ def test_batch_padding_cuts_only_padding(tall):
     samples = [ds[i] for i in range(len(items))]
     square, cut = collate(samples), collate(samples, pad="batch")
     widest = max(s["extent"][1] for s in samples)
-    assert widest == 141 and cut["image"].shape == (3, 3, SIZE, 160)  # 141 rounded up to 32 px
+    assert widest == 282 and cut["image"].shape == (3, 3, SIZE, 384)  # rounded up to 128 px (PAD_STEP)
     assert square["image"].shape == (3, 3, SIZE, SIZE)
     for k in ("image", *TARGET_KEYS):
-        assert torch.equal(cut[k], square[k][..., :SIZE, :160]), k
+        assert torch.equal(cut[k], square[k][..., :SIZE, :384]), k
     pad_value = square["image"][0, :, -1, -1]
-    assert torch.equal(square["image"][..., 160:], pad_value.view(1, 3, 1, 1).expand(3, 3, SIZE, SIZE - 160))
-    assert square["prob_map"][..., 160:].max() == 0 and square["thresh_mask"][..., 160:].max() == 0
+    assert torch.equal(square["image"][..., 384:], pad_value.view(1, 3, 1, 1).expand(3, 3, SIZE, SIZE - 384))
+    assert square["prob_map"][..., 384:].max() == 0 and square["thresh_mask"][..., 384:].max() == 0
     assert cut["name"] == square["name"] and cut["scale"] == square["scale"]
 
 
@@ -79,13 +79,13 @@ def test_a_cut_batch_trains(tall):
     batch = collate([ds[i] for i in range(len(items))], pad="batch")
     net = build_dbnet(load_preset("cpu-demo").preset.models).train()
     out = net(batch["image"])
-    assert out["prob_logits"].shape[-2:] == batch["prob_map"].shape[-2:] == (SIZE, 160)
+    assert out["prob_logits"].shape[-2:] == batch["prob_map"].shape[-2:] == (SIZE, 384)
     loss = DBLoss()(out, batch)["loss"]
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("pad, width", [("square", SIZE), ("batch", 160)])
+@pytest.mark.parametrize("pad, width", [("square", SIZE), ("batch", 384)])
 def test_training_batches_follow_the_setting_and_validation_stays_square(tall, pad, width):
     cfg = load_preset("cpu-demo", [f"datasets.image_size={SIZE}", f"dataloader.pad={pad}",
                                     "datasets.augment.enabled=false"]).preset

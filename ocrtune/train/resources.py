@@ -29,6 +29,9 @@ GB = 1024**3
 # With 1.5 the estimate was 0.83-0.99x the measured growth of a CPU training process for cpu-demo
 # (320 px batch 2 and 4, 640 px batch 4) and 1.26x for EfficientNet-B4 (512 px, batch 2).
 BACKWARD_FACTOR = 1.5
+# On the CPU, freed activations stay in the process's heap (``ocrtune.cpu_malloc``) and are not
+# always reused exactly: measured at 1024 px, batch 4, the peak above the data grew 1.9x.
+HEAP_FACTOR = 2.0
 PREFETCH_FACTOR = 2  # torch DataLoader's default batches in flight per worker
 TARGET_MAPS = 4  # prob_map, prob_mask, thresh_map, thresh_mask: float32 (S, S) each
 SLOW_RUN_S = 3600.0  # on a CPU, a run this long at the measured pace gets a warning
@@ -116,11 +119,12 @@ def gb(n: int | float) -> str:
 
 # --- pure arithmetic ------------------------------------------------------------------------
 
-def estimate(fp: Footprint, s: Settings, processes: int = 1) -> MemoryEstimate:
+def estimate(fp: Footprint, s: Settings, processes: int = 1, heap: bool = False) -> MemoryEstimate:
     """Memory for ``s`` from a footprint measured at ``fp.image_size``: activations scale with
-    the batch and with the pixel count (image size squared)."""
+    the batch and with the pixel count (image size squared); ``heap``: freed activations stay
+    in the process (``HEAP_FACTOR``)."""
     pixels = (s.image_size / fp.image_size) ** 2
-    activations = fp.activation_bytes * s.batch_size * pixels * BACKWARD_FACTOR
+    activations = fp.activation_bytes * s.batch_size * pixels * BACKWARD_FACTOR * (HEAP_FACTOR if heap else 1.0)
     weights = fp.params * fp.param_bytes * (2 + fp.optimizer_states)  # params, grads, states
     sample = s.image_size**2 * 4 * (3 + TARGET_MAPS)  # the image and its targets, float32
     in_flight = s.num_workers * PREFETCH_FACTOR + 1
@@ -132,20 +136,21 @@ def _need(est: MemoryEstimate, device: str) -> int:
     return est.device_bytes if device == "cuda" else est.total
 
 
-def suggest(fp: Footprint, s: Settings, free: int, device: str = "cpu", processes: int = 1) -> Suggestion:
+def suggest(fp: Footprint, s: Settings, free: int, device: str = "cpu", processes: int = 1,
+            heap: bool = False) -> Suggestion:
     """The largest batch size at the preset's image size, and the largest image size (a multiple
     of 32) at the preset's batch size, that fit in ``SUGGEST_HEADROOM`` of ``free``."""
     budget = free * SUGGEST_HEADROOM
 
     def fits(x: Settings) -> bool:
-        return _need(estimate(fp, x, processes), device) <= budget
+        return _need(estimate(fp, x, processes, heap), device) <= budget
 
     batch = next((b for b in range(s.batch_size - 1, 0, -1) if fits(replace(s, batch_size=b))), None)
     size = next((z for z in range(s.image_size - 32, 31, -32) if fits(replace(s, image_size=z))), None)
     return Suggestion(
         batch, size,
-        _need(estimate(fp, replace(s, batch_size=batch), processes), device) if batch else None,
-        _need(estimate(fp, replace(s, image_size=size), processes), device) if size else None,
+        _need(estimate(fp, replace(s, batch_size=batch), processes, heap), device) if batch else None,
+        _need(estimate(fp, replace(s, image_size=size), processes, heap), device) if size else None,
     )
 
 
@@ -310,13 +315,16 @@ def check_memory(preset: Preset, precision: str, device: str, processes: int = 1
         return None
     s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, preset.dataloader.num_workers)
     cpu_processes = processes if device == "cpu" else 1
-    est = estimate(fp, s, cpu_processes)
+    from ocrtune.cpu_malloc import enabled
+
+    heap = device == "cpu" and enabled()  # training keeps freed activations in the heap there
+    est = estimate(fp, s, cpu_processes, heap)
     free = free_memory(device, index)
     if free is None or _need(est, device) <= free:
         return MemoryCheck(est, free, device)
     if force:
         return MemoryCheck(est, free, device, over=True)
-    raise InputError(refusal(est, free, device, suggest(fp, s, free, device, cpu_processes), small_preset),
+    raise InputError(refusal(est, free, device, suggest(fp, s, free, device, cpu_processes, heap), small_preset),
                      key="dataloader.batch_size", **(where or {}))
 
 
