@@ -1,12 +1,14 @@
-"""A CPU training step at 1024 px, four ways, in one process: batches padded to the square or to
-the batch (``dataloader.pad``), and glibc serving large tensors with fresh mappings (its
-default) or from its heap (``ocrtune.cpu_malloc``, what train/evaluate do on the CPU).
+"""A CPU training step at 1024 px, four ways: batches padded to the square or to the batch
+(``dataloader.pad``), and glibc serving large tensors with fresh mappings (its default) or from
+its heap (``ocrtune.cpu_malloc``, what train/evaluate do on the CPU).
 
-Goal: a step costs about what its pixels cost. The reference is the square batch with the C
-library's default (ocrtune before both). Each batch is timed all four ways, the order rotating
-from batch to batch; the allocator setting is switched between steps (mallopt applies to later
-allocations). Also prints the system CPU time per step (page faults, zeroing fresh pages) and,
-from two child processes running the same steps with one setting each, the peak RSS.
+Goal: a step costs about what its pixels cost. The reference is the square batch with fresh
+mappings (ocrtune before both). The allocator setting belongs to a process (blocks freed into
+the heap serve later requests whatever the setting), so each setting runs in its own child
+process, both children at once with one torch thread each, so that whatever else runs on the
+machine slows both alike; inside a child each batch is timed padded both ways, the order
+alternating. Prints ms/step, system CPU ms/step (page faults, zeroing fresh pages) and each
+child's peak RSS above what it held before its first step.
 
     python bench/bench_cpu_step.py --data ../shared/data/sroie            # cpu-demo at 1024 px
     python bench/bench_cpu_step.py --data ../shared/data/sroie --size 512
@@ -34,11 +36,18 @@ from ocrtune.train.datamodule import DetectionDataset, EpochShuffle, collate, lo
 from ocrtune.train.fit import load_data  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 
-WAYS = [("square", GLIBC_DEFAULT), ("batch", GLIBC_DEFAULT), ("square", THRESHOLD), ("batch", THRESHOLD)]
-NAME = {GLIBC_DEFAULT: "fresh mappings", THRESHOLD: "heap"}
+PADS = ("square", "batch")
+SETTINGS = {"fresh mappings": GLIBC_DEFAULT, "heap": THRESHOLD}
 
 
-def setup(args: argparse.Namespace):
+def _status(field: str) -> int:
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
+
+
+def child(args: argparse.Namespace) -> None:
+    """One allocator setting: each batch timed padded both ways; JSON on stdout."""
+    torch.set_num_threads(1)
+    set_mmap_threshold(SETTINGS[args.child])
     preset = load_preset(args.preset, [f"datasets.image_size={args.size}", *args.sets]).preset
     dm = load_data(preset, args.data)
     items, _ = load_split(dm.root, preset.datasets.train)
@@ -58,17 +67,25 @@ def setup(args: argparse.Namespace):
         opt.step()
         return time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_stime - r
 
-    return preset, dm, samples, step
-
-
-def child(args: argparse.Namespace) -> None:
-    """One setting only: the peak RSS it leads to."""
-    pad, threshold = WAYS[args.child]
-    set_mmap_threshold(threshold)
-    _, _, samples, step = setup(args)
-    for s in samples:
-        step(collate(s, pad=pad))
-    print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    try:  # the peak of loading the samples must not count: reset the high-water mark
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    base = _status("VmRSS")
+    step(collate(samples[0]))  # warm-up: first-call costs
+    out: dict = {p: {"s": [], "sys": []} for p in PADS}
+    kept = []
+    for n, s in enumerate(samples[1:]):
+        batches = {"square": collate(s), "batch": collate(s, pad="batch")}
+        kept.append(batches["batch"]["image"][0, 0].numel() / batches["square"]["image"][0, 0].numel())
+        for pad in (PADS if n % 2 == 0 else PADS[::-1]):
+            t, st = step(batches[pad])
+            out[pad]["s"].append(t)
+            out[pad]["sys"].append(st)
+    print(json.dumps({"steps": out, "kept": kept, "peak_mb": (_status("VmHWM") - base) / 2**20,
+                      "root": str(dm.root), "n_train": dm.n_train, "model": preset.models.encoder.model_name,
+                      "batch": bs}))
 
 
 def main() -> None:
@@ -77,50 +94,38 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--size", type=int, default=1024, help="datasets.image_size (default 1024)")
-    ap.add_argument("--steps", type=int, default=8, help="batches timed (each all four ways)")
-    ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
-    ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=8, help="batches timed (each padded both ways)")
+    ap.add_argument("--child", choices=sorted(SETTINGS), default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child is not None:
         return child(args)
 
-    preset, dm, samples, step = setup(args)
-    set_mmap_threshold(THRESHOLD)
-    step(collate(samples[0]))  # warm-up: first-call costs
-    times: dict[int, list[float]] = {i: [] for i in range(len(WAYS))}
-    sys_s: dict[int, list[float]] = {i: [] for i in range(len(WAYS))}
-    kept = []
-    for n, s in enumerate(samples[1:]):
-        batches = {"square": collate(s), "batch": collate(s, pad="batch")}
-        kept.append(batches["batch"]["image"][0, 0].numel() / batches["square"]["image"][0, 0].numel())
-        for k in range(len(WAYS)):
-            i = (n + k) % len(WAYS)
-            pad, threshold = WAYS[i]
-            set_mmap_threshold(threshold)
-            t, st = step(batches[pad])
-            times[i].append(t)
-            sys_s[i].append(st)
-    rss = {}
-    if not args.no_rss:
-        base = [sys.executable, __file__, "--preset", args.preset, "--size", str(args.size), "--steps", str(args.steps),
-                *(["--data", str(args.data)] if args.data else []), *[x for s in args.sets for x in ("--set", s)]]
-        for i in range(len(WAYS)):
-            out = subprocess.run([*base, "--child", str(i)], capture_output=True, text=True, check=True,
-                                 env={**os.environ, "PYTHONWARNINGS": "ignore"}).stdout
-            rss[i] = json.loads(out.strip().splitlines()[-1])["rss_mb"]
+    base = [sys.executable, __file__, "--preset", args.preset, "--size", str(args.size), "--steps", str(args.steps),
+            *(["--data", str(args.data)] if args.data else []), *[x for s in args.sets for x in ("--set", s)]]
+    procs = {name: subprocess.Popen([*base, "--child", name], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "PYTHONWARNINGS": "ignore"}) for name in SETTINGS}
+    res = {}
+    for name, p in procs.items():
+        stdout, _ = p.communicate()
+        if p.returncode:
+            sys.exit(f"child {name!r} failed (exit {p.returncode})")
+        res[name] = json.loads(stdout.strip().splitlines()[-1])
 
-    ref = statistics.median(times[0])
-    print(f"preset {args.preset}: {preset.models.encoder.model_name} at {args.size} px, batch "
-          f"{preset.dataloader.batch_size}, {torch.get_num_threads()} threads; data {dm.root} "
-          f"({dm.n_train} train images), {len(kept)} batches each way")
+    first = next(iter(res.values()))
+    kept = first["kept"]
+    ref = statistics.median(res["fresh mappings"]["steps"]["square"]["s"])
+    print(f"preset {args.preset}: {first['model']} at {args.size} px, batch {first['batch']}, 1 thread per "
+          f"process, both at once; data {first['root']} ({first['n_train']} train images), {len(kept)} batches each way")
     print(f"pixels kept by padding to the batch: {statistics.mean(kept):.2f} of the square "
           f"(batches {min(kept):.2f}-{max(kept):.2f})")
-    print(f"{'pad':7} {'large tensors':15} {'ms/step':>8} {'sys ms/step':>12} {'speed-up':>9} {'peak RSS':>9}")
-    for i, (pad, threshold) in enumerate(WAYS):
-        t = statistics.median(times[i])
-        mem = f"{rss[i]:7.0f} MB" if i in rss else ""
-        print(f"{pad:7} {NAME[threshold]:15} {t * 1000:8.0f} {statistics.median(sys_s[i]) * 1000:12.0f} "
-              f"{ref / t:8.2f}x {mem:>9}" + ("  (reference)" if i == 0 else ""))
+    print(f"{'pad':7} {'large tensors':15} {'ms/step':>8} {'sys ms/step':>12} {'speed-up':>9}")
+    for name, r in res.items():
+        for pad in PADS:
+            t = statistics.median(r["steps"][pad]["s"])
+            st = statistics.median(r["steps"][pad]["sys"])
+            ref_note = "  (reference)" if (name, pad) == ("fresh mappings", "square") else ""
+            print(f"{pad:7} {name:15} {t * 1000:8.0f} {st * 1000:12.0f} {ref / t:8.2f}x" + ref_note)
+        print(f"{'':7} {name:15} peak RSS above the loaded samples, both paddings: {r['peak_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
