@@ -98,7 +98,8 @@ def main() -> None:
 
     def module(size: int, cache: bool) -> DetectionDataModule:
         cfg = preset.datasets.model_copy(update={"image_size": size, "cache": cache, "root": str(root)})
-        dm = DetectionDataModule(root, cfg, bs, workers, pin_memory=dev.type == "cuda", seed=preset.seed)
+        dm = DetectionDataModule(root, cfg, bs, workers, pin_memory=dev.type == "cuda", seed=preset.seed,
+                                 pad=preset.dataloader.pad)
         dm.prepare()
         return dm
 

@@ -50,7 +50,8 @@ def main() -> None:
     amp_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
     workers = preset.dataloader.num_workers if args.workers is None else args.workers
     root = resolve_data_root(preset, args.data)
-    dm = DetectionDataModule(root, preset.datasets, preset.dataloader.batch_size, workers, pin_memory=dev.type == "cuda")
+    dm = DetectionDataModule(root, preset.datasets, preset.dataloader.batch_size, workers,
+                             pin_memory=dev.type == "cuda", pad=preset.dataloader.pad)
     loader = dm.train_dataloader()
 
     module = DBNetModule(preset.model_dump(mode="json")).to(dev)

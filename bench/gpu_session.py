@@ -125,7 +125,8 @@ def measure_step(cfg: StepConfig, data: Path, device: str) -> dict:
 
     def datamodule(cache: bool) -> DetectionDataModule:
         ds = preset.datasets.model_copy(update={"cache": cache, "root": str(data)})
-        dm = DetectionDataModule(data, ds, bs, cfg.workers, pin_memory=dev.type == "cuda", seed=preset.seed)
+        dm = DetectionDataModule(data, ds, bs, cfg.workers, pin_memory=dev.type == "cuda", seed=preset.seed,
+                                 pad=preset.dataloader.pad)
         dm.prepare()
         return dm
 
@@ -247,7 +248,7 @@ class Session:
             preset = load_preset("baseline", [f"datasets.image_size={size}"]).preset
             ds = preset.datasets.model_copy(update={"cache": True, "root": str(self.args.data)})
             dm = DetectionDataModule(self.args.data, ds, preset.dataloader.batch_size, self.args.cache_workers,
-                                     seed=preset.seed)
+                                     seed=preset.seed, pad=preset.dataloader.pad)
             dm.prepare()
             t = time.perf_counter()
             n = sum(len(b["image"]) for b in dm.train_dataloader()) + sum(len(b["image"]) for b in dm.val_dataloader())
@@ -326,7 +327,8 @@ class Session:
                "--image-size", str(self.sizes()[-1]), "--epochs", str(epochs), "--pre-epochs", str(epochs),
                "--synth-n", str(a.synth_n), "--synth-size", str(a.synth_size), "--json", str(self.out / "recipe.json"),
                *[x for s in [*self.sets(), f"dataloader.num_workers={a.many_workers}"] for x in ("--set", s)],
-               # the recipe's step 3 (docs/quality.md): the cosine fitted to the run, an EMA scored
+               # the recipe's step 3 (docs/quality.md): the cosine fitted to the run, an EMA scored;
+               # square batches (padding to the batch is measured on the CPU only; add it with --set)
                *[x for s in [f"models.scheduler.T_max={epochs}", "trainer.ema.enabled=true"]
                  for x in ("--finetune-set", s)]]
         t = time.perf_counter()

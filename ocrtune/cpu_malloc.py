@@ -5,7 +5,7 @@ serves blocks above its mmap threshold (which only grows to 32 MB) with a new ma
 unmaps it when freed, so at 1024 px every large activation of every step pays page faults and
 the kernel zeroing its pages: a third of a cpu-demo training step's CPU time was system time.
 Raising the threshold keeps those blocks in the heap, where freed ones are reused; a training
-step at 1024 px took half the time (bench/bench_cpu_malloc.py). The cost: freed blocks stay
+step at 1024 px took half the time (bench/bench_cpu_step.py). The cost: freed blocks stay
 with the process, so its resident peak is higher (same bench). No torch here: it is called
 before a network is built. ``OCRTUNE_MALLOC=system`` leaves the C library as it is.
 """
@@ -29,7 +29,9 @@ def _mallopt():
         libc = ctypes.CDLL(None)
         if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: their mallopt is not glibc's
             return None
-        return libc.mallopt
+        mallopt = libc.mallopt
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        return mallopt
     except OSError:
         return None
 
@@ -37,7 +39,7 @@ def _mallopt():
 def set_mmap_threshold(nbytes: int) -> bool:
     """glibc's ``mallopt(M_MMAP_THRESHOLD, nbytes)``; False where there is no glibc or it refused."""
     mallopt = _mallopt()
-    return bool(mallopt and mallopt(M_MMAP_THRESHOLD, int(nbytes)) == 1)
+    return bool(mallopt and mallopt(M_MMAP_THRESHOLD, min(int(nbytes), 2**31 - 1)) == 1)
 
 
 def enabled() -> bool:

@@ -23,17 +23,18 @@ SIZE = 512
 SHAPES = [(100, 400), (250, 640), (330, 600)]
 
 
-def _split(root: Path, split: str) -> None:
+def _split(root: Path, split: str, shapes: list[tuple[int, int]] = SHAPES) -> None:
     (root / "images" / split).mkdir(parents=True)
     (root / "jsons").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     images = {}
-    for i, (w, h) in enumerate(SHAPES):
+    for i, (w, h) in enumerate(shapes):
         pixels = rng.integers(150, 256, (h, w, 3), dtype=np.uint8)
         words = {}
         for j, y in enumerate(range(20, h - 40, 60)):
-            pixels[y : y + 20, 10 : w - 10] = 20
-            words[f"{j:04d}"] = {"points": [[10, y], [w - 10, y], [w - 10, y + 20], [10, y + 20]]}
+            x1 = w if i == len(shapes) - 1 else w - 10  # the last image's text touches its right edge
+            pixels[y : y + 20, 10:x1] = 20
+            words[f"{j:04d}"] = {"points": [[10, y], [x1, y], [x1, y + 20], [10, y + 20]]}
         Image.fromarray(pixels).save(root / "images" / split / f"r{i}.png")
         images[f"r{i}.png"] = {"words": words}
     (root / "jsons" / f"{split}.json").write_text(json.dumps({"images": images}))
@@ -70,6 +71,20 @@ def test_batch_padding_cuts_only_padding(tall):
     assert torch.equal(square["image"][..., 384:], pad_value.view(1, 3, 1, 1).expand(3, 3, SIZE, SIZE - 384))
     assert square["prob_map"][..., 384:].max() == 0 and square["thresh_mask"][..., 384:].max() == 0
     assert cut["name"] == square["name"] and cut["scale"] == square["scale"]
+
+
+def test_threshold_borders_reaching_into_the_padding_are_kept(tmp_path):
+    """Text at the image's right edge has a threshold border drawn past it, into the padding: the
+    cut keeps it whole, even when the image's own width is a whole multiple of 128 px."""
+    _split(tmp_path, "train", [(200, 400)])  # 256 px wide at 512 px, its text up to the right edge
+    items, _ = load_split(tmp_path, "train")
+    sample = DetectionDataset(items, DatasetsConfig(image_size=SIZE), with_targets=True)[0]
+    assert sample["extent"] == (SIZE, 256)
+    square, cut = collate([sample]), collate([sample], pad="batch")
+    assert square["thresh_mask"][..., 256:].max() > 0  # the border reaches past the image
+    assert cut["image"].shape[-1] == 384
+    assert square["thresh_mask"][..., 384:].max() == 0 and torch.equal(cut["thresh_mask"],
+                                                                         square["thresh_mask"][..., :384])
 
 
 def test_a_cut_batch_trains(tall):

@@ -225,7 +225,7 @@ class DataloaderConfig(Strict):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 8
     num_workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = 4
     # Training batches: "square" pads every image to image_size x image_size; "batch" pads only
-    # as far as the batch's largest image needs (rounded up to 32 px). Receipts are tall: at
+    # as far as the batch's largest image needs (rounded up to 128 px). Receipts are tall: at
     # 1024 px about half of a square is padding, which the network computes on all the same.
     # Validation, evaluation and prediction always see the square (scores do not depend on how
     # images were batched).

@@ -168,9 +168,9 @@ class DetectionDataset(Dataset):
 def collate(samples: Sequence[dict[str, Any] | None], pad: str = "square") -> dict[str, Any] | None:
     """Stack tensors, keep per-image metadata as lists; unreadable images (None) are dropped.
 
-    ``pad="batch"`` cuts the stacked images and maps to the batch's largest image extent,
-    rounded up to ``PAD_STEP`` (``resize_and_pad`` pads at the bottom and right, so only padding
-    is cut); ``"square"`` keeps the ``image_size`` square.
+    ``pad="batch"`` cuts the stacked images and maps to the batch's largest image extent (and
+    the threshold borders of text at its edge), rounded up to ``PAD_STEP``: ``resize_and_pad``
+    pads at the bottom and right, so only padding is cut; ``"square"`` keeps the square.
     """
     samples = [s for s in samples if s is not None]
     if not samples:
@@ -179,8 +179,16 @@ def collate(samples: Sequence[dict[str, Any] | None], pad: str = "square") -> di
     for k in TARGET_KEYS:
         if k in samples[0]:
             batch[k] = torch.stack([s[k] for s in samples])
+    if pad not in ("square", "batch"):
+        raise ValueError(f"pad must be 'square' or 'batch' (got {pad!r})")
     if pad == "batch":
-        h, w = (max(-(-s["extent"][i] // PAD_STEP) * PAD_STEP for s in samples) for i in (0, 1))
+        h, w = (max(s["extent"][i] for s in samples) for i in (0, 1))
+        if "thresh_mask" in batch:  # a threshold border drawn around text at the image's edge reaches into the padding
+            border = batch["thresh_mask"].amax(dim=0) > 0
+            rows, cols = border.any(dim=1).nonzero(), border.any(dim=0).nonzero()
+            h = max(h, int(rows.max()) + 1 if len(rows) else 0)
+            w = max(w, int(cols.max()) + 1 if len(cols) else 0)
+        h, w = (-(-n // PAD_STEP) * PAD_STEP for n in (h, w))
         for k in ("image", *TARGET_KEYS):
             if k in batch:
                 batch[k] = batch[k][..., :h, :w].contiguous()
