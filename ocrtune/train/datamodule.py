@@ -183,7 +183,7 @@ def collate(samples: Sequence[dict[str, Any] | None], pad: str = "square") -> di
         raise ValueError(f"pad must be 'square' or 'batch' (got {pad!r})")
     if pad == "batch":
         h, w = (max(s["extent"][i] for s in samples) for i in (0, 1))
-        if "thresh_mask" in batch:  # a threshold border drawn around text at the image's edge reaches into the padding
+        if "thresh_mask" in batch:  # threshold borders of text at an image's edge reach into its padding
             border = batch["thresh_mask"].amax(dim=0) > 0
             rows, cols = border.any(dim=1).nonzero(), border.any(dim=0).nonzero()
             h = max(h, int(rows.max()) + 1 if len(rows) else 0)
