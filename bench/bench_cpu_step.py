@@ -115,7 +115,8 @@ def main() -> None:
     kept = first["kept"]
     ref = statistics.median(res["fresh mappings"]["steps"]["square"]["s"])
     print(f"preset {args.preset}: {first['model']} at {args.size} px, batch {first['batch']}, 1 thread per "
-          f"process, both at once; data {first['root']} ({first['n_train']} train images), {len(kept)} batches each way")
+          f"process, both at once; data {first['root']} ({first['n_train']} train images), "
+          f"{len(kept)} batches each way")
     print(f"pixels kept by padding to the batch: {statistics.mean(kept):.2f} of the square "
           f"(batches {min(kept):.2f}-{max(kept):.2f})")
     print(f"{'pad':7} {'large tensors':15} {'ms/step':>8} {'sys ms/step':>12} {'speed-up':>9}")
