@@ -13,6 +13,7 @@ before a network is built. ``OCRTUNE_MALLOC=system`` leaves the C library as it 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -22,6 +23,7 @@ THRESHOLD = 1 << 30  # above every activation of a 1024 px batch of 4
 GLIBC_DEFAULT = 128 * 1024  # glibc's starting threshold (bench: the reference)
 
 
+@functools.cache  # looked up once: every caller asks enabled() and then sets it
 def _mallopt():
     if not sys.platform.startswith("linux"):
         return None

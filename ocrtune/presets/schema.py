@@ -221,6 +221,9 @@ class DatasetsConfig(Strict):
         return self
 
 
+Pad = Literal["square", "batch"]  # how training batches are padded (``DataloaderConfig.pad``)
+
+
 class DataloaderConfig(Strict):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 8
     num_workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = 4
@@ -229,7 +232,7 @@ class DataloaderConfig(Strict):
     # 1024 px about half of a square is padding, which the network computes on all the same.
     # Validation, evaluation and prediction always see the square (scores do not depend on how
     # images were batched).
-    pad: Literal["square", "batch"] = "square"
+    pad: Pad = "square"
 
 
 Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true"]

@@ -36,7 +36,7 @@ from ocrtune.data.targets import build_db_targets
 from ocrtune.data.transforms import Augment, normalize, resize_and_pad
 from ocrtune.errors import InputError
 from ocrtune.procs import die_with_parent
-from ocrtune.presets.schema import AugmentConfig, DatasetsConfig
+from ocrtune.presets.schema import AugmentConfig, DatasetsConfig, Pad
 from ocrtune.train.split_memo import remembered
 
 log = logging.getLogger("ocrtune.data")
@@ -165,7 +165,7 @@ class DetectionDataset(Dataset):
         return out
 
 
-def collate(samples: Sequence[dict[str, Any] | None], pad: str = "square") -> dict[str, Any] | None:
+def collate(samples: Sequence[dict[str, Any] | None], pad: Pad = "square") -> dict[str, Any] | None:
     """Stack tensors, keep per-image metadata as lists; unreadable images (None) are dropped.
 
     ``pad="batch"`` cuts the stacked images and maps to the batch's largest image extent (and
@@ -264,7 +264,7 @@ class DetectionDataModule(L.LightningDataModule):
         val_targets: bool = False,
         pin_memory: bool = False,
         seed: int = 0,
-        pad: str = "square",
+        pad: Pad = "square",
     ) -> None:
         super().__init__()
         self.pad = pad  # training batches (``DataloaderConfig.pad``); validation is always square
@@ -300,7 +300,7 @@ class DetectionDataModule(L.LightningDataModule):
         """Training reads every image once per epoch: decoded once per machine (``datasets.cache``)."""
         return DecodedCache() if self.cfg.cache else None
 
-    def _loader(self, ds: Dataset, shuffle: bool, pad: str = "square") -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle: bool, pad: Pad = "square") -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ocrtune.errors import InputError
 
 if TYPE_CHECKING:
-    from ocrtune.presets.schema import Preset
+    from ocrtune.presets.schema import Pad, Preset
 
 GB = 1024**3
 # Backward holds the gradients of the activations next to the saved ones, a layer at a time.
@@ -369,7 +369,7 @@ class RunHeader:
     memory: str | None = None  # "RAM ~1.2 GB of 22.0 GB free"
     memory_over: bool = False  # the estimate exceeds what is free (trained anyway: --force)
     ema_decay: float | None = None  # validation scores a moving average of the weights
-    pad: str = "square"  # training batches: "square", or only as far as the batch needs ("batch")
+    pad: Pad = "square"  # training batches: "square", or only as far as the batch needs ("batch")
 
     def line(self) -> str:
         epochs = (f"epochs {self.epochs_done + 1}-{self.epochs} of {self.epochs}" if self.epochs_done
