@@ -49,14 +49,20 @@ def logged(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None
 
 
 def slow_when_bad(params: Mapping[str, Any], *, epochs: int, report: Callable[..., None]) -> float:
-    """Like ``logged`` without sleep for good rates, 0.5 s an epoch for weak ones (score < 0.5),
-    so a pruner has time to stop them between epochs even on a busy machine."""
+    """Like ``logged`` without sleep for good rates. Weak ones (score < 0.5) sleep 0.5 s before
+    each epoch and, after reporting epoch 2 or later, wait up to 20 s for the pruner to stop them:
+    whether they are pruned does not depend on how busy the machine is (a pruner that never
+    stops them lets them complete, 20 s an epoch later)."""
     _log("start", params)
     final = curve(float(params[LR]))
     for e in range(1, epochs + 1):
         if final < 0.5:
             time.sleep(0.5)
         report(e, final * e / epochs, train_loss=2.0 / e)
+        if final < 0.5 and 2 <= e < epochs:
+            end = time.monotonic() + 20.0
+            while time.monotonic() < end:  # the worker terminates this process meanwhile
+                time.sleep(0.05)
     _log("end", params)
     return final
 

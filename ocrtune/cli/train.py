@@ -86,7 +86,7 @@ def train(
         init=init,
         on_init=lambda report: _render_init(report, verbose),
         force=force,
-        on_start=lambda h: (started.append(h), info(h.line())),
+        on_start=lambda h: (started.append(h), _render_header(h)),
     )
     result = fit(loaded, opts)
     if result.rank > 0:  # a DDP child process: rank 0 reports
@@ -110,6 +110,13 @@ def _devices(value: Optional[str]) -> Any:
         except ValueError:
             raise InputError(f"expected auto, a count or a list like 0,1 (got {value!r})", key="--devices") from None
     return value
+
+
+def _render_header(header: Any) -> None:
+    """The run's header line, and a note when its cosine stops before it anneals (stderr)."""
+    info(header.line())
+    if header.schedule:
+        info(header.schedule)
 
 
 def _render_init(report: Any, verbose: bool) -> None:

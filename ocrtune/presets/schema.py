@@ -138,11 +138,18 @@ class OptimizerConfig(Strict):
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-4
 
 
+Interval = Literal["epoch", "step"]  # when the lr schedule moves (``SchedulerConfig.interval``)
+
+
 class SchedulerConfig(Strict):
     name: Literal["cosine", "constant"] = "cosine"
     T_max: Epochs = 22
     eta_min: Annotated[float, Field(ge=0.0)] = 0.0
     warmup_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = 0  # before the cosine, which then runs T_max epochs
+    # "epoch": the rate changes between epochs (the baseline's PyTorch scheduler; periodic past
+    # T_max). "step": the same curve after every optimizer step, held at eta_min past T_max, so
+    # runs of a few epochs warm up and anneal (ocrtune/train/schedule.py).
+    interval: Interval = "epoch"
 
 
 class ModelsConfig(Strict):

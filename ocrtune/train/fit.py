@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import signal
 import sys
@@ -430,18 +431,20 @@ def _check_memory(preset: Preset, precision: str, probe: Any, loaded: LoadedPres
 def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, probe: Any, opts: TrainOptions,
             memory: Any, epochs_done: int) -> RunHeader:
     from ocrtune.train.resources import RunHeader, steps_per_epoch
+    from ocrtune.train.schedule import schedule_note
 
     s = preset.models.scheduler
+    steps = steps_per_epoch(dm.n_train, preset.dataloader.batch_size, probe.world_size, opts.limit_train_batches)
     return RunHeader(
         run_dir=run.path, device=device, precision=precision, n_train=dm.n_train, n_val=dm.n_val,
-        batch_size=preset.dataloader.batch_size,
-        steps_per_epoch=steps_per_epoch(dm.n_train, preset.dataloader.batch_size, probe.world_size,
-                                        opts.limit_train_batches),
+        batch_size=preset.dataloader.batch_size, steps_per_epoch=steps,
         epochs=preset.trainer.max_epochs, epochs_done=epochs_done, lr=preset.models.optimizer.lr,
         warmup_epochs=s.warmup_epochs, memory=memory.line() if memory is not None else None,
         memory_over=bool(memory is not None and memory.over),
         ema_decay=preset.trainer.ema.decay if preset.trainer.ema.enabled else None,
         pad=preset.dataloader.pad,
+        schedule=schedule_note(s, preset.models.optimizer.lr, preset.trainer.max_epochs,
+                               math.ceil(steps / preset.trainer.accumulate_grad_batches)),
     )
 
 

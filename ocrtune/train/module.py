@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -17,6 +18,7 @@ from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
 from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.schema import EmaConfig, PostprocessConfig, Preset
+from ocrtune.train.schedule import lr_factor, step_lr_factor
 
 VAL_METRICS = ("val/hmean", "val/precision", "val/recall", "val/iou_hmean")
 
@@ -35,20 +37,6 @@ def postprocessor(cfg: PostprocessConfig) -> DBPostProcessor:
         polygon_unclip_ratio=cfg.polygon_unclip_ratio,
         min_size=cfg.min_size,
     )
-
-
-def lr_factor(epoch: int, lr: float, eta_min: float, t_max: int, warmup: int, name: str) -> float:
-    """Multiplier of the base lr at ``epoch`` (0-based).
-
-    Linear warm-up over ``warmup`` epochs, then PyTorch's closed-form ``CosineAnnealingLR``
-    (periodic past ``T_max``, exactly as the baseline's scheduler behaved).
-    """
-    if epoch < warmup:
-        return (epoch + 1) / (warmup + 1)
-    if name == "constant":
-        return 1.0
-    t = epoch - warmup
-    return (eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / t_max)) / 2) / lr
 
 
 class DetectionScores:
@@ -180,10 +168,18 @@ class DBNetModule(L.LightningModule):
         o, s = self.preset.models.optimizer, self.preset.models.scheduler
         cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
         opt = cls(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda e: lr_factor(e, o.lr, s.eta_min, s.T_max, s.warmup_epochs, s.name)
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        shape = dict(lr=o.lr, eta_min=s.eta_min, t_max=s.T_max, warmup=s.warmup_epochs, name=s.name)
+        if s.interval == "step":
+            factor = partial(step_lr_factor, steps_per_epoch=self.steps_per_epoch(), **shape)
+        else:
+            factor = partial(lr_factor, **shape)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": s.interval}}
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps an epoch, as Lightning counts them (accumulation and batch limits included)."""
+        epochs = max(int(self.trainer.max_epochs or 1), 1)
+        return max(math.ceil(self.trainer.estimated_stepping_batches / epochs), 1)
 
 
 def build_ema(model: nn.Module, cfg: EmaConfig) -> nn.Module | None:

@@ -7,6 +7,7 @@ Lightning's index from 0 (``metrics.csv`` ``epoch``, ``best_epoch``, a checkpoin
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -49,6 +50,7 @@ class RunRecorder(L.Callback):
         self.enabled = enabled  # False in DDP ranks > 0: rank 0 writes the run files
         self._epoch_start = time.perf_counter()
         self._epoch_lr: float | None = None
+        self._step_lrs: list[float] = []  # with a step schedule: the rate of each of the epoch's batches
         self._heartbeat: Heartbeat | None = None
         self._rows_trimmed = False
 
@@ -100,12 +102,20 @@ class RunRecorder(L.Callback):
         self._epoch_start = time.perf_counter()
         # The lr this epoch trains with: epoch schedulers step before on_train_epoch_end.
         self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        self._step_lrs = []
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if _steps_lr(pl_module) and (lr := _current_lr(trainer)) is not None:
+            self._step_lrs.append(lr)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not self.enabled:
             return
+        if self._step_lrs:  # a step schedule: the epoch trained at the mean of its batches' rates
+            self._epoch_lr = math.fsum(self._step_lrs) / len(self._step_lrs)
         m = trainer.callback_metrics
         exact = getattr(pl_module, "last_val", {})  # logged values are float32; keep full precision
 
@@ -249,6 +259,12 @@ def _current_lr(trainer: L.Trainer) -> float | None:
         return float(trainer.optimizers[0].param_groups[0]["lr"])
     except (AttributeError, IndexError, KeyError, TypeError):
         return None
+
+
+def _steps_lr(pl_module: Any) -> bool:
+    """True when the module's lr schedule moves after every step (``interval: step``)."""
+    preset = getattr(pl_module, "preset", None)
+    return preset is not None and preset.models.scheduler.interval == "step"
 
 
 def _warmup_label(epoch: int, pl_module: Any) -> str:

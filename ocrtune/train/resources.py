@@ -370,6 +370,7 @@ class RunHeader:
     memory_over: bool = False  # the estimate exceeds what is free (trained anyway: --force)
     ema_decay: float | None = None  # validation scores a moving average of the weights
     pad: Pad = "square"  # training batches: "square", or only as far as the batch needs ("batch")
+    schedule: str | None = None  # a cosine the run stops before it anneals (schedule.schedule_note)
 
     def line(self) -> str:
         epochs = (f"epochs {self.epochs_done + 1}-{self.epochs} of {self.epochs}" if self.epochs_done
