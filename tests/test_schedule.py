@@ -88,6 +88,25 @@ def test_epoch_stepping_past_its_cosine_rises_again_and_says_so():
                            "again (epoch stepping is periodic); this run's last step trains at 69% of lr 0.002")
 
 
+def test_a_rise_past_the_cosine_is_told_even_when_the_last_rate_is_low():
+    s = _sched(warmup_epochs=0)
+    assert last_factor(s, 2e-3, 20, 135) < 0.1  # epoch 20 is back at 8 %
+    note = schedule_note(s, 2e-3, 20, 135)
+    assert "then rises again" in note and "(not annealed)" not in note
+    assert schedule_note(s, 2e-3, 17, 135) is None  # epoch 17 trains at eta_min: not yet rising
+
+
+def test_a_high_eta_min_reached_is_annealed():
+    s = _sched(warmup_epochs=0, T_max=3, eta_min=1e-3)  # half the lr
+    assert last_factor(s, 2e-3, 4, 135) == pytest.approx(0.5) and schedule_note(s, 2e-3, 4, 135) is None
+    assert "trains at 63% of lr 0.002 (not annealed)" in schedule_note(s, 2e-3, 3, 135)  # 0.5 + 0.5 x 0.25
+
+
+def test_a_resumed_run_is_not_told_a_set_it_cannot_use():
+    note = schedule_note(_sched(), 2e-3, 2, 135, resumed=True)
+    assert note.endswith("trains at 100% of lr 0.002 (not annealed); a resumed run keeps its schedule")
+
+
 def test_a_run_inside_its_warmup_says_it_never_reaches_the_cosine():
     note = schedule_note(_sched(warmup_epochs=2), 2e-3, 1, 135)
     assert note == "schedule: this run ends inside its warm-up (2 epochs), at 33% of lr 0.002: it never reaches the cosine"
@@ -108,7 +127,31 @@ def test_training_with_a_step_schedule_records_each_epochs_mean_rate_and_ends_an
     run = Path(json.loads(out)["run_dir"])
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     steps = [lr * step_lr_factor(i, 2, lr, eta, 1, 1, "cosine") for i in range(4)]
-    assert float(rows[0]["lr"]) == pytest.approx((steps[0] + steps[1]) / 2, rel=1e-9)
-    assert float(rows[1]["lr"]) == pytest.approx((steps[2] + steps[3]) / 2, rel=1e-9)
+    assert float(rows[0]["lr"]) == pytest.approx((steps[0] + steps[1]) / 2, rel=1e-7)
+    assert float(rows[1]["lr"]) == pytest.approx((steps[2] + steps[3]) / 2, rel=1e-7)
     opt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"][0]
     assert opt["param_groups"][0]["lr"] == pytest.approx(eta, rel=1e-6)  # after the 4th step: held at eta_min
+
+
+def test_a_resumed_step_schedule_goes_on_from_its_epoch_when_the_steps_an_epoch_change(cli, tmp_path):
+    """1 epoch at 2 steps an epoch, resumed on 4 train images (4 steps an epoch) to 3 epochs: the
+    second epoch starts the cosine (its first step at the full rate), not half-way through the
+    warm-up, where the saved step count (2) would put it against 4 steps an epoch."""
+    from ocrtune.data.synthetic import synthesize
+
+    small, big = tmp_path / "small", tmp_path / "big"
+    synthesize(small, n=4, seed=3, size=192, val_fraction=0.5)
+    synthesize(big, n=6, seed=3, size=192, val_fraction=0.34)
+    lr, eta, runs = 2e-3, 1e-6, tmp_path / "runs"
+    code, out, err = cli("train", "--preset", "cpu-demo", "--data", small, "--runs-dir", runs, "--epochs", "1",
+                         "--set", "datasets.image_size=192", "--set", "dataloader.batch_size=1",
+                         "--set", "models.scheduler.interval=step", "--set", "models.scheduler.T_max=2", "--json")
+    assert code == 0, err
+    run = Path(json.loads(out)["run_dir"])
+    code, out, err = cli("train", "--resume", run, "--data", big, "--epochs", "3", "--runs-dir", runs, "--json")
+    assert code == 0, err
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    rates = [lr * step_lr_factor(i, 4, lr, eta, 2, 1, "cosine") for i in range(12)]
+    assert float(rows[1]["lr"]) == pytest.approx(sum(rates[4:8]) / 4, rel=1e-7)  # metrics.csv keeps 8 digits
+    assert float(rows[2]["lr"]) == pytest.approx(sum(rates[8:12]) / 4, rel=1e-7)

@@ -444,7 +444,7 @@ def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, p
         ema_decay=preset.trainer.ema.decay if preset.trainer.ema.enabled else None,
         pad=preset.dataloader.pad,
         schedule=schedule_note(s, preset.models.optimizer.lr, preset.trainer.max_epochs,
-                               math.ceil(steps / preset.trainer.accumulate_grad_batches)),
+                               math.ceil(steps / preset.trainer.accumulate_grad_batches), resumed=epochs_done > 0),
     )
 
 

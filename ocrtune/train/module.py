@@ -176,6 +176,24 @@ class DBNetModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": s.interval}}
 
+    def on_train_start(self) -> None:
+        self._align_step_schedule()
+
+    def _align_step_schedule(self) -> None:
+        """A resumed step schedule goes on from the epoch reached, whatever the steps an epoch are
+        now (another --data, other devices): its saved step count assumed the old ones."""
+        if self.preset.models.scheduler.interval != "step" or not self.trainer.lr_scheduler_configs:
+            return
+        sched = self.trainer.lr_scheduler_configs[0].scheduler
+        step = self.trainer.current_epoch * self.steps_per_epoch()
+        if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR) or sched.last_epoch == step:
+            return
+        sched.last_epoch = step
+        rates = [base * factor(step) for base, factor in zip(sched.base_lrs, sched.lr_lambdas)]
+        for group, lr in zip(sched.optimizer.param_groups, rates):
+            group["lr"] = lr
+        sched._last_lr = rates  # what get_last_lr() reports
+
     def steps_per_epoch(self) -> int:
         """Optimizer steps an epoch, as Lightning counts them (accumulation and batch limits included)."""
         epochs = max(int(self.trainer.max_epochs or 1), 1)

@@ -49,8 +49,7 @@ class RunRecorder(L.Callback):
         self.rows: list[dict[str, Any]] = list(rows or [])
         self.enabled = enabled  # False in DDP ranks > 0: rank 0 writes the run files
         self._epoch_start = time.perf_counter()
-        self._epoch_lr: float | None = None
-        self._step_lrs: list[float] = []  # with a step schedule: the rate of each of the epoch's batches
+        self._lr = EpochLr()
         self._heartbeat: Heartbeat | None = None
         self._rows_trimmed = False
 
@@ -100,22 +99,17 @@ class RunRecorder(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_start = time.perf_counter()
-        # The lr this epoch trains with: epoch schedulers step before on_train_epoch_end.
-        self._epoch_lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
-        self._step_lrs = []
+        self._lr.start(trainer, pl_module)
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if _steps_lr(pl_module) and (lr := _current_lr(trainer)) is not None:
-            self._step_lrs.append(lr)
+        self._lr.batch(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or not self.enabled:
             return
-        if self._step_lrs:  # a step schedule: the epoch trained at the mean of its batches' rates
-            self._epoch_lr = math.fsum(self._step_lrs) / len(self._step_lrs)
         m = trainer.callback_metrics
         exact = getattr(pl_module, "last_val", {})  # logged values are float32; keep full precision
 
@@ -136,7 +130,7 @@ class RunRecorder(L.Callback):
             "val_precision": get("val/precision"),
             "val_recall": get("val/recall"),
             "val_iou_hmean": get("val/iou_hmean"),
-            "lr": self._epoch_lr,
+            "lr": self._lr.value(),
             "grad_norm": getattr(pl_module, "last_grad_norm", None),
             "epoch_time_s": time.perf_counter() - self._epoch_start,
             "peak_mem_mb": peak_memory_mb(pl_module.device),
@@ -168,12 +162,16 @@ class EpochLines(L.Callback):
         self._clock = clock
         self._start = self._last = clock()
         self._images = 0
-        self._lr: float | None = None
+        self._lr = EpochLr()
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = self._last = self._clock()
         self._images = 0
-        self._lr = _current_lr(trainer)
+        self._lr.start(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._lr.batch(trainer)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -200,8 +198,8 @@ class EpochLines(L.Callback):
                            ("R", "val/recall")):
             if key in m:
                 parts.append(f"{label} {float(m[key]):.4f}")
-        if self._lr is not None:
-            parts.append(f"lr {self._lr:.3g}{_warmup_label(trainer.current_epoch, pl_module)}")
+        if (lr := self._lr.value()) is not None:
+            parts.append(f"lr {lr:.3g}{_warmup_label(trainer.current_epoch, pl_module)}")
         parts.append(f"{self._clock() - self._start:.1f}s")
         print("  ".join(parts), file=sys.stderr, flush=True)
 
@@ -261,10 +259,25 @@ def _current_lr(trainer: L.Trainer) -> float | None:
         return None
 
 
-def _steps_lr(pl_module: Any) -> bool:
-    """True when the module's lr schedule moves after every step (``interval: step``)."""
-    preset = getattr(pl_module, "preset", None)
-    return preset is not None and preset.models.scheduler.interval == "step"
+class EpochLr:
+    """The rate an epoch trained at, as the epoch table shows it: an epoch schedule's rate (it
+    steps before ``on_train_epoch_end``), or the mean of a step schedule's batches."""
+
+    def __init__(self) -> None:
+        self._first: float | None = None
+        self._steps: list[float] | None = None
+
+    def start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._first = _current_lr(trainer)
+        preset = getattr(pl_module, "preset", None)
+        self._steps = [] if preset is not None and preset.models.scheduler.interval == "step" else None
+
+    def batch(self, trainer: L.Trainer) -> None:
+        if self._steps is not None and (lr := _current_lr(trainer)) is not None:
+            self._steps.append(lr)
+
+    def value(self) -> float | None:
+        return math.fsum(self._steps) / len(self._steps) if self._steps else self._first
 
 
 def _warmup_label(epoch: int, pl_module: Any) -> str:

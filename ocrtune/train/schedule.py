@@ -60,18 +60,23 @@ def last_factor(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int
 UNANNEALED = 0.1
 
 
-def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int) -> str | None:
-    """One line when a cosine run stops before it anneals, with the settings that fit it; else None.
+def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int,
+                  resumed: bool = False) -> str | None:
+    """One line when a cosine run stops before it anneals (its last step more than 10 % of the way
+    from eta_min up to the lr) or epoch stepping takes it past the cosine, where the rate rises
+    again; with the settings that fit it, unless the run is resumed (its schedule is kept). Else None.
 
-    Weights taken at a high rate are noisy: the same pretraining commands scored 0.47 to 0.85 on
-    their validation split when two epochs of a 16-epoch cosine ended at the full rate.
+    Weights taken at a high rate are noisy: two epochs of a 16-epoch cosine end at the full rate.
     """
     if s.name != "cosine" or epochs <= 0:
         return None
     end = last_factor(s, lr, epochs, steps_per_epoch)
-    if end <= UNANNEALED:
-        return None
+    floor = s.eta_min / lr
+    high = end - floor > UNANNEALED * (1 - floor)
     ends = s.warmup_epochs + s.T_max
+    rises = s.interval == "epoch" and epochs > ends + 1  # epoch ends + 1 trains at eta_min, later ones rise
+    if not (high or rises):
+        return None
     if epochs <= s.warmup_epochs:
         return (f"schedule: this run ends inside its warm-up ({_epochs(s.warmup_epochs)}), at {end:.0%} of lr "
                 f"{lr:g}: it never reaches the cosine")
@@ -81,11 +86,12 @@ def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: i
     how = f"--set models.scheduler.T_max={fit}"
     if s.interval == "epoch":
         how += " --set models.scheduler.interval=step"
+    how = "a resumed run keeps its schedule" if resumed else f"{how} fits it to {_epochs(epochs)}"
     return (f"schedule: the cosine reaches eta_min after epoch {ends}"
             + (f" ({s.warmup_epochs} warm-up + T_max {s.T_max})" if s.warmup_epochs else f" (T_max {s.T_max})")
-            + (", then rises again (epoch stepping is periodic)" if epochs > ends and s.interval == "epoch" else "")
-            + f"; this run's last step trains at {end:.0%} of lr {lr:g} (not annealed); {how} fits it to "
-            + _epochs(epochs))
+            + (", then rises again (epoch stepping is periodic)" if rises else "")
+            + f"; this run's last step trains at {end:.0%} of lr {lr:g}" + (" (not annealed)" if high else "")
+            + f"; {how}")
 
 
 def _epochs(n: int) -> str:
