@@ -5,7 +5,8 @@ from-scratch reference, all in this process's machine, and prints one table (val
 IoU@0.5 H-mean, wall time per step) beside the off-the-shelf anchor:
 
     1. ocrtune data synth SYN --n N --style real --granularity line --size S
-    2. ocrtune train --preset P --data SYN --epochs E_pre --name pre
+    2. ocrtune train --preset P --data SYN --epochs E_pre --set models.scheduler.interval=step \
+           --set models.scheduler.T_max=<E_pre - warm-up epochs> --name pre
     3. ocrtune train --preset P --data SROIE --epochs E --init <pre run> --name finetune
     4. ocrtune tune-postprocess <run> --split train --space post-space.yaml, then
        ocrtune evaluate <run> --set <the tuned settings> (val: the thresholds never see it);
@@ -79,6 +80,8 @@ def train(args: argparse.Namespace, runs: Path, name: str, data: Path, epochs: i
     sets = [a for s in [f"datasets.image_size={args.image_size}", *args.set] for a in ("--set", s)]
     if name != "pre":
         sets += [a for s in args.finetune_set for a in ("--set", s)]
+    elif args.pre_schedule == "fitted":
+        sets += [a for s in fitted_schedule(args, epochs) for a in ("--set", s)]
     argv = ["--preset", args.preset, "--data", str(data), "--epochs", str(epochs), *sets, *extra]
     name += "-" + hashlib.sha1(" ".join(argv).encode()).hexdigest()[:6]
     done = finished_run(runs, name)
@@ -90,6 +93,15 @@ def train(args: argparse.Namespace, runs: Path, name: str, data: Path, epochs: i
     if out is None:
         raise SystemExit(f"{name}: the run did not complete (see {runs})")
     return out
+
+
+def fitted_schedule(args: argparse.Namespace, epochs: int) -> list[str]:
+    """The recipe's step 2: the preset's cosine stepped every step and fitted to the pretraining's
+    epochs after its warm-up, so the weights handed on are annealed (docs/quality.md)."""
+    from ocrtune.presets.load import load_preset
+
+    warmup = load_preset(args.preset, args.set, []).preset.models.scheduler.warmup_epochs
+    return ["models.scheduler.interval=step", f"models.scheduler.T_max={max(epochs - warmup, 1)}"]
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -129,6 +141,9 @@ def main() -> None:
     ap.add_argument("--synth-n", type=int, default=600)
     ap.add_argument("--synth-size", type=int, default=1024, help="Synthetic image height (SROIE scans are tall).")
     ap.add_argument("--pre-epochs", type=int, default=2)
+    ap.add_argument("--pre-schedule", choices=("fitted", "preset"), default="fitted",
+                    help="Pretraining lr schedule: the recipe's (cosine stepped every step, fitted to "
+                         "--pre-epochs) or the preset's own (epoch stepping, its T_max).")
     ap.add_argument("--set", action="append", default=[], help="Extra --set for every training.")
     ap.add_argument("--finetune-set", action="append", default=[],
                     help="Extra --set for the two trainings on the real receipts (fine-tuning and the "
@@ -152,7 +167,7 @@ def main() -> None:
             "finetune_iou": tuned(fine, args.data, space, "iou")}
 
     out = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs, "synth_n": args.synth_n,
-           "pre_epochs": args.pre_epochs, "sets": args.set,
+           "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule, "sets": args.set,
            "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(),
            "load_avg": os.getloadavg(), "scratch": best(scratch), "pretrain": best(pre), "finetune": best(fine),
            "per_epoch": {k: [{c: r[c] for c in ("epoch", "val_hmean", "val_iou_hmean", "epoch_time_s")} for r in rows(d)]

@@ -36,6 +36,7 @@ def test_the_documented_recipe_is_the_one_tested():
     synth, pre, fine, post = _recipe_commands()
     assert synth.startswith("ocrtune data synth ") and "--style real" in synth and "--granularity line" in synth
     assert pre.startswith("ocrtune train ") and "--name pre" in pre and "--init" not in pre
+    assert "--set models.scheduler.interval=step --set models.scheduler.T_max=1" in pre and "--epochs 2" in pre
     assert fine.startswith("ocrtune train ") and re.search(r"--init \S*-pre\b", fine)
     assert "--set trainer.ema.enabled=true" in fine
     assert post.startswith("ocrtune tune-postprocess runs/<date>-finetune ") and "--split train" in post
@@ -50,7 +51,8 @@ def test_synth_pretrain_finetune_end_to_end(tmp_path, cli):
                          "--granularity", "line", "--val-fraction", "0.34", "--workers", "2")
     assert code == 0, err
     runs = tmp_path / "runs"
-    code, out, err = cli("train", "--preset", "cpu-demo", "--data", syn, *sets(SMALL), "--epochs", "1",
+    code, out, err = cli("train", "--preset", "cpu-demo", "--data", syn, *sets(SMALL), "--epochs", "2",
+                         "--set", "models.scheduler.interval=step", "--set", "models.scheduler.T_max=1",
                          "--name", "pre", "--runs-dir", runs, "--json")
     assert code == 0, err
     pre = Path(json.loads(out)["run_dir"])
