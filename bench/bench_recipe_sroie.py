@@ -99,9 +99,9 @@ def fitted_schedule(args: argparse.Namespace, epochs: int) -> list[str]:
     """The recipe's step 2: the preset's cosine stepped every step and fitted to the pretraining's
     epochs after its warm-up, so the weights handed on are annealed (docs/quality.md)."""
     from ocrtune.presets.load import load_preset
+    from ocrtune.train.schedule import fitted_sets
 
-    warmup = load_preset(args.preset, args.set, []).preset.models.scheduler.warmup_epochs
-    return ["models.scheduler.interval=step", f"models.scheduler.T_max={max(epochs - warmup, 1)}"]
+    return fitted_sets(load_preset(args.preset, args.set, []).preset.models.scheduler, epochs)
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:

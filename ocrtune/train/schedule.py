@@ -80,18 +80,26 @@ def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: i
     if epochs <= s.warmup_epochs:
         return (f"schedule: this run ends inside its warm-up ({_epochs(s.warmup_epochs)}), at {end:.0%} of lr "
                 f"{lr:g}: it never reaches the cosine")
-    fit = epochs - s.warmup_epochs
-    if s.interval == "step" and s.T_max == fit:
+    fit = fitted_sets(s, epochs)
+    if not fit:
         return None  # fitted: with few steps an epoch the last one sits a step short of eta_min
-    how = f"--set models.scheduler.T_max={fit}"
-    if s.interval == "epoch":
-        how += " --set models.scheduler.interval=step"
+    how = " ".join(f"--set {x}" for x in fit)
     how = "a resumed run keeps its schedule" if resumed else f"{how} fits it to {_epochs(epochs)}"
     return (f"schedule: the cosine reaches eta_min after epoch {ends}"
             + (f" ({s.warmup_epochs} warm-up + T_max {s.T_max})" if s.warmup_epochs else f" (T_max {s.T_max})")
             + (", then rises again (epoch stepping is periodic)" if rises else "")
             + f"; this run's last step trains at {end:.0%} of lr {lr:g}" + (" (not annealed)" if high else "")
             + f"; {how}")
+
+
+def fitted_sets(s: SchedulerConfig, epochs: int) -> list[str]:
+    """The ``--set`` values that fit the cosine to ``epochs`` (none when it already is): T_max the
+    epochs after the warm-up (at least 1), stepped every step (epoch stepping cannot anneal: its
+    last epoch trains at t = T_max - 1)."""
+    t_max = max(epochs - s.warmup_epochs, 1)
+    if s.interval == "step":
+        return [] if s.T_max == t_max else [f"models.scheduler.T_max={t_max}"]
+    return [f"models.scheduler.T_max={t_max}", "models.scheduler.interval=step"]
 
 
 def _epochs(n: int) -> str:
