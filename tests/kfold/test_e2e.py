@@ -59,7 +59,9 @@ def test_kfold_killed_after_one_fold_resumes_with_only_the_missing_fold(tmp_path
                             stderr=subprocess.PIPE, text=True)
     try:
         runs2 = f2 / "runs"
-        _wait_for(lambda: proc.poll() is not None or any(runs2.glob("*/checkpoints/last.ckpt")), 300,
+        # last.ckpt is saved at the end of validation, the epoch's metrics row after it: wait for both
+        _wait_for(lambda: proc.poll() is not None or any(
+            (r / "checkpoints" / "last.ckpt").is_file() and _metrics(r) for r in runs2.glob("*")), 300,
                   "fold 2's first epoch")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGKILL)  # no clean-up at all; fold 2's process gets SIGTERM from the kernel
