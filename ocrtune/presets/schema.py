@@ -237,8 +237,8 @@ class DataloaderConfig(Strict):
     # Training batches: "square" pads every image to image_size x image_size; "batch" pads only
     # as far as the batch's largest image needs (rounded up to 128 px). Receipts are tall: at
     # 1024 px about half of a square is padding, which the network computes on all the same.
-    # Validation, evaluation and prediction always see the square (scores do not depend on how
-    # images were batched).
+    # Validation, evaluation and prediction run each image on its own extent, whatever this says
+    # (``train/extents.py``: scores do not depend on how images were batched).
     pad: Pad = "square"
 
 

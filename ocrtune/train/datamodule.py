@@ -37,16 +37,12 @@ from ocrtune.data.transforms import Augment, normalize, resize_and_pad
 from ocrtune.errors import InputError
 from ocrtune.procs import die_with_parent
 from ocrtune.presets.schema import AugmentConfig, DatasetsConfig, Pad
+from ocrtune.train.extents import PAD_STEP
 from ocrtune.train.split_memo import remembered
 
 log = logging.getLogger("ocrtune.data")
 
 TARGET_KEYS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
-# ``pad="batch"`` rounds a batch's sides up to this: a multiple of the network's stride (32),
-# coarse enough that few distinct shapes occur. With 32 px steps, freed activations of one
-# shape rarely fit the next, and on the CPU (where ``cpu_malloc`` keeps them in the heap) a
-# training process at 1024 px grew by 3 GB over 30 steps; with 128 px it stays flat.
-PAD_STEP = 128
 
 
 @dataclass(frozen=True)
@@ -192,7 +188,7 @@ def collate(samples: Sequence[dict[str, Any] | None], pad: Pad = "square") -> di
         for k in ("image", *TARGET_KEYS):
             if k in batch:
                 batch[k] = batch[k][..., :h, :w].contiguous()
-    for k in ("name", "scale", "orig_size", "gt", "gt_ignore"):
+    for k in ("name", "scale", "orig_size", "extent", "gt", "gt_ignore"):
         batch[k] = [s[k] for s in samples]
     return batch
 

@@ -25,6 +25,7 @@ from ocrtune.data.transforms import normalize, resize_and_pad
 from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
 from ocrtune.train.datamodule import Item
+from ocrtune.train.extents import prob_maps
 from ocrtune.train.infer import Loaded, Progress, load_checkpoint
 from ocrtune.train.rundir import RunDir
 from ocrtune.train.views import PLAIN, MapAverage, View, crop_to_image, image_area, parse_views, parse_weights
@@ -50,9 +51,10 @@ class InputSpec:
     image_size: int
     flip: bool
 
-    def build(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float]]:
+    def build(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[float, float], tuple[int, int]]:
+        """The input, its resize ratios and the image's extent in it (the rest is padding)."""
         square, _, inv = resize_and_pad(View(flip=self.flip).apply(image), [], self.image_size)
-        return torch.from_numpy(normalize(square)), inv.xy
+        return torch.from_numpy(normalize(square)), inv.xy, inv.extent
 
 
 class ViewsDataset(Dataset):
@@ -76,8 +78,9 @@ class ViewsDataset(Dataset):
         raw = item.raw if item.raw is not None else item.annotation
         words = raw.words if raw is not None else []
         return {
-            "inputs": [t for t, _ in built],
-            "scales": [xy for _, xy in built],
+            "inputs": [t for t, _, _ in built],
+            "scales": [xy for _, xy, _ in built],
+            "extents": [e for _, _, e in built],
             "name": item.path.name,
             "orig_size": (h, w),
             "gt": [wd.points for wd in words],
@@ -91,7 +94,7 @@ def collate_views(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | 
         return None
     n = len(samples[0]["inputs"])
     batch: dict[str, Any] = {"inputs": [torch.stack([s["inputs"][k] for s in samples]) for k in range(n)]}
-    for key in ("name", "scales", "orig_size", "gt", "gt_ignore"):
+    for key in ("name", "scales", "extents", "orig_size", "gt", "gt_ignore"):
         batch[key] = [s[key] for s in samples]
     return batch
 
@@ -178,6 +181,7 @@ class Ensemble:
         frames = [image_area(hw, s) for hw, s in zip(sizes, frame_scales)]
         sums = [MapAverage(f) for f in frames]
         on_device: dict[int, torch.Tensor] = {}
+        extents = [[e[k] for e in batch["extents"]] for k in range(len(self.specs))]
         for mi, member in enumerate(self.members):
             weight = member.weight / len(self.views)
             if weight <= 0:  # --weights 0: left out, not run
@@ -186,7 +190,8 @@ class Ensemble:
                 k = self._spec_of[(mi, vi)]
                 if k not in on_device:
                     on_device[k] = batch["inputs"][k].to(dev, non_blocking=True)
-                prob = member.loaded.module.model(on_device[k])["prob"].float().squeeze(1).cpu().numpy()
+                model = member.loaded.module.model
+                prob = prob_maps(lambda x: model(x)["prob"], on_device[k], extents[k])
                 for i, hw in enumerate(sizes):
                     image_map = crop_to_image(prob[i], hw, batch["scales"][i][k])
                     sums[i].add(view.invert(image_map, frames[i]), weight)

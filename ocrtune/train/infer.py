@@ -22,6 +22,7 @@ from ocrtune.errors import InputError
 from ocrtune.model.checkpoint import scored_weights, trained_weights
 from ocrtune.presets.load import apply_overrides, validate
 from ocrtune.presets.schema import Preset
+from ocrtune.train.extents import prob_maps
 from ocrtune.train.rundir import CONFIG, RunDir, find_run, write_json_atomic
 
 Progress = Callable[[int, int], None]
@@ -152,7 +153,8 @@ def load_checkpoint(
     return Loaded(module, preset, ckpt, run)
 
 
-def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
+    """Each batch with its images' maps, each over the image's own padded extent (``extents``)."""
     dev = next(module.parameters()).device
     amp = dev.type == "cuda" and torch.cuda.is_bf16_supported()
     done, total = 0, len(loader.dataset)
@@ -163,8 +165,7 @@ def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[
             if batch is None:
                 continue
             images = batch["image"].to(dev, non_blocking=True)
-            prob = module.model(images)["prob"].float().squeeze(1).cpu().numpy()
-            yield batch, prob
+            yield batch, prob_maps(lambda x: module.model(x)["prob"], images, batch["extent"])
             done += len(batch["name"])
             if progress:
                 progress(done, total)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -18,6 +18,8 @@ from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
 from ocrtune.model.postprocess import DBPostProcessor
 from ocrtune.presets.schema import EmaConfig, PostprocessConfig, Preset
+from ocrtune.train.datamodule import TARGET_KEYS
+from ocrtune.train.extents import by_extent, prob_maps
 from ocrtune.train.schedule import lr_factor, step_lr_factor
 
 VAL_METRICS = ("val/hmean", "val/precision", "val/recall", "val/iou_hmean")
@@ -50,8 +52,8 @@ class DetectionScores:
         self.cleval = CLEvalAccumulator()
         self.iou = IoUAccumulator()
 
-    def add(self, maps: np.ndarray, batch: dict[str, Any]) -> None:
-        """``maps``: (B, H, W) probabilities for the batch's images, in batch order."""
+    def add(self, maps: Sequence[np.ndarray], batch: dict[str, Any]) -> None:
+        """``maps``: each image's (H, W) probabilities (any extent covering it), in batch order."""
         for name, m, s, o, gt, ignore in zip(
             batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"], batch["gt_ignore"]
         ):
@@ -137,13 +139,23 @@ class DBNetModule(L.LightningModule):
         if batch is None:
             return
         want_loss = self.val_loss and "prob_map" in batch
-        out = self.scored_model(batch["image"], all_maps=want_loss)
-        if want_loss:
-            self._val_losses.append(float(self.loss(out, batch)["loss"]))
-            prob = torch.sigmoid(out["prob_logits"].float())
-        else:
-            prob = out["prob"].float()
-        self._scores.add(prob.squeeze(1).cpu().numpy(), batch)
+        if not want_loss:
+            maps = prob_maps(lambda x: self.scored_model(x)["prob"], batch["image"], batch["extent"])
+            self._scores.add(maps, batch)
+            return
+        # each image on its own extent (``extents``), as scored; the loss is the images' mean
+        maps = [np.empty(0)] * len(batch["name"])
+        loss = 0.0
+        for idx, part in by_extent(batch["image"], batch["extent"]):
+            out = self.scored_model(part, all_maps=True)
+            h, w = part.shape[-2:]
+            targets = {k: batch[k][idx][..., :h, :w] for k in TARGET_KEYS}
+            loss += float(self.loss(out, targets)["loss"]) * len(idx)
+            prob = torch.sigmoid(out["prob_logits"].float()).squeeze(1).cpu().numpy()
+            for k, i in enumerate(idx):
+                maps[i] = prob[k]
+        self._val_losses.append(loss / len(maps))
+        self._scores.add(maps, batch)
 
     def on_validation_epoch_end(self) -> None:
         cle = self._scores.cleval.summary()

@@ -37,7 +37,7 @@ from ocrtune.errors import InputError
 from ocrtune.filehash import sha256_file
 from ocrtune.model.postprocess import as_float16
 
-VERSION = 2  # 2: the index keeps don't-care flags (gt_ignore)
+VERSION = 3  # 2: the index keeps don't-care flags (gt_ignore); 3: maps over each image's own extent
 MANIFEST, INDEX, MAPS = "manifest.json", "index.json", "maps.f16"
 Progress = Callable[[int, int], None]
 

@@ -1,0 +1,108 @@
+"""Inference on each image's own extent (``ocrtune.train.extents``: what validation, evaluate,
+predict and tune-postprocess do) against the whole padded square (what they did before).
+
+Goal: inference costs what the image's pixels cost, with the same scores. Each batch of the
+split runs both ways, the order alternating from batch to batch, so whatever else runs on the
+machine slows both alike. Prints the pixels the network sees, seconds and images/s each way,
+the ratio, and with ``--run`` the CLEval / IoU H-mean each way and their difference in pp (the
+largest difference of the two maps over the image, too). Without ``--run`` the model is an
+untrained cpu-demo: the timing holds, the scores mean nothing and are left out.
+
+    python bench/bench_infer_extent.py --run runs/RUN --data ../shared/data/sroie
+    python bench/bench_infer_extent.py                    # untrained cpu-demo, SROIE val, 16 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ocrtune.cpu_malloc import keep_large_blocks  # noqa: E402
+from ocrtune.presets.load import load_preset  # noqa: E402
+from ocrtune.train.datamodule import DetectionDataset, collate, load_split  # noqa: E402
+from ocrtune.train.extents import by_extent, prob_maps  # noqa: E402
+from ocrtune.train.infer import load_checkpoint  # noqa: E402
+from ocrtune.train.module import DBNetModule, DetectionScores, postprocessor  # noqa: E402
+from ocrtune.train.views import crop_to_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", help="a run or .ckpt: scores too (default: an untrained cpu-demo, timing only)")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "sroie"))
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--limit", type=int, default=None, help="first N images (default: all with --run, else 16)")
+    ap.add_argument("--size", type=int, default=1024, help="input size of the untrained model")
+    ap.add_argument("--batch", type=int, default=4)
+    a = ap.parse_args()
+    if a.run:
+        loaded = load_checkpoint(a.run)
+        model, preset, what = loaded.module.model, loaded.preset, f"{a.run} ({loaded.checkpoint.name})"
+    else:
+        preset = load_preset("cpu-demo", [f"datasets.image_size={a.size}"]).preset
+        torch.manual_seed(0)
+        model, what = DBNetModule(preset.model_dump(mode="json")).model.eval(), "untrained cpu-demo"
+    if next(model.parameters()).device.type == "cpu":
+        keep_large_blocks()  # as evaluate/predict do on the CPU
+    items, _ = load_split(Path(a.data), a.split)
+    limit = a.limit or (None if a.run else 16)
+    items = items[:limit]
+    ds = DetectionDataset(items, preset.datasets, train=False, with_targets=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, collate_fn=collate)
+    post = postprocessor(preset.models.head.postprocess)
+    scores = {"square": DetectionScores(post), "extent": DetectionScores(post)}
+    seconds = {"square": 0.0, "extent": 0.0}
+    pixels = {"square": 0, "extent": 0}
+    worst = 0.0
+    prob = lambda x: model(x)["prob"]  # noqa: E731
+    with torch.inference_mode():
+        first = next(iter(loader))  # warm-up, untimed: first calls allocate and pick kernels
+        prob(first["image"]), prob_maps(prob, first["image"], first["extent"])
+        for k, batch in enumerate(loader):
+            maps = {}
+            for way in (("square", "extent") if k % 2 == 0 else ("extent", "square")):
+                t = time.perf_counter()
+                if way == "square":
+                    out = prob(batch["image"]).float().squeeze(1).numpy()
+                    maps[way] = list(out)
+                else:
+                    maps[way] = prob_maps(prob, batch["image"], batch["extent"])
+                seconds[way] += time.perf_counter() - t
+            pixels["square"] += batch["image"][:, 0].numel()
+            pixels["extent"] += sum(p[:, 0].numel() for _, p in by_extent(batch["image"], batch["extent"]))
+            for hw, s, sq, ex in zip(batch["orig_size"], batch["scale"], maps["square"], maps["extent"]):
+                a_, b_ = crop_to_image(sq, hw, s), crop_to_image(ex, hw, s)
+                worst = max(worst, float(np.abs(a_ - b_).max()))
+            if a.run:
+                for way in scores:
+                    scores[way].add(maps[way], batch)
+    n = len(ds)
+    print(f"{what}: {n} images of {a.data} {a.split} at {preset.datasets.image_size} px, batch {a.batch},"
+          f" {torch.get_num_threads()} threads, {next(model.parameters()).device}")
+    print(f"pixels the network sees on its own extent: {pixels['extent'] / pixels['square']:.2f} of the square")
+    print("input          seconds  images/s  speed-up" + ("   CLEval H  IoU H" if a.run else ""))
+    for way in ("square", "extent"):
+        line = (f"{way:<13}{seconds[way]:9.1f}{n / seconds[way]:10.2f}"
+                f"{seconds['square'] / seconds[way]:9.2f}x")
+        if a.run:
+            c, i = scores[way].cleval.summary(), scores[way].iou.summary()
+            line += f"   {c['image_mean']['hmean']:.5f}  {i['image_mean']['hmean']:.5f}"
+        print(line + ("  (reference)" if way == "square" else ""))
+    if a.run:
+        d = {m: (getattr(scores["extent"], m).summary()["image_mean"]["hmean"]
+                 - getattr(scores["square"], m).summary()["image_mean"]["hmean"]) * 100 for m in ("cleval", "iou")}
+        print(f"extent - square: CLEval {d['cleval']:+.3f} pp, IoU {d['iou']:+.3f} pp")
+    print(f"largest difference of the two maps over an image: {worst:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Inference on each image's own extent (``ocrtune.train.extents``): only padding is cut, an
+image's map does not depend on the batch it came in, and validation (with or without its loss),
+``evaluate`` and the tuning cache all see those maps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ocrtune.data.transforms import normalize, resize_and_pad
+from ocrtune.presets.load import load_preset
+from ocrtune.train.datamodule import DetectionDataset, collate, load_split
+from ocrtune.train.extents import PAD_STEP, by_extent, padded_extent, prob_maps
+from ocrtune.train.infer import _prob_maps
+from ocrtune.train.module import DBNetModule
+
+SIZE = 256
+# (width, height): resized to 256 px on the long side: 64 and 100 px wide, 64 px high, square
+SHAPES = [(100, 400), (250, 640), (400, 100), (500, 500)]
+
+
+@pytest.mark.parametrize("extent, side, expected", [
+    ((256, 64), 256, (256, 128)), ((256, 128), 256, (256, 128)), ((256, 129), 256, (256, 256)),
+    ((1, 1), 256, (128, 128)), ((1000, 300), 1000, (1000, 384)), ((90, 90), 96, (96, 96)),
+])
+def test_the_extent_is_rounded_up_to_the_step_and_stays_in_the_square(extent, side, expected):
+    assert padded_extent(extent, side) == expected
+
+
+def _inputs(shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    rng = np.random.default_rng(0)
+    tensors, extents = [], []
+    for w, h in shapes:
+        square, _, inv = resize_and_pad(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), [], SIZE)
+        tensors.append(torch.from_numpy(normalize(square)))
+        extents.append(inv.extent)
+    return torch.stack(tensors), extents
+
+
+def test_images_of_one_extent_run_together_and_only_padding_is_cut():
+    images, extents = _inputs(SHAPES)
+    assert extents == [(256, 64), (256, 100), (64, 256), (256, 256)]
+    parts = list(by_extent(images, extents))
+    assert [(idx, tuple(p.shape)) for idx, p in parts] == [
+        ([0, 1], (2, 3, 256, 128)), ([2], (1, 3, 128, 256)), ([3], (1, 3, 256, 256))]
+    pad = images[0, :, -1, -1].view(3, 1, 1)  # resize_and_pad's black, normalised
+    for idx, part in parts:
+        for k, i in enumerate(idx):
+            h, w = part.shape[-2:]
+            assert torch.equal(part[k], images[i, :, :h, :w])
+            outside = torch.cat([images[i, :, h:, :].flatten(1), images[i, :, :, w:].flatten(1)], 1)
+            assert torch.equal(outside, pad.view(3, 1).expand_as(outside))  # nothing but padding left out
+
+
+def test_a_map_comes_back_in_batch_order_over_its_padded_extent():
+    images, extents = _inputs(SHAPES)
+    calls: list[tuple[int, ...]] = []
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return x[:, :1] * 0 + x.shape[-1]  # each map says how wide its input was
+
+    maps = prob_maps(model, images, extents)
+    assert [m.shape for m in maps] == [(256, 128), (256, 128), (128, 256), (256, 256)]
+    assert [float(m[0, 0]) for m in maps] == [128, 128, 256, 256]
+    assert calls == [(2, 3, 256, 128), (1, 3, 128, 256), (1, 3, 256, 256)]
+    with pytest.raises(ValueError, match="3 extents for a batch of 4"):
+        list(by_extent(images, extents[:3]))
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pages")
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "jsons").mkdir()
+    rng = np.random.default_rng(1)
+    images = {}
+    for i, (w, h) in enumerate(SHAPES):
+        pixels = rng.integers(180, 256, (h, w, 3), dtype=np.uint8)
+        words = {}
+        for j, y in enumerate(range(20, h - 40, 60)):
+            pixels[y : y + 20, 10 : w - 10] = 30
+            words[f"{j:04d}"] = {"points": [[10, y], [w - 10, y], [w - 10, y + 20], [10, y + 20]]}
+        Image.fromarray(pixels).save(root / "images" / "val" / f"p{i}.png")
+        images[f"p{i}.png"] = {"words": words}
+    (root / "jsons" / "val.json").write_text(json.dumps({"images": images}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def module() -> DBNetModule:
+    torch.manual_seed(0)
+    preset = load_preset("cpu-demo", [f"datasets.image_size={SIZE}"]).preset
+    return DBNetModule(preset.model_dump(mode="json")).eval()
+
+
+def _loader(pages: Path, batch_size: int, targets: bool = False):
+    from torch.utils.data import DataLoader
+
+    items, _ = load_split(pages, "val")
+    preset = load_preset("cpu-demo", [f"datasets.image_size={SIZE}"]).preset
+    ds = DetectionDataset(items, preset.datasets, train=False, with_targets=targets)
+    return DataLoader(ds, batch_size=batch_size, collate_fn=collate)
+
+
+def test_an_images_map_does_not_depend_on_its_batch(pages, module):
+    one = {n: m for b, maps in _prob_maps(module, _loader(pages, 1), None) for n, m in zip(b["name"], maps)}
+    four = {n: m for b, maps in _prob_maps(module, _loader(pages, 4), None) for n, m in zip(b["name"], maps)}
+    assert sorted(one) == sorted(four) == [f"p{i}.png" for i in range(4)]
+    for name in one:
+        assert one[name].shape == four[name].shape
+        np.testing.assert_allclose(one[name], four[name], atol=1e-5)
+    assert one["p0.png"].shape == (SIZE, PAD_STEP)  # 64 px wide: not the 256 px square
+
+
+def test_validation_scores_the_same_maps_with_and_without_its_loss(pages, module):
+    results = []
+    for val_loss in (False, True):
+        module.val_loss = val_loss
+        module.on_validation_epoch_start()
+        with torch.no_grad():
+            for i, batch in enumerate(_loader(pages, 4, targets=val_loss)):
+                module.validation_step(batch, i)
+        results.append((module._scores.cleval.summary()["per_image"], list(module._val_losses)))
+    (plain, no_loss), (with_loss, losses) = results
+    assert no_loss == [] and len(losses) == 1 and np.isfinite(losses[0])
+    assert plain == with_loss
