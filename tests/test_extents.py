@@ -1,6 +1,7 @@
 """Inference on each image's own extent (``ocrtune.train.extents``): only padding is cut, an
-image's map does not depend on the batch it came in, and validation (with or without its loss),
-``evaluate`` and the tuning cache all see those maps."""
+image's map does not depend on the batch it came in, validation (with or without its loss) and
+``evaluate``/``predict``/the tuning cache (``infer._prob_maps``) score those maps. Ensembles:
+tests/test_ensemble.py."""
 
 from __future__ import annotations
 
@@ -24,12 +25,13 @@ SIZE = 256
 SHAPES = [(100, 400), (250, 640), (400, 100), (500, 500)]
 
 
-@pytest.mark.parametrize("extent, side, expected", [
-    ((256, 64), 256, (256, 128)), ((256, 128), 256, (256, 128)), ((256, 129), 256, (256, 256)),
-    ((1, 1), 256, (128, 128)), ((1000, 300), 1000, (1000, 384)), ((90, 90), 96, (96, 96)),
+@pytest.mark.parametrize("extent, limit, expected", [
+    ((256, 64), (256, 256), (256, 128)), ((256, 128), (256, 256), (256, 128)), ((256, 129), (256, 256), (256, 256)),
+    ((1, 1), (256, 256), (128, 128)), ((1000, 300), (1000, 1000), (1000, 384)), ((90, 90), (96, 96), (96, 96)),
+    ((1024, 300), (1024, 384), (1024, 384)),  # a non-square input: each side its own limit
 ])
-def test_the_extent_is_rounded_up_to_the_step_and_stays_in_the_square(extent, side, expected):
-    assert padded_extent(extent, side) == expected
+def test_the_extent_is_rounded_up_to_the_step_and_stays_in_the_input(extent, limit, expected):
+    assert padded_extent(extent, limit) == expected
 
 
 def _inputs(shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
@@ -118,15 +120,33 @@ def test_an_images_map_does_not_depend_on_its_batch(pages, module):
     assert one["p0.png"].shape == (SIZE, PAD_STEP)  # 64 px wide: not the 256 px square
 
 
+def _validate(module: DBNetModule, pages: Path, batch_size: int, val_loss: bool) -> tuple[dict, list, list]:
+    """Per-image scores, the losses, and the shapes of the maps scored."""
+    module.val_loss = val_loss
+    module.on_validation_epoch_start()
+    shapes: list[tuple[int, ...]] = []
+    add = module._scores.add
+    module._scores.add = lambda maps, batch: (shapes.extend(m.shape for m in maps), add(maps, batch))
+    with torch.no_grad():
+        for i, batch in enumerate(_loader(pages, batch_size, targets=val_loss)):
+            module.validation_step(batch, i)
+    return module._scores.cleval.summary()["per_image"], list(module._val_losses), shapes
+
+
+def test_validation_scores_each_image_on_its_own_extent(pages, module):
+    _, _, shapes = _validate(module, pages, 4, val_loss=False)
+    assert shapes == [(256, 128), (256, 128), (128, 256), (256, 256)]
+
+
+def test_the_validation_loss_is_each_images_own_whatever_the_batch(pages, module):
+    _, one, _ = _validate(module, pages, 1, val_loss=True)
+    _, four, _ = _validate(module, pages, 4, val_loss=True)
+    assert len(one) == len(four) == 4 and np.isfinite(four).all()
+    np.testing.assert_allclose(four, one, rtol=1e-5)
+
+
 def test_validation_scores_the_same_maps_with_and_without_its_loss(pages, module):
-    results = []
-    for val_loss in (False, True):
-        module.val_loss = val_loss
-        module.on_validation_epoch_start()
-        with torch.no_grad():
-            for i, batch in enumerate(_loader(pages, 4, targets=val_loss)):
-                module.validation_step(batch, i)
-        results.append((module._scores.cleval.summary()["per_image"], list(module._val_losses)))
-    (plain, no_loss), (with_loss, losses) = results
-    assert no_loss == [] and len(losses) == 1 and np.isfinite(losses[0])
-    assert plain == with_loss
+    plain, no_loss, plain_shapes = _validate(module, pages, 4, val_loss=False)
+    with_loss, losses, loss_shapes = _validate(module, pages, 4, val_loss=True)
+    assert no_loss == [] and len(losses) == 4
+    assert plain == with_loss and plain_shapes == loss_shapes

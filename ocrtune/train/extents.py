@@ -5,10 +5,9 @@ bottom and right; a receipt at 1024 px is about half padding, which the network 
 on all the same. Validation, ``evaluate``, ``predict``, ensembles and the tuning cache run the
 model on each image cut to its resized extent rounded up to ``PAD_STEP`` instead: images of a
 batch that round to the same extent run together, the others apart. An image's map therefore
-depends on the image alone, never on the batch it was loaded with (``dataloader.pad: batch``
-cuts training batches to their largest image instead, which is fine for a loss and wrong for a
-score). On SROIE val this runs 55 % of the square's pixels, with the same scores to five digits
-(docs/benchmarks.md).
+depends on the image alone, not on the batch it was loaded with (up to float rounding:
+``dataloader.pad: batch`` cuts training batches to their largest image instead, which is fine
+for a loss and wrong for a score). Figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -27,9 +26,9 @@ __all__ = ["PAD_STEP", "by_extent", "padded_extent", "prob_maps"]
 PAD_STEP = 128
 
 
-def padded_extent(extent: Sequence[int], side: int, step: int = PAD_STEP) -> tuple[int, int]:
-    """(height, width) ``extent`` rounded up to ``step``, at most the square's ``side``."""
-    h, w = (min(side, -(-int(n) // step) * step) for n in extent)
+def padded_extent(extent: Sequence[int], limit: Sequence[int], step: int = PAD_STEP) -> tuple[int, int]:
+    """(height, width) ``extent`` rounded up to ``step``, at most the input's (height, width) ``limit``."""
+    h, w = (min(int(m), -(-int(n) // step) * step) for n, m in zip(extent, limit))
     return h, w
 
 
@@ -39,10 +38,10 @@ def by_extent(images: torch.Tensor, extents: Sequence[Sequence[int]],
     ``(indices into the batch, (n, C, h, w) tensor)``, in the order each extent first occurs."""
     if len(extents) != images.shape[0]:
         raise ValueError(f"{len(extents)} extents for a batch of {images.shape[0]} images")
-    side = min(images.shape[-2], images.shape[-1])
+    limit = tuple(images.shape[-2:])
     groups: dict[tuple[int, int], list[int]] = {}
     for i, extent in enumerate(extents):
-        groups.setdefault(padded_extent(extent, side, step), []).append(i)
+        groups.setdefault(padded_extent(extent, limit, step), []).append(i)
     for (h, w), idx in groups.items():
         part = images[idx[0] : idx[0] + 1] if len(idx) == 1 else images[idx]
         yield idx, part[..., :h, :w].contiguous()

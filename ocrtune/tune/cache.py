@@ -4,10 +4,11 @@
 run) holds:
 
 - ``maps.f16``: every image's map, float16, one after the other (memory-mapped when read).
-  The whole map the network produced, padding included: contours and box means at the image
-  edge read the padding, so a crop could change detections. float16 is half of float32 and
-  loses nothing the postprocess reads: it quantises every map to float16 first
-  (``ocrtune.model.postprocess.quantize``). 1024 px maps take 2 MiB an image, 320 px 200 KiB.
+  The whole map the network produced over the image's own extent (``train/extents.py``),
+  padding included: contours and box means at the image edge read the padding, so a crop could
+  change detections. float16 is half of float32 and loses nothing the postprocess reads: it
+  quantises every map to float16 first (``ocrtune.model.postprocess.quantize``). A square
+  1024 px map takes 2 MiB, a SROIE receipt's about 1.1 MiB.
 - ``index.json``: per image its name, map shape and offset, the ``scale`` and original size
   that map detections back (the inverse resize), and the ground truth as the loader gave it
   to ``evaluate`` (polygons and don't-care flags: the IoU metric drops detections inside a
