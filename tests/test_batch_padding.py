@@ -3,13 +3,11 @@ the cut removes padding and nothing else."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ocrtune.data.transforms import resize_and_pad
 from ocrtune.model.dbnet import build_dbnet
@@ -17,34 +15,18 @@ from ocrtune.model.loss import DBLoss
 from ocrtune.presets.load import load_preset
 from ocrtune.presets.schema import DatasetsConfig
 from ocrtune.train.datamodule import TARGET_KEYS, DetectionDataModule, DetectionDataset, collate, load_split
+from tests._pages import receipt_pages
 
 SIZE = 512
 # (width, height) of tall receipts: resized to 512 px high they are 128, 200 and 282 px wide
 SHAPES = [(100, 400), (250, 640), (330, 600)]
 
 
-def _split(root: Path, split: str, shapes: list[tuple[int, int]] = SHAPES) -> None:
-    (root / "images" / split).mkdir(parents=True)
-    (root / "jsons").mkdir(exist_ok=True)
-    rng = np.random.default_rng(0)
-    images = {}
-    for i, (w, h) in enumerate(shapes):
-        pixels = rng.integers(150, 256, (h, w, 3), dtype=np.uint8)
-        words = {}
-        for j, y in enumerate(range(20, h - 40, 60)):
-            x1 = w if i == len(shapes) - 1 else w - 10  # the last image's text touches its right edge
-            pixels[y : y + 20, 10:x1] = 20
-            words[f"{j:04d}"] = {"points": [[10, y], [x1, y], [x1, y + 20], [10, y + 20]]}
-        Image.fromarray(pixels).save(root / "images" / split / f"r{i}.png")
-        images[f"r{i}.png"] = {"words": words}
-    (root / "jsons" / f"{split}.json").write_text(json.dumps({"images": images}))
-
-
 @pytest.fixture(scope="module")
 def tall(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tall")
-    _split(root, "train")
-    _split(root, "val")
+    receipt_pages(root, "train", SHAPES)
+    receipt_pages(root, "val", SHAPES)
     return root
 
 
@@ -76,7 +58,7 @@ def test_batch_padding_cuts_only_padding(tall):
 def test_threshold_borders_reaching_into_the_padding_are_kept(tmp_path):
     """Text at the image's right edge has a threshold border drawn past it, into the padding: the
     cut keeps it whole, even when the image's own width is a whole multiple of 128 px."""
-    _split(tmp_path, "train", [(200, 400)])  # 256 px wide at 512 px, its text up to the right edge
+    receipt_pages(tmp_path, "train", [(200, 400)])  # 256 px wide at 512 px, its text up to the right edge
     items, _ = load_split(tmp_path, "train")
     sample = DetectionDataset(items, DatasetsConfig(image_size=SIZE), with_targets=True)[0]
     assert sample["extent"] == (SIZE, 256)

@@ -5,13 +5,11 @@ tests/test_ensemble.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ocrtune.data.transforms import normalize, resize_and_pad
 from ocrtune.presets.load import load_preset
@@ -19,6 +17,7 @@ from ocrtune.train.datamodule import DetectionDataset, collate, load_split
 from ocrtune.train.extents import PAD_STEP, by_extent, padded_extent, prob_maps
 from ocrtune.train.infer import _prob_maps
 from ocrtune.train.module import DBNetModule
+from tests._pages import receipt_pages
 
 SIZE = 256
 # (width, height): resized to 256 px on the long side: 64 and 100 px wide, 64 px high, square
@@ -78,19 +77,7 @@ def test_a_map_comes_back_in_batch_order_over_its_padded_extent():
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pages")
-    (root / "images" / "val").mkdir(parents=True)
-    (root / "jsons").mkdir()
-    rng = np.random.default_rng(1)
-    images = {}
-    for i, (w, h) in enumerate(SHAPES):
-        pixels = rng.integers(180, 256, (h, w, 3), dtype=np.uint8)
-        words = {}
-        for j, y in enumerate(range(20, h - 40, 60)):
-            pixels[y : y + 20, 10 : w - 10] = 30
-            words[f"{j:04d}"] = {"points": [[10, y], [w - 10, y], [w - 10, y + 20], [10, y + 20]]}
-        Image.fromarray(pixels).save(root / "images" / "val" / f"p{i}.png")
-        images[f"p{i}.png"] = {"words": words}
-    (root / "jsons" / "val.json").write_text(json.dumps({"images": images}))
+    receipt_pages(root, "val", SHAPES)
     return root
 
 
@@ -113,11 +100,11 @@ def _loader(pages: Path, batch_size: int, targets: bool = False):
 def test_an_images_map_does_not_depend_on_its_batch(pages, module):
     one = {n: m for b, maps in _prob_maps(module, _loader(pages, 1), None) for n, m in zip(b["name"], maps)}
     four = {n: m for b, maps in _prob_maps(module, _loader(pages, 4), None) for n, m in zip(b["name"], maps)}
-    assert sorted(one) == sorted(four) == [f"p{i}.png" for i in range(4)]
+    assert sorted(one) == sorted(four) == [f"r{i}.png" for i in range(4)]
     for name in one:
         assert one[name].shape == four[name].shape
         np.testing.assert_allclose(one[name], four[name], atol=1e-5)
-    assert one["p0.png"].shape == (SIZE, PAD_STEP)  # 64 px wide: not the 256 px square
+    assert one["r0.png"].shape == (SIZE, PAD_STEP)  # 64 px wide: not the 256 px square
 
 
 def _validate(module: DBNetModule, pages: Path, batch_size: int, val_loss: bool) -> tuple[dict, list, list]:
