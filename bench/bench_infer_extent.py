@@ -6,15 +6,18 @@ split runs both ways, the order alternating from batch to batch, so whatever els
 machine slows both alike. Prints the pixels the network sees, seconds and images/s each way,
 the ratio, and with ``--run`` the CLEval / IoU H-mean each way and their difference in pp (the
 largest difference of the two maps over the image, too). Without ``--run`` the model is an
-untrained cpu-demo: the timing holds, the scores mean nothing and are left out.
+untrained preset (cpu-demo unless ``--preset``): the timing holds, the scores mean nothing and
+are left out.
 
     python bench/bench_infer_extent.py --run runs/RUN --data ../shared/data/sroie
     python bench/bench_infer_extent.py                    # untrained cpu-demo, SROIE val, 16 images
+    python bench/bench_infer_extent.py --preset baseline --device cuda --json extent.json  # a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,14 +46,20 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N images (default: all with --run, else 16)")
     ap.add_argument("--size", type=int, default=1024, help="input size of the untrained model")
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--preset", default="cpu-demo", help="the untrained model's preset (without --run)")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: the GPU if there is one)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     a = ap.parse_args()
+    dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if a.run:
-        loaded = load_checkpoint(a.run)
+        loaded = load_checkpoint(a.run, device=str(dev))
         model, preset, what = loaded.module.model, loaded.preset, f"{a.run} ({loaded.checkpoint.name})"
     else:
-        preset = load_preset("cpu-demo", [f"datasets.image_size={a.size}"]).preset
+        sets = [f"datasets.image_size={a.size}", "models.encoder.pretrained=false"]  # no hub here
+        preset = load_preset(a.preset, sets).preset
         torch.manual_seed(0)
-        model, what = DBNetModule(preset.model_dump(mode="json")).model.eval(), "untrained cpu-demo"
+        model = DBNetModule(preset.model_dump(mode="json")).model.eval().to(dev)
+        what = f"untrained {a.preset}"
     if next(model.parameters()).device.type == "cpu":
         keep_large_blocks()  # as evaluate/predict do on the CPU
     items, _ = load_split(Path(a.data), a.split)
@@ -63,7 +72,6 @@ def main() -> None:
     seconds = {"square": 0.0, "extent": 0.0}
     pixels = {"square": 0, "extent": 0}
     worst = 0.0
-    dev = next(model.parameters()).device
     amp = dev.type == "cuda" and torch.cuda.is_bf16_supported()  # as evaluate runs
     prob = lambda x: model(x)["prob"]  # noqa: E731
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
@@ -106,6 +114,15 @@ def main() -> None:
                  - getattr(scores["square"], m).summary()["image_mean"]["hmean"]) * 100 for m in ("cleval", "iou")}
         print(f"extent - square: CLEval {d['cleval']:+.3f} pp, IoU {d['iou']:+.3f} pp")
     print(f"largest difference of the two maps over an image: {worst:.2e}")
+    if a.json:
+        fig = {"model": what, "images": n, "size": preset.datasets.image_size, "batch": a.batch, "device": str(dev),
+               "pixels_extent_over_square": round(pixels["extent"] / pixels["square"], 4),
+               "seconds": {k: round(v, 3) for k, v in seconds.items()},
+               "speedup": round(seconds["square"] / seconds["extent"], 3), "max_map_difference": worst}
+        if a.run:
+            fig["hmean"] = {w: {m: getattr(scores[w], m).summary()["image_mean"]["hmean"] for m in ("cleval", "iou")}
+                            for w in scores}
+        a.json.write_text(json.dumps(fig, indent=2))
 
 
 if __name__ == "__main__":

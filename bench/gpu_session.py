@@ -14,7 +14,10 @@ lacks a few of ocrtune's libraries, which travel as wheels with a compact copy o
 3. ``share``  baseline at 1024 px as 2 and 4 trials on the one GPU (``--trials-per-gpu``: each
               process capped at its share of the memory, as a sweep slot does): images/s each
               and together, busy fraction, peak memory per trial.
-4. ``recipe`` the quality recipe of docs/quality.md with the baseline preset at 1024 px, bf16:
+4. ``extent`` inference on each image's own extent against the padded square (what evaluate,
+              validation and the tuning cache did before), baseline at 1024 px untrained, SROIE
+              val: pixels, seconds each way, speed-up (bench/bench_infer_extent.py).
+5. ``recipe`` the quality recipe of docs/quality.md with the baseline preset at 1024 px, bf16:
               from scratch vs synthetic pretraining + fine-tuning at equal budget (val CLEval / IoU
               per epoch), the epochs chosen from the time left (bench/bench_recipe_sroie.py).
 
@@ -307,6 +310,21 @@ class Session:
             self.log(f"{k} trials per GPU: {row['img_s_total']} img/s together ({row['img_s_each']} each), "
                      f"busy {row['busy']}, peak memory {row['peak_memory_mb_each']} MB")
 
+    def part_extent(self) -> None:
+        """The GPU speed-up of inference on each image's own extent (the CPU's is in docs)."""
+        a = self.args
+        cmd = [sys.executable, str(REPO / "bench" / "bench_infer_extent.py"), "--data", str(a.data),
+               "--preset", "cpu-demo" if a.smoke else "baseline", "--size", str(self.sizes()[-1]),
+               "--device", a.device, "--json", str(self.out / "extent.json"), *(["--limit", "4"] if a.smoke else [])]
+        proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=max(30, self.left() - 60))
+        if proc.returncode != 0:
+            raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout)
+                               else f"exit {proc.returncode}")
+        fig = json.loads((self.out / "extent.json").read_text())
+        self.figures["parts"]["extent"] = fig
+        self.log(f"own extent: {fig['pixels_extent_over_square']:.2f} of the square's pixels, "
+                 f"{fig['speedup']:.2f}x ({fig['seconds']['square']:.1f} s -> {fig['seconds']['extent']:.1f} s)")
+
     def part_recipe(self) -> None:
         """Fit the three trainings into the time left: epochs from the measured throughput."""
         a = self.args
@@ -392,8 +410,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="SROIE (images/{train,val}, annotations); --smoke makes its own")
     ap.add_argument("--out", type=Path, default=Path("gpu-session"))
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp folder)")
-    ap.add_argument("--parts", nargs="+", default=["cache", "step", "share", "recipe"],
-                    choices=["cache", "step", "share", "recipe"])
+    ap.add_argument("--parts", nargs="+", default=["cache", "step", "share", "extent", "recipe"],
+                    choices=["cache", "step", "share", "extent", "recipe"])
     ap.add_argument("--budget-s", type=float, default=450, help="the whole session; the recipe gets what is left")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     ap.add_argument("--many-workers", type=int, default=12)
