@@ -345,10 +345,10 @@ class Session:
                "--image-size", str(self.sizes()[-1]), "--epochs", str(epochs), "--pre-epochs", str(epochs),
                "--synth-n", str(a.synth_n), "--synth-size", str(a.synth_size), "--json", str(self.out / "recipe.json"),
                *[x for s in [*self.sets(), f"dataloader.num_workers={a.many_workers}"] for x in ("--set", s)],
-               # the recipe's step 3 (docs/quality.md): the cosine fitted to the run, an EMA scored;
-               # square batches (padding to the batch is measured on the CPU only; add it with --set)
-               *[x for s in [f"models.scheduler.T_max={epochs}", "trainer.ema.enabled=true"]
-                 for x in ("--finetune-set", s)]]
+               # the recipe's step 3 (docs/quality.md): the cosine stepped every step and fitted to the
+               # run, an EMA scored; square batches (padding to the batch is measured on the CPU only;
+               # add it with --set)
+               *[x for s in [*self.fitted(epochs), "trainer.ema.enabled=true"] for x in ("--finetune-set", s)]]
         t = time.perf_counter()
         rc = subprocess.run(cmd, env=self.env()).returncode
         fig = {"epochs": epochs, "assumed_epoch_s": round(epoch_s, 1), "seconds": round(time.perf_counter() - t, 1),
@@ -358,6 +358,14 @@ class Session:
         self.figures["parts"]["recipe"] = fig
 
     # -- helpers
+    def fitted(self, epochs: int) -> list[str]:
+        """The ``--set`` values that fit the preset's cosine to ``epochs``, stepped every step."""
+        from ocrtune.presets.load import load_preset
+
+        preset = load_preset("cpu-demo" if self.args.smoke else "baseline").preset
+        warm = preset.models.scheduler.warmup_epochs
+        return ["models.scheduler.interval=step", f"models.scheduler.T_max={max(epochs - warm, 1)}"]
+
     def sizes(self) -> list[int]:
         return [128, 192] if self.args.smoke else [512, 1024]
 

@@ -39,6 +39,14 @@ def test_the_documented_recipe_is_the_one_tested():
     assert "--set models.scheduler.interval=step --set models.scheduler.T_max=1" in pre and "--epochs 2" in pre
     assert fine.startswith("ocrtune train ") and re.search(r"--init \S*-pre\b", fine)
     assert "--set trainer.ema.enabled=true" in fine
+    # step 3 anneals: its documented schedule is the one fitted to its epochs (measured that way)
+    from ocrtune.presets.load import load_preset
+    from ocrtune.train.schedule import fitted_sets
+
+    sets_ = re.findall(r"--set (\S+)", fine)
+    epochs = int(re.search(r"--epochs (\d+)", fine).group(1))
+    sched = load_preset("cpu-demo", sets_).preset.models.scheduler
+    assert sched.interval == "step" and fitted_sets(sched, epochs) == [], (epochs, sched)
     assert post.startswith("ocrtune tune-postprocess runs/<date>-finetune ") and "--split train" in post
     assert "--space post-space.yaml" in post
     # the measurement script searches the documented space
@@ -57,8 +65,10 @@ def test_synth_pretrain_finetune_end_to_end(tmp_path, cli):
     assert code == 0, err
     pre = Path(json.loads(out)["run_dir"])
     real = receipts(tmp_path / "real", n=2, seed=7, val_is_train=True)  # stands in for SROIE
-    code, out, err = cli("train", "--preset", "cpu-demo", "--data", real, *sets([*SMALL, "trainer.ema.enabled=true"]),
-                         "--epochs", "1", "--init", pre, "--name", "finetune", "--runs-dir", runs, "--json")
+    code, out, err = cli("train", "--preset", "cpu-demo", "--data", real,
+                         *sets([*SMALL, "trainer.ema.enabled=true", "models.scheduler.interval=step",
+                                "models.scheduler.T_max=1"]),
+                         "--epochs", "2", "--init", pre, "--name", "finetune", "--runs-dir", runs, "--json")
     assert code == 0, err
     run = Path(json.loads(out)["run_dir"])
     fine = json.loads((run / "summary.json").read_text())
