@@ -92,6 +92,7 @@ def sweep(
     if ctx.invoked_subcommand is not None:
         return
     from ocrtune.sweep.api import Hooks, Place, run_sweep
+    from ocrtune.sweep.plan.trial_schedule import trial_schedule_note
     from ocrtune.sweep.prepare import SweepRequest
     from ocrtune.sweep.run.launcher import trials_at_a_time
 
@@ -115,6 +116,9 @@ def sweep(
         start = f", from the weights of {cfg.init}" if cfg.init else ""
         info(f"sweep {cfg.name}: {cfg.strategy} over {', '.join(cfg.keys)}, {cfg.epochs} epoch(s) a "
              f"trial{start}, {len(slots)} local slot(s); storage {url}{coupled}")
+        note = trial_schedule_note(cfg)
+        if note:
+            info(note)
         view.__enter__()
 
     try:

@@ -61,12 +61,14 @@ UNANNEALED = 0.1
 
 
 def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int,
-                  resumed: bool = False) -> str | None:
+                  resumed: bool = False, who: str = "this run's", lr_name: str | None = None) -> str | None:
     """One line when a cosine run stops before it anneals (its last step more than 10 % of the way
     from eta_min up to the lr) or epoch stepping takes it past the cosine, where the rate rises
     again; with the settings that fit it, unless the run is resumed (its schedule is kept). Else None.
 
     Weights taken at a high rate are noisy: two epochs of a 16-epoch cosine end at the full rate.
+    ``who`` names whose last step it is (a sweep says "each trial's"), ``lr_name`` the rate
+    (default ``lr <value>``; "its lr" where the lr is swept).
     """
     if s.name != "cosine" or epochs <= 0:
         return None
@@ -88,7 +90,7 @@ def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: i
     return (f"schedule: the cosine reaches eta_min after epoch {ends}"
             + (f" ({s.warmup_epochs} warm-up + T_max {s.T_max})" if s.warmup_epochs else f" (T_max {s.T_max})")
             + (", then rises again (epoch stepping is periodic)" if rises else "")
-            + f"; this run's last step trains at {end:.0%} of lr {lr:g}" + (" (not annealed)" if high else "")
+            + f"; {who} last step trains at {end:.0%} of {lr_name or f'lr {lr:g}'}" + (" (not annealed)" if high else "")
             + f"; {how}")
 
 

@@ -104,12 +104,18 @@ def test_warm_trials_start_from_the_init_checkpoint(warm, source):
     _check_trials_started_from(summary, ckpt)
     start = next(line for line in err.splitlines() if line.startswith("sweep ft-warm:"))
     assert f"1 epoch(s) a trial, from the weights of {ckpt}," in start
+    assert "schedule:" not in err  # a constant rate has nothing to anneal
 
 
 def test_cold_trials_start_from_the_init_checkpoint_named_as_a_run(cli, runs, data, source):
-    code, summary, err = _sweep(cli, runs, data, "ft-cold", *GRID, "--init", "pre", "--cold-trials")
+    # cpu-demo's cosine (T_max 16) for 1-epoch trials: the sweep says they do not anneal
+    code, summary, err = _sweep(cli, runs, data, "ft-cold", *GRID, "--init", "pre", "--cold-trials",
+                                "--set", "models.scheduler.name=cosine")
     assert code == 0 and summary is not None, err
     _check_trials_started_from(summary, (source / "checkpoints" / "best.ckpt").resolve())
+    note = next(line for line in err.splitlines() if line.startswith("schedule:"))
+    assert note.startswith("schedule: trials train 1 epoch(s); the cosine reaches eta_min after epoch 16 (T_max 16)")
+    assert note.endswith("--set models.scheduler.T_max=1 --set models.scheduler.interval=step fits it to 1 epoch")
 
 
 # --- stored, shown, resumed -------------------------------------------------------------------
