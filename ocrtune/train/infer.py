@@ -109,7 +109,7 @@ def load_checkpoint(
             run = RunDir(p.parent.parent)
     else:
         run = find_run(ref, runs_dir)
-        ckpt = run.best_ckpt if run.best_ckpt.is_file() else run.last_ckpt
+        ckpt = run.default_ckpt
         if not ckpt.is_file():
             raise InputError("run has no checkpoint (best.ckpt or last.ckpt)", file=str(run.checkpoints))
     try:

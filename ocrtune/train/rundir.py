@@ -236,6 +236,11 @@ class RunDir:
         return self.checkpoints / LAST
 
     @property
+    def default_ckpt(self) -> Path:
+        """What naming the run loads (evaluate, predict, --init): best.ckpt, else last.ckpt."""
+        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
+
+    @property
     def heartbeat(self) -> Path:
         return self.path / HEARTBEAT
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from ocrtune.errors import InputError
 from ocrtune.sweep.plan.space import Space
-from ocrtune.train.rundir import write_json_atomic
+from ocrtune.train.rundir import RunDir, write_json_atomic
 from ocrtune.tune.search import OBJECTIVE_METRIC, OBJECTIVES, STRATEGIES, Objective, Scored, SearchResult, search
 from ocrtune.tune.settings import PostSettings, full_key
 from ocrtune.tune.stages import Floors
@@ -76,11 +76,19 @@ class TuneResult:
         best, cur = self.best.settings, self.search.current.settings
         changed = [n for n in best.values() if best.values()[n] != cur.values()[n]]
         sets = [*self.overrides, *best.overrides(changed)]
-        args = ["ocrtune", "evaluate", self.run or self.checkpoint, "--split", self.split]
+        args = ["ocrtune", "evaluate", self._ref(), "--split", self.split]
         args += ["--data", self.data] if self.data else []
         for item in sets:
             args += ["--set", item]
         return " ".join(shlex.quote(a) for a in args)
+
+    def _ref(self) -> str:
+        """The run where naming it loads the checkpoint tuned, else the checkpoint itself (a
+        run's last.ckpt beside its best.ckpt)."""
+        if self.run is None:
+            return self.checkpoint
+        tuned = Path(self.checkpoint).resolve()
+        return self.run if RunDir(Path(self.run)).default_ckpt.resolve() == tuned else self.checkpoint
 
     def as_dict(self, top: int = 10) -> dict[str, Any]:
         s = self.search

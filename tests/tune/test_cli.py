@@ -5,6 +5,7 @@ run's preset, bad input is one located line with exit 2."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def test_tuning_last_ckpt_keeps_best_ckpts_maps(tiny, cli, tmp_path):
     assert manifest["checkpoint"]["path"].endswith("last.ckpt")
     assert last["saved"] == str(run / "tune-postprocess-last-val.json")
     assert json.loads((run / "tune-postprocess-val.json").read_text())["best"] == best["best"]  # best's record kept
+    # the command that reproduces each score loads the checkpoint tuned: the run only for best.ckpt
+    assert shlex.split(best["evaluate_command"])[2] == str(run)
+    assert shlex.split(last["evaluate_command"])[2] == str(run / "checkpoints" / "last.ckpt")
     code, again, err = _tune(cli, run, data, tmp_path, "--no-preset")
     assert code == 0 and again["cache"]["reused"], err
     assert json.loads((run / "maps-val" / "manifest.json").read_text())["checkpoint"]["path"].endswith("best.ckpt")
