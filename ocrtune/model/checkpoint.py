@@ -116,7 +116,6 @@ def find_checkpoint(ref: str | Path, runs_dir: Path = Path("runs"), key: str | N
         if key is None:
             raise
         raise InputError(problems=[replace(p, key=f"{key} {p.key}" if p.key else key) for p in e.problems]) from None
-    for ckpt in (run.best_ckpt, run.last_ckpt):
-        if ckpt.is_file():
-            return ckpt
+    if run.default_ckpt.is_file():
+        return run.default_ckpt
     raise InputError("run has no checkpoint (best.ckpt or last.ckpt)", file=str(run.checkpoints), key=key)
