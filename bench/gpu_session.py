@@ -361,10 +361,10 @@ class Session:
     def fitted(self, epochs: int) -> list[str]:
         """The ``--set`` values that fit the preset's cosine to ``epochs``, stepped every step."""
         from ocrtune.presets.load import load_preset
+        from ocrtune.train.schedule import fitted_sets
 
         preset = load_preset("cpu-demo" if self.args.smoke else "baseline").preset
-        warm = preset.models.scheduler.warmup_epochs
-        return ["models.scheduler.interval=step", f"models.scheduler.T_max={max(epochs - warm, 1)}"]
+        return fitted_sets(preset.models.scheduler, epochs)
 
     def sizes(self) -> list[int]:
         return [128, 192] if self.args.smoke else [512, 1024]

@@ -60,18 +60,21 @@ def last_factor(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int
 UNANNEALED = 0.1
 
 
-def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int,
-                  resumed: bool = False, who: str = "this run's", lr_name: str | None = None) -> str | None:
+def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: int, resumed: bool = False,
+                  subject: str = "this run", lr_name: str | None = None, lead: str = "",
+                  consequence: str = "") -> str | None:
     """One line when a cosine run stops before it anneals (its last step more than 10 % of the way
     from eta_min up to the lr) or epoch stepping takes it past the cosine, where the rate rises
     again; with the settings that fit it, unless the run is resumed (its schedule is kept). Else None.
 
     Weights taken at a high rate are noisy: two epochs of a 16-epoch cosine end at the full rate.
-    ``who`` names whose last step it is (a sweep says "each trial's"), ``lr_name`` the rate
-    (default ``lr <value>``; "its lr" where the lr is swept).
+    A sweep words it for its trials: ``subject`` ("each trial"), ``lr_name`` the rate (default
+    ``lr <value>``; "its lr" where the lr is swept), ``lead`` after "schedule: ", and
+    ``consequence`` after "(not annealed)".
     """
     if s.name != "cosine" or epochs <= 0:
         return None
+    rate = lr_name or f"lr {lr:g}"
     end = last_factor(s, lr, epochs, steps_per_epoch)
     floor = s.eta_min / lr
     high = end - floor > UNANNEALED * (1 - floor)
@@ -80,17 +83,17 @@ def schedule_note(s: SchedulerConfig, lr: float, epochs: int, steps_per_epoch: i
     if not (high or rises):
         return None
     if epochs <= s.warmup_epochs:
-        return (f"schedule: this run ends inside its warm-up ({_epochs(s.warmup_epochs)}), at {end:.0%} of lr "
-                f"{lr:g}: it never reaches the cosine")
+        return (f"schedule: {lead}{subject} ends inside its warm-up ({_epochs(s.warmup_epochs)}), at {end:.0%} "
+                f"of {rate}: it never reaches the cosine")
     fit = fitted_sets(s, epochs)
     if not fit:
         return None  # fitted: with few steps an epoch the last one sits a step short of eta_min
     how = " ".join(f"--set {x}" for x in fit)
     how = "a resumed run keeps its schedule" if resumed else f"{how} fits it to {_epochs(epochs)}"
-    return (f"schedule: the cosine reaches eta_min after epoch {ends}"
+    return (f"schedule: {lead}the cosine reaches eta_min after epoch {ends}"
             + (f" ({s.warmup_epochs} warm-up + T_max {s.T_max})" if s.warmup_epochs else f" (T_max {s.T_max})")
             + (", then rises again (epoch stepping is periodic)" if rises else "")
-            + f"; {who} last step trains at {end:.0%} of {lr_name or f'lr {lr:g}'}" + (" (not annealed)" if high else "")
+            + f"; {subject}'s last step trains at {end:.0%} of {rate}" + (f" (not annealed){consequence}" if high else "")
             + f"; {how}")
 
 

@@ -40,3 +40,9 @@ def test_no_line_when_the_trials_anneal_or_cannot(sets, epochs):
 def test_no_line_when_the_space_sets_the_schedule_or_nothing_is_trained():
     assert trial_schedule_note(_cfg(keys=(LR, "models.scheduler.T_max"))) is None
     assert trial_schedule_note(_cfg(objective="tests.sweep_objectives:curve")) is None
+
+
+def test_trials_shorter_than_the_warm_up_are_named_as_trials():
+    assert trial_schedule_note(_cfg(epochs=1)) == (
+        "schedule: trials train 1 epoch(s); each trial ends inside its warm-up (1 epoch), at 50% of its lr: "
+        "it never reaches the cosine")

@@ -31,9 +31,6 @@ def trial_schedule_note(cfg: SweepConfig) -> str | None:
     sched = SchedulerConfig.model_validate(models.get("scheduler", {}))
     lr = float(models.get("optimizer", {}).get("lr", 1e-3))
     swept = LR in cfg.keys
-    note = schedule_note(sched, lr, cfg.epochs, NOMINAL_STEPS, who="each trial's",
-                         lr_name="its lr" if swept else None)
-    if note is None:
-        return None
-    note = note.replace(" (not annealed);", " (not annealed), so the sweep ranks weights taken at a high rate;", 1)
-    return note.replace("schedule: ", f"schedule: trials train {cfg.epochs} epoch(s); ", 1)
+    return schedule_note(sched, lr, cfg.epochs, NOMINAL_STEPS, subject="each trial",
+                         lr_name="its lr" if swept else None, lead=f"trials train {cfg.epochs} epoch(s); ",
+                         consequence=", so the sweep ranks weights taken at a high rate")
