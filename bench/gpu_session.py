@@ -316,10 +316,9 @@ class Session:
         cmd = [sys.executable, str(REPO / "bench" / "bench_infer_extent.py"), "--data", str(a.data),
                "--preset", "cpu-demo" if a.smoke else "baseline", "--size", str(self.sizes()[-1]),
                "--device", a.device, "--json", str(self.out / "extent.json"), *(["--limit", "4"] if a.smoke else [])]
-        proc = subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=max(30, self.left() - 60))
-        if proc.returncode != 0:
-            raise RuntimeError((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout)
-                               else f"exit {proc.returncode}")
+        rc = subprocess.run(cmd, env=self.env(), timeout=max(30, self.left() - 60)).returncode
+        if rc != 0:
+            raise RuntimeError(f"bench_infer_extent.py: exit {rc} (its traceback is above)")
         fig = json.loads((self.out / "extent.json").read_text())
         self.figures["parts"]["extent"] = fig
         self.log(f"own extent: {fig['pixels_extent_over_square']:.2f} of the square's pixels, "
