@@ -98,6 +98,8 @@ def main() -> None:
                 for way in scores:
                     scores[way].add(maps[way], batch)
     n = len(ds)
+    hmean = {w: {m: getattr(scores[w], m).summary()["image_mean"]["hmean"] for m in ("cleval", "iou")}
+             for w in scores} if a.run else None  # each way's image-mean H-mean, computed once
     print(f"{what}: {n} images of {a.data} {a.split} at {preset.datasets.image_size} px, batch {a.batch},"
           f" {torch.get_num_threads()} threads, {next(model.parameters()).device}")
     print(f"pixels the network sees on its own extent: {pixels['extent'] / pixels['square']:.2f} of the square")
@@ -105,13 +107,11 @@ def main() -> None:
     for way in ("square", "extent"):
         line = (f"{way:<13}{seconds[way]:9.1f}{n / seconds[way]:10.2f}"
                 f"{seconds['square'] / seconds[way]:9.2f}x")
-        if a.run:
-            c, i = scores[way].cleval.summary(), scores[way].iou.summary()
-            line += f"   {c['image_mean']['hmean']:.5f}  {i['image_mean']['hmean']:.5f}"
+        if hmean:
+            line += f"   {hmean[way]['cleval']:.5f}  {hmean[way]['iou']:.5f}"
         print(line + ("  (reference)" if way == "square" else ""))
-    if a.run:
-        d = {m: (getattr(scores["extent"], m).summary()["image_mean"]["hmean"]
-                 - getattr(scores["square"], m).summary()["image_mean"]["hmean"]) * 100 for m in ("cleval", "iou")}
+    if hmean:
+        d = {m: (hmean["extent"][m] - hmean["square"][m]) * 100 for m in ("cleval", "iou")}
         print(f"extent - square: CLEval {d['cleval']:+.3f} pp, IoU {d['iou']:+.3f} pp")
     print(f"largest difference of the two maps over an image: {worst:.2e}")
     if a.json:
@@ -119,9 +119,8 @@ def main() -> None:
                "pixels_extent_over_square": round(pixels["extent"] / pixels["square"], 4),
                "seconds": {k: round(v, 3) for k, v in seconds.items()},
                "speedup": round(seconds["square"] / seconds["extent"], 3), "max_map_difference": worst}
-        if a.run:
-            fig["hmean"] = {w: {m: getattr(scores[w], m).summary()["image_mean"]["hmean"] for m in ("cleval", "iou")}
-                            for w in scores}
+        if hmean:
+            fig["hmean"] = hmean
         a.json.write_text(json.dumps(fig, indent=2))
 
 
