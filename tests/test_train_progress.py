@@ -10,7 +10,7 @@ from rich.progress import Progress, ProgressSample
 
 from ocrtune.presets.load import load_preset
 from ocrtune.train.recorder import CpuPace, EpochBar, EpochLines
-from ocrtune.train.resources import RunHeader, pace_line, warmup_note
+from ocrtune.train.resources import RunHeader, pace_line, pace_remedies, warmup_note
 
 
 class Clock:
@@ -69,8 +69,21 @@ def test_a_gpu_sized_preset_on_cpu_gets_one_pace_warning():
         clock.t += 30.0 if i == 0 else 12.0  # the first step pays for start-up and is not counted
         pace.on_train_batch_end(trainer, None, None, BATCH, i)
     assert said == [pace_line(12.0, 4, 400, 22)]
-    assert said[0].startswith("slow on this CPU: 12.0 s/step (0.33 images/s): ~1 h 20 min an epoch of 400 steps, "
-                              "~29 h 20 min for the 22 epochs left (validation not included)")
+    assert said[0] == ("slow on this CPU: 12.0 s/step (0.33 images/s): ~1 h 20 min an epoch of 400 steps, "
+                       "~29 h 20 min for the 22 epochs left (validation not included)")
+
+
+def test_the_pace_warning_suggests_the_small_encoder_only_to_runs_without_it():
+    clock, said = Clock(), []
+    pace = CpuPace(steps=3, clock=clock, out=said.append, remedies=pace_remedies(1024, "efficientnet_b4", "resnet10t"))
+    for i in range(5):
+        clock.t += 12.0
+        pace.on_train_batch_end(_trainer(steps=400, epochs=22), None, None, BATCH, i)
+    assert said[0].endswith("(validation not included); shorter: a GPU, a smaller datasets.image_size (now 1024) "
+                            "or a smaller encoder (models.encoder.model_name=resnet10t, as cpu-demo)")
+    assert pace_remedies(1024, "resnet10t", "resnet10t") == ("a GPU", "a smaller datasets.image_size (now 1024)")
+    assert pace_line(7.5, 4, 107, 6, pace_remedies(1024, "resnet10t", "resnet10t")).endswith(
+        "shorter: a GPU or a smaller datasets.image_size (now 1024)")
 
 
 def test_a_quick_run_on_cpu_gets_no_pace_warning():

@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import torch
@@ -210,8 +210,9 @@ class CpuPace(L.Callback):
     for a GPU otherwise trains on for days with only a slowly moving bar."""
 
     def __init__(self, steps: int = 3, slow_s: float = SLOW_RUN_S, clock: Callable[[], float] = time.perf_counter,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None, remedies: Sequence[str] = ()) -> None:
         self.steps = steps
+        self.remedies = tuple(remedies)  # what would shorten the run (resources.pace_remedies)
         self.slow_s = slow_s
         self._clock = clock
         self._out = out
@@ -239,7 +240,7 @@ class CpuPace(L.Callback):
         epochs_left = max((trainer.max_epochs or 1) - trainer.current_epoch, 1)
         if per_step * steps * epochs_left < self.slow_s:
             return
-        self.line = pace_line(per_step, max(round(self._images / self.steps), 1), steps, epochs_left)
+        self.line = pace_line(per_step, max(round(self._images / self.steps), 1), steps, epochs_left, self.remedies)
         (self._out or _warn)(self.line)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ocrtune.errors import InputError
 
@@ -425,10 +425,23 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def pace_line(seconds_per_step: float, batch_size: int, steps_per_epoch: int, epochs_left: int) -> str:
+def pace_remedies(image_size: int, encoder: str, small_encoder: str) -> tuple[str, ...]:
+    """What would make a slow CPU run shorter, leaving out the small encoder when it is the one
+    training already (a cpu-demo run told to use cpu-demo's encoder learns nothing)."""
+    remedies = ["a GPU", f"a smaller datasets.image_size (now {image_size})"]
+    if encoder != small_encoder:
+        remedies.append(f"a smaller encoder (models.encoder.model_name={small_encoder}, as cpu-demo)")
+    return tuple(remedies)
+
+
+def pace_line(seconds_per_step: float, batch_size: int, steps_per_epoch: int, epochs_left: int,
+              remedies: Sequence[str] = ()) -> str:
     """The CPU warning: measured seconds per step, and what that makes an epoch and the run."""
     epoch = seconds_per_step * steps_per_epoch
-    return (f"slow on this CPU: {seconds_per_step:.1f} s/step ({batch_size / seconds_per_step:.2f} images/s): "
+    line = (f"slow on this CPU: {seconds_per_step:.1f} s/step ({batch_size / seconds_per_step:.2f} images/s): "
             f"~{duration(epoch)} an epoch of {steps_per_epoch} steps, ~{duration(epoch * epochs_left)} for the "
-            f"{epochs_left} epochs left (validation not included); shorter: a GPU, a smaller "
-            "datasets.image_size, or the small cpu-demo encoder")
+            f"{epochs_left} epochs left (validation not included)")
+    if not remedies:
+        return line
+    *most, last = remedies
+    return f"{line}; shorter: {', '.join(most) + ' or ' if most else ''}{last}"
