@@ -40,6 +40,24 @@ def test_a_key_the_preset_never_reads_is_named_with_its_switch(key, spec, sets, 
         key: f"no trial reads it: the preset has {has}; add --set {needs} (or sweep {switch} too)"}
 
 
+def test_the_interval_is_inert_only_when_neither_a_cosine_nor_a_warm_up_moves_the_rate():
+    interval = {"models.scheduler.interval": {"values": ["epoch", "step"]}}
+    flat = ("models.scheduler.name=constant", "models.scheduler.warmup_epochs=0")
+    assert inert_keys(_preset(*flat), _dims(interval)) == {"models.scheduler.interval": (
+        "no trial reads it: the preset has models.scheduler.name=constant and models.scheduler.warmup_epochs=0; "
+        "add --set models.scheduler.name=cosine or --set models.scheduler.warmup_epochs=1 "
+        "(or sweep models.scheduler.name or models.scheduler.warmup_epochs too)")}
+    # either switch on, in the preset or the space, makes it count
+    assert inert_keys(_preset("models.scheduler.name=constant"), _dims(interval)) == {}  # cpu-demo warms up 1 epoch
+    assert inert_keys(_preset("models.scheduler.warmup_epochs=0"), _dims(interval)) == {}  # cpu-demo's cosine
+    assert inert_keys(_preset(*flat), _dims({**interval, "models.scheduler.warmup_epochs": {"values": [0, 1]}})) == {}
+    both_off = inert_keys(_preset("models.scheduler.warmup_epochs=0"),
+                          _dims({**interval, "models.scheduler.name": {"value": "constant"}}))
+    assert both_off["models.scheduler.interval"].startswith(
+        "no trial reads it: the space sets models.scheduler.name to constant and the preset has "
+        "models.scheduler.warmup_epochs=0;")
+
+
 def test_the_switch_on_in_the_preset_or_the_space_makes_the_key_count():
     decay = {"trainer.ema.decay": {"min": 0.9, "max": 0.999}}
     assert inert_keys(_preset("trainer.ema.enabled=true"), _dims(decay)) == {}
