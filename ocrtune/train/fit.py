@@ -25,6 +25,7 @@ import torch
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
+from ocrtune.train.layout import channels_last
 from ocrtune.train.rundir import (
     RunDir, best_row, check_not_running, find_run, new_run_dir, os_error_line, write_text_atomic,
 )
@@ -188,8 +189,6 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
     built = _model_preset(preset, init_weights)
     module = DBNetModule(built.model_dump(mode="json"), val_loss=opts.val_loss)  # bad model names fail here
     init_report = _init_module(module, init_weights, opts) if init_weights else None
-    if precision != "32-true" and accelerator != "cpu" and torch.cuda.is_available():
-        module = module.to(memory_format=torch.channels_last)
     t = preset.trainer
     trainer_args = dict(
         max_epochs=t.max_epochs,
@@ -200,6 +199,8 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         precision=precision,
     )
     probe = _check_trainer(trainer_args)
+    if channels_last(probe.strategy.root_device.type, precision):
+        module = module.to(memory_format=torch.channels_last)
     if probe.strategy.root_device.type == "cpu":
         from ocrtune.cpu_malloc import keep_large_blocks
 
