@@ -31,22 +31,13 @@ from ocrtune.presets.load import load_preset  # noqa: E402
 from ocrtune.train.datamodule import DetectionDataset, EpochShuffle, collate, load_split  # noqa: E402
 from ocrtune.train.fit import load_data  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
+from ocrtune.train.resources import cpu_bf16_units  # noqa: E402
 
 WAYS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 
 
 def _label(precision: str, last: bool) -> str:
     return f"{precision} {'channels-last' if last else 'NCHW'}"
-
-
-def bf16_units() -> str:
-    """What this CPU offers bf16 matmuls (the flags oneDNN dispatches on), from /proc/cpuinfo."""
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    have = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
-    return ", ".join(have) if have else "none (bf16 is emulated: expect it slower)"
 
 
 def main() -> None:
@@ -103,7 +94,8 @@ def main() -> None:
     pixels = statistics.mean(b["image"].shape[-2] * b["image"].shape[-1] for b in batches[1:]) / args.size**2
     print(f"preset {args.preset}: {preset.models.encoder.model_name} at {args.size} px, batch {bs} padded to the "
           f"batch ({pixels:.2f} of the square), {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"CPU bf16 units: {bf16_units()}; data {dm.root} ({dm.n_train} train images), {len(batches) - 1} steps "
+          f"CPU bf16 units: {', '.join(cpu_bf16_units()) or 'none (emulated: expect bf16 slower)'}; "
+          f"data {dm.root} ({dm.n_train} train images), {len(batches) - 1} steps "
           "each way")
     print(f"{'way':19} {'ms/step':>8} {'speed-up':>9} {'loss, last ' + str(len(batches) - 1 - half) + ' steps':>22}")
     for way in WAYS:

@@ -10,7 +10,7 @@ from rich.progress import Progress, ProgressSample
 
 from ocrtune.presets.load import load_preset
 from ocrtune.train.recorder import CpuPace, EpochBar, EpochLines
-from ocrtune.train.resources import RunHeader, pace_line, pace_remedies, warmup_note
+from ocrtune.train.resources import RunHeader, cpu_bf16_units, pace_line, pace_remedies, warmup_note
 
 
 class Clock:
@@ -84,6 +84,23 @@ def test_the_pace_warning_suggests_the_small_encoder_only_to_runs_without_it():
     assert pace_remedies(1024, "resnet10t", "resnet10t") == ("a GPU", "a smaller datasets.image_size (now 1024)")
     assert pace_line(7.5, 4, 107, 6, pace_remedies(1024, "resnet10t", "resnet10t")).endswith(
         "shorter: a GPU or a smaller datasets.image_size (now 1024)")
+
+
+def test_the_pace_warning_suggests_bf16_to_an_fp32_run_on_a_cpu_with_bf16_units(tmp_path):
+    amx = tmp_path / "cpuinfo"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile amx_bf16\n")
+    old = tmp_path / "old"
+    old.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    assert cpu_bf16_units(str(amx)) == ("amx_bf16", "avx512_bf16")
+    assert cpu_bf16_units(str(old)) == () and cpu_bf16_units(str(tmp_path / "absent")) == ()
+    assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", ("amx_bf16",)) == (
+        "a GPU", "--set trainer.precision=bf16-mixed (this CPU has amx_bf16: 2.5x at 1024 px)",
+        "a smaller datasets.image_size (now 1024)")
+    # already in bf16, or no units to run it on: not suggested
+    assert pace_remedies(1024, "resnet10t", "resnet10t", "bf16-mixed", ("amx_bf16",)) == (
+        "a GPU", "a smaller datasets.image_size (now 1024)")
+    assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", ()) == (
+        "a GPU", "a smaller datasets.image_size (now 1024)")
 
 
 def test_a_quick_run_on_cpu_gets_no_pace_warning():

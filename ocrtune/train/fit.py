@@ -258,7 +258,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             accumulate_grad_batches=t.accumulate_grad_batches,
             gradient_clip_val=t.gradient_clip_val or None,
             callbacks=[recorder, *_checkpoints(run, rows), RngState(), *_progress(opts.progress, interactive),
-                       *_pace(probe, child, preset)],
+                       *_pace(probe, child, preset, precision)],
             plugins=[RunCheckpointIO()],  # checkpoints written beside their place, never via $TMPDIR
             logger=_logger(opts.logger, run.path),
             enable_progress_bar=opts.progress and interactive,
@@ -449,16 +449,17 @@ def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, p
     )
 
 
-def _pace(probe: Any, child: bool, preset: Preset) -> list[Any]:
+def _pace(probe: Any, child: bool, preset: Preset, precision: str) -> list[Any]:
     """On a CPU: one warning after the first steps when the run will take hours."""
     if child or probe.strategy.root_device.type != "cpu":
         return []
     from ocrtune.presets.load import load_preset
     from ocrtune.train.recorder import CpuPace
-    from ocrtune.train.resources import pace_remedies
+    from ocrtune.train.resources import cpu_bf16_units, pace_remedies
 
     small = load_preset("cpu-demo").preset.models.encoder.model_name
-    return [CpuPace(remedies=pace_remedies(preset.datasets.image_size, preset.models.encoder.model_name, small))]
+    return [CpuPace(remedies=pace_remedies(preset.datasets.image_size, preset.models.encoder.model_name, small,
+                                           precision, cpu_bf16_units()))]
 
 
 def _device_name(accelerator: str) -> str:
