@@ -94,7 +94,7 @@ def test_the_pace_warning_suggests_bf16_to_an_fp32_run_on_a_cpu_with_bf16_units(
     assert cpu_bf16_units(str(amx)) == ("amx_bf16", "avx512_bf16")
     assert cpu_bf16_units(str(old)) == () and cpu_bf16_units(str(tmp_path / "absent")) == ()
     assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", ("amx_bf16",)) == (
-        "a GPU", "--set trainer.precision=bf16-mixed (this CPU has amx_bf16: 2.5x at 1024 px)",
+        "a GPU", "--set trainer.precision=bf16-mixed (this CPU has amx_bf16: docs/training.md, Precision)",
         "a smaller datasets.image_size (now 1024)")
     # already in bf16, or no units to run it on: not suggested
     assert pace_remedies(1024, "resnet10t", "resnet10t", "bf16-mixed", ("amx_bf16",)) == (

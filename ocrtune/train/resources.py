@@ -443,7 +443,8 @@ def pace_remedies(image_size: int, encoder: str, small_encoder: str, precision: 
     use cpu-demo's encoder learns nothing)."""
     remedies = ["a GPU"]
     if precision == "32-true" and bf16_units:
-        remedies.append(f"--set trainer.precision=bf16-mixed (this CPU has {bf16_units[0]}: 2.5x at 1024 px)")
+        remedies.append(f"--set trainer.precision=bf16-mixed (this CPU has {bf16_units[0]}: "
+                        "docs/training.md, Precision)")
     remedies.append(f"a smaller datasets.image_size (now {image_size})")
     if encoder != small_encoder:
         remedies.append(f"a smaller encoder (models.encoder.model_name={small_encoder}, as cpu-demo)")
