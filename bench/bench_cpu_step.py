@@ -8,7 +8,8 @@ the heap serve later requests whatever the setting), so each setting runs in its
 process, both children at once with one torch thread each, so that whatever else runs on the
 machine slows both alike; inside a child each batch is timed padded both ways, the order
 alternating. Prints ms/step, system CPU ms/step (page faults, zeroing fresh pages) and each
-child's peak RSS above what it held before its first step.
+child's peak RSS above what it held before its first step. The model runs NCHW, as training did
+when these figures were taken (bench_cpu_precision.py measures the layout and precision).
 
     python bench/bench_cpu_step.py --data ../shared/data/sroie            # cpu-demo at 1024 px
     python bench/bench_cpu_step.py --data ../shared/data/sroie --size 512

@@ -33,6 +33,7 @@ from ocrtune.train.datamodule import DetectionDataset, collate, load_split  # no
 from ocrtune.train.extents import by_extent, prob_maps  # noqa: E402
 from ocrtune.train.infer import load_checkpoint  # noqa: E402
 from ocrtune.train.module import DBNetModule, DetectionScores, postprocessor  # noqa: E402
+from ocrtune.train.precision import bf16_inference, channels_last, precision_for  # noqa: E402
 from ocrtune.train.views import crop_to_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,8 @@ def main() -> None:
         preset = load_preset(a.preset, sets).preset
         torch.manual_seed(0)
         model = DBNetModule(preset.model_dump(mode="json")).model.eval().to(dev)
+        if channels_last(dev.type, precision_for(preset, dev.type)):  # as load_checkpoint runs it
+            model = model.to(memory_format=torch.channels_last)
         what = f"untrained {a.preset}"
     if next(model.parameters()).device.type == "cpu":
         keep_large_blocks()  # as evaluate/predict do on the CPU
@@ -72,7 +75,7 @@ def main() -> None:
     seconds = {"square": 0.0, "extent": 0.0}
     pixels = {"square": 0, "extent": 0}
     worst = 0.0
-    amp = dev.type == "cuda" and torch.cuda.is_bf16_supported()  # as evaluate runs
+    amp = bf16_inference(dev.type, preset)  # as evaluate runs
     prob = lambda x: model(x)["prob"]  # noqa: E731
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
         first = next(iter(loader))  # warm-up, untimed: first calls allocate and pick kernels

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ocrtune.presets.load import load_preset  # noqa: E402
 from ocrtune.train.datamodule import DetectionDataModule  # noqa: E402
 from ocrtune.train.fit import precision_for, resolve_data_root  # noqa: E402
+from ocrtune.train.precision import channels_last  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 from ocrtune.train.recorder import peak_memory_mb  # noqa: E402
 
@@ -55,7 +56,7 @@ def main() -> None:
     loader = dm.train_dataloader()
 
     module = DBNetModule(preset.model_dump(mode="json")).to(dev)
-    if dev.type == "cuda":
+    if channels_last(dev.type, precision):  # as training runs it
         module = module.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(module.parameters(), lr=preset.models.optimizer.lr)
     model, loss_fn = module.model.train(), module.loss

@@ -212,7 +212,7 @@ def test_cli_two_copies_of_a_trained_model_give_its_map_and_the_boxes_of_that_ma
         for word, det in zip(ann.words, expected):
             np.testing.assert_allclose(word.points, det.polygon, atol=0.006)  # the CSV keeps 2 decimals
         found += len(expected)
-    assert found >= 10  # it finds things (20 here), so the comparison means something
+    assert found >= 10  # it finds things (20 here, a count float rounding moves), so the comparison means something
 
     code, out, err = cli("evaluate", t.last, "--ensemble", t.last, "--data", t.data, *LOW, "--json")
     assert code == 0, err

@@ -81,11 +81,13 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def module() -> DBNetModule:
+@pytest.fixture(scope="module", params=["nchw", "channels_last"])
+def module(request: pytest.FixtureRequest) -> DBNetModule:
+    """The model both ways it runs: NCHW, and channels-last as on the CPU (train/precision.py)."""
     torch.manual_seed(0)
     preset = load_preset("cpu-demo", [f"datasets.image_size={SIZE}"]).preset
-    return DBNetModule(preset.model_dump(mode="json")).eval()
+    module = DBNetModule(preset.model_dump(mode="json")).eval()
+    return module.to(memory_format=torch.channels_last) if request.param == "channels_last" else module
 
 
 def _loader(pages: Path, batch_size: int, targets: bool = False):

@@ -108,13 +108,18 @@ def test_cpu_training_and_inference_run_the_model_channels_last(trained):
                if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1)
 
 
-def test_bf16_mixed_trains_on_the_cpu(tiny_data, tmp_path):
-    """bf16-mixed on the CPU (AMX units: 2.5x an fp32 step at 1024 px) trains, and says so."""
-    result = train(tiny_data, tmp_path, [*TINY, "trainer.precision=bf16-mixed"], epochs=2, name="bf16")
+def test_bf16_mixed_trains_on_the_cpu_and_evaluate_scores_as_validation_did(tiny_data, tmp_path, cli):
+    """bf16-mixed on the CPU (AMX: 2.5x an fp32 step at 1024 px) trains, and evaluate, computing
+    its maps in bf16 as validation did (tests/test_precision.py), reproduces the best epoch."""
+    result = train(tiny_data, tmp_path, [*TINY, "trainer.precision=bf16-mixed"], epochs=20, name="bf16")
     summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
-    assert summary["precision"] == "bf16-mixed" and summary["epochs_completed"] == 2
+    assert summary["precision"] == "bf16-mixed" and summary["epochs_completed"] == 20
     rows = RunDir(result.run_dir).read_metrics()
     assert all(math.isfinite(r["train_loss"]) for r in rows) and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert result.best["hmean"] > 0.05, result.best  # it found words: the comparison below means something
+    code, out, err = cli("evaluate", result.run_dir, "--data", tiny_data, "--json", "--runs-dir", tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["cleval"]["image_mean"]["hmean"] == pytest.approx(result.best["hmean"], abs=1e-9)
 
 
 def test_run_files_get_the_umask_mode(one_epoch):

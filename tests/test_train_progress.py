@@ -80,7 +80,7 @@ def test_the_pace_warning_suggests_the_small_encoder_only_to_runs_without_it():
         clock.t += 12.0
         pace.on_train_batch_end(_trainer(steps=400, epochs=22), None, None, BATCH, i)
     assert said[0].endswith("(validation not included); shorter: a GPU, a smaller datasets.image_size (now 1024) "
-                            "or a smaller encoder (models.encoder.model_name=resnet10t, as cpu-demo)")
+                            "or cpu-demo's small encoder (models.encoder.model_name=resnet10t)")
     assert pace_remedies(1024, "resnet10t", "resnet10t") == ("a GPU", "a smaller datasets.image_size (now 1024)")
     assert pace_line(7.5, 4, 107, 6, pace_remedies(1024, "resnet10t", "resnet10t")).endswith(
         "shorter: a GPU or a smaller datasets.image_size (now 1024)")
@@ -99,8 +99,27 @@ def test_the_pace_warning_suggests_bf16_to_an_fp32_run_on_a_cpu_with_bf16_units(
     # already in bf16, or no units to run it on: not suggested
     assert pace_remedies(1024, "resnet10t", "resnet10t", "bf16-mixed", ("amx_bf16",)) == (
         "a GPU", "a smaller datasets.image_size (now 1024)")
-    assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", ()) == (
-        "a GPU", "a smaller datasets.image_size (now 1024)")
+    # no bf16 units, or only AVX512-BF16 (not measured): not suggested
+    for units in ((), ("avx512_bf16",)):
+        assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", units) == (
+            "a GPU", "a smaller datasets.image_size (now 1024)")
+
+
+def test_a_cpu_run_gets_the_remedies_that_fit_its_preset():
+    import torch
+
+    from ocrtune.train.fit import _pace
+
+    probe = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    big = load_preset("hybrid", ["datasets.image_size=1024"]).preset
+    (pace,) = _pace(probe, False, big, "32-true")
+    assert "a smaller datasets.image_size (now 1024)" in pace.remedies
+    assert "cpu-demo's small encoder (models.encoder.model_name=resnet10t)" in pace.remedies
+    (pace,) = _pace(probe, False, load_preset("cpu-demo").preset, "bf16-mixed")
+    assert pace.remedies == ("a GPU", "a smaller datasets.image_size (now 320)")
+    assert _pace(probe, True, big, "32-true") == []  # a DDP child: rank 0 warns
+    gpu = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert _pace(gpu, False, big, "bf16-mixed") == []
 
 
 def test_a_quick_run_on_cpu_gets_no_pace_warning():

@@ -26,7 +26,8 @@ from ocrtune.errors import InputError
 from ocrtune.presets.schema import Preset
 from ocrtune.train.datamodule import Item
 from ocrtune.train.extents import prob_maps
-from ocrtune.train.infer import Loaded, Progress, bf16_autocast, load_checkpoint
+from ocrtune.train.infer import Loaded, Progress, load_checkpoint
+from ocrtune.train.precision import bf16_inference
 from ocrtune.train.rundir import RunDir
 from ocrtune.train.views import PLAIN, MapAverage, View, crop_to_image, image_area, parse_views, parse_weights
 
@@ -162,7 +163,7 @@ class Ensemble:
 
     def maps(self, loader: DataLoader, progress: Progress | None) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
         dev = next(self.members[0].loaded.module.parameters()).device
-        amp = bf16_autocast(dev)
+        amp = all(bf16_inference(dev.type, m.loaded.preset) for m in self.members)  # bf16 if each validates in it
         done, total = 0, len(loader.dataset)
         if progress:
             progress(0, total)

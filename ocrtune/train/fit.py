@@ -25,7 +25,7 @@ import torch
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
-from ocrtune.train.layout import channels_last
+from ocrtune.train.precision import channels_last, precision_for
 from ocrtune.train.rundir import (
     RunDir, best_row, check_not_running, find_run, new_run_dir, os_error_line, write_text_atomic,
 )
@@ -105,16 +105,6 @@ def load_data(preset: Preset, data: Path | None, *, num_workers: int = 0, val_ta
                              pin_memory=pin_memory, seed=preset.seed, pad=preset.dataloader.pad)
     dm.prepare()
     return dm
-
-
-def precision_for(preset: Preset, accelerator: str) -> str:
-    p = preset.trainer.precision
-    if p != "auto":
-        return "32-true" if p == "32" else p
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if gpu and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
 
 
 def preset_yaml(preset: Preset, header: str) -> str:
@@ -453,11 +443,12 @@ def _pace(probe: Any, child: bool, preset: Preset, precision: str) -> list[Any]:
     """On a CPU: one warning after the first steps when the run will take hours."""
     if child or probe.strategy.root_device.type != "cpu":
         return []
-    from ocrtune.presets.load import load_preset
+    from ocrtune.presets.load import builtin_dir, load_preset
     from ocrtune.train.recorder import CpuPace
     from ocrtune.train.resources import cpu_bf16_units, pace_remedies
 
-    small = load_preset("cpu-demo").preset.models.encoder.model_name
+    # the shipped file, not a user's cpu-demo.yaml found first on the preset path
+    small = load_preset(builtin_dir() / "cpu-demo.yaml").preset.models.encoder.model_name
     return [CpuPace(remedies=pace_remedies(preset.datasets.image_size, preset.models.encoder.model_name, small,
                                            precision, cpu_bf16_units()))]
 

@@ -23,7 +23,7 @@ from ocrtune.model.checkpoint import scored_weights, trained_weights
 from ocrtune.presets.load import apply_overrides, validate
 from ocrtune.presets.schema import Preset
 from ocrtune.train.extents import prob_maps
-from ocrtune.train.layout import channels_last
+from ocrtune.train.precision import bf16_inference, channels_last, precision_for
 from ocrtune.train.rundir import CONFIG, RunDir, find_run, write_json_atomic
 
 Progress = Callable[[int, int], None]
@@ -151,20 +151,15 @@ def load_checkpoint(
 
         keep_large_blocks()  # fresh pages for every large activation cost more than the network
     module = module.to(dev).eval()
-    if channels_last(dev.type, "bf16-mixed" if bf16_autocast(dev) else "32-true"):
+    if channels_last(dev.type, precision_for(preset, dev.type)):
         module = module.to(memory_format=torch.channels_last)
     return Loaded(module, preset, ckpt, run)
-
-
-def bf16_autocast(dev: torch.device) -> bool:
-    """Inference autocasts to bf16 on a GPU that has it; the CPU keeps fp32 maps."""
-    return dev.type == "cuda" and torch.cuda.is_bf16_supported()
 
 
 def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
     """Each batch with its images' maps, each over the image's own padded extent (``extents``)."""
     dev = next(module.parameters()).device
-    amp = bf16_autocast(dev)
+    amp = bf16_inference(dev.type, module.preset)
     done, total = 0, len(loader.dataset)
     if progress:  # the inputs are checked by now: the caller may open its display
         progress(0, total)

@@ -438,16 +438,15 @@ def cpu_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, ...]:
 
 def pace_remedies(image_size: int, encoder: str, small_encoder: str, precision: str = "32-true",
                   bf16_units: Sequence[str] = ()) -> tuple[str, ...]:
-    """What would make a slow CPU run shorter: bf16-mixed where the CPU has bf16 units and the
-    run is in fp32, and the small encoder only to runs not on it already (a cpu-demo run told to
-    use cpu-demo's encoder learns nothing)."""
+    """What would make a slow CPU run shorter: bf16-mixed for an fp32 run where the CPU has AMX
+    (measured there: docs/benchmarks.md), and cpu-demo's encoder only to runs not on it already
+    (a cpu-demo run told to use cpu-demo's encoder learns nothing)."""
     remedies = ["a GPU"]
-    if precision == "32-true" and bf16_units:
-        remedies.append(f"--set trainer.precision=bf16-mixed (this CPU has {bf16_units[0]}: "
-                        "docs/training.md, Precision)")
+    if precision == "32-true" and "amx_bf16" in bf16_units:
+        remedies.append("--set trainer.precision=bf16-mixed (this CPU has amx_bf16: docs/training.md, Precision)")
     remedies.append(f"a smaller datasets.image_size (now {image_size})")
     if encoder != small_encoder:
-        remedies.append(f"a smaller encoder (models.encoder.model_name={small_encoder}, as cpu-demo)")
+        remedies.append(f"cpu-demo's small encoder (models.encoder.model_name={small_encoder})")
     return tuple(remedies)
 
 

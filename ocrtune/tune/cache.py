@@ -38,7 +38,8 @@ from ocrtune.errors import InputError
 from ocrtune.filehash import sha256_file
 from ocrtune.model.postprocess import as_float16
 
-VERSION = 3  # 2: the index keeps don't-care flags (gt_ignore); 3: maps over each image's own extent
+VERSION = 4  # 2: the index keeps don't-care flags (gt_ignore); 3: maps over each image's own extent;
+# 4: the model runs channels-last on the CPU, and in bf16 where it trained in it (train/precision.py)
 MANIFEST, INDEX, MAPS = "manifest.json", "index.json", "maps.f16"
 Progress = Callable[[int, int], None]
 
@@ -140,6 +141,7 @@ def inputs_of(loaded: Any, root: Path, split: str, batch_size: int, device: str)
         "models": {k: v for k, v in models.items() if k in ("encoder", "decoder", "head")},
         "batch_size": batch_size,
         "device": device,
+        "precision": preset["trainer"]["precision"],  # inference autocasts where training did
         "dtype": "float16",
     }
 

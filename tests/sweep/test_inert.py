@@ -51,6 +51,10 @@ def test_the_interval_is_inert_only_when_neither_a_cosine_nor_a_warm_up_moves_th
     assert inert_keys(_preset("models.scheduler.name=constant"), _dims(interval)) == {}  # cpu-demo warms up 1 epoch
     assert inert_keys(_preset("models.scheduler.warmup_epochs=0"), _dims(interval)) == {}  # cpu-demo's cosine
     assert inert_keys(_preset(*flat), _dims({**interval, "models.scheduler.warmup_epochs": {"values": [0, 1]}})) == {}
+    # a warm-up the preset refuses is reported as such, located, not a TypeError of the rule
+    with pytest.raises(InputError, match="models.scheduler.warmup_epochs"):
+        parse_space({**interval, "models.scheduler.warmup_epochs": {"values": ["one", "two"]}},
+                    base=_preset(*flat), reserved={})
     both_off = inert_keys(_preset("models.scheduler.warmup_epochs=0"),
                           _dims({**interval, "models.scheduler.name": {"value": "constant"}}))
     assert both_off["models.scheduler.interval"].startswith(

@@ -47,7 +47,7 @@ RULES = (
     # stepping every step instead of every epoch moves a cosine, or a warm-up; a constant rate
     # with no warm-up never changes, however often it is stepped
     _rule((SCHED + "interval",), (SCHED + "name", lambda v: v == "cosine", SCHED + "name=cosine"),
-          (SCHED + "warmup_epochs", lambda v: v > 0, SCHED + "warmup_epochs=1")),
+          (SCHED + "warmup_epochs", lambda v: isinstance(v, (int, float)) and v > 0, SCHED + "warmup_epochs=1")),
 )
 
 
