@@ -100,8 +100,11 @@ def _loader(pages: Path, batch_size: int, targets: bool = False):
 
 
 def test_an_images_map_does_not_depend_on_its_batch(pages, module):
-    one = {n: m for b, maps in _prob_maps(module, _loader(pages, 1), None) for n, m in zip(b["name"], maps)}
-    four = {n: m for b, maps in _prob_maps(module, _loader(pages, 4), None) for n, m in zip(b["name"], maps)}
+    def maps(batch_size: int) -> dict:
+        found = _prob_maps(module, module.preset, _loader(pages, batch_size), None)
+        return {n: m for b, maps in found for n, m in zip(b["name"], maps)}
+
+    one, four = maps(1), maps(4)
     assert sorted(one) == sorted(four) == [f"r{i}.png" for i in range(4)]
     for name in one:
         assert one[name].shape == four[name].shape

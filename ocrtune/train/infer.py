@@ -61,7 +61,7 @@ class Loaded:
                           collate_fn=collate, worker_init_fn=WorkerInit() if num_workers > 0 else None)
 
     def maps(self, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], Sequence[np.ndarray]]]:
-        return _prob_maps(self.module, loader, progress)
+        return _prob_maps(self.module, self.preset, loader, progress)
 
     def details(self) -> dict[str, Any]:
         return {}
@@ -156,10 +156,11 @@ def load_checkpoint(
     return Loaded(module, preset, ckpt, run)
 
 
-def _prob_maps(module: Any, loader: Any, progress: Progress | None) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
+def _prob_maps(module: Any, preset: Preset, loader: Any,
+               progress: Progress | None) -> Iterator[tuple[dict[str, Any], list[np.ndarray]]]:
     """Each batch with its images' maps, each over the image's own padded extent (``extents``)."""
     dev = next(module.parameters()).device
-    amp = bf16_inference(dev.type, module.preset)
+    amp = bf16_inference(dev.type, preset)
     done, total = 0, len(loader.dataset)
     if progress:  # the inputs are checked by now: the caller may open its display
         progress(0, total)

