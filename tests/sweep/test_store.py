@@ -223,6 +223,34 @@ def test_silent_worker_is_lost_after_grace(opened):
     assert not store.heartbeat(quiet.trial_id)  # the silent worker learns it lost the trial
 
 
+def test_a_trial_whose_claimer_was_killed_mid_claim_is_lost_after_grace(opened):
+    """``claim`` moves a trial to running, then records its owner: a process killed between the
+    two leaves a running trial still marked queued, with no owner or heartbeat. On every storage
+    (RDB ones included: Optuna's stale-trial check never sees it) silence declares it lost, so
+    the coordinator queues its slot again instead of waiting for it forever."""
+    from optuna.trial import TrialState
+
+    kind, url, name, store = opened
+    plan_of(store, [1e-4, 1e-3])
+    half = store.trials()[0]
+    store._storage.set_trial_state_values(half.trial_id, TrialState.RUNNING)  # the kill lands here
+    whole = store.claim()
+    seen = {t.trial_id: t for t in store.trials()}[half.trial_id]
+    assert seen.is_live and seen.attrs.get("status") == "queued" and "claimed" not in seen.attrs
+    now = [100.0]
+    store.clock = lambda: now[0]
+    assert store.reap_stale(grace_s=60) == []  # first sight: the clock starts now
+    now[0] += 30
+    store.heartbeat(whole.trial_id)
+    assert store.reap_stale(grace_s=60) == []
+    now[0] += 31
+    store.heartbeat(whole.trial_id)
+    lost = store.reap_stale(grace_s=60)
+    assert [(t.trial_id, t.status) for t in lost] == [(half.trial_id, "lost")]
+    assert "stopped before it recorded itself" in lost[0].attrs["error"] and not lost[0].is_live
+    assert {t.trial_id: t for t in store.trials()}[whole.trial_id].status == "running"
+
+
 @pytest.mark.parametrize("kind", ["sqlite", STORAGES[-1]])
 def test_rdb_silence_is_optunas_stale_trial_check(kind, tmp_path):
     """SQLite and PostgreSQL: Optuna's RDB heartbeat (recorded at claim and by every beat, timed

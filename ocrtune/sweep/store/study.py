@@ -235,13 +235,14 @@ class Store:
                         continue
                 except (UpdateFinishedTrialError, RuntimeError):
                     continue
+                if self._optuna_heartbeat:  # first: from here on Optuna's stale-trial check sees it
+                    self._storage.record_heartbeat(tid)  # type: ignore[attr-defined]
+                # "claimed" last: until it is written the trial is half-claimed (_reap)
                 attrs = {**ident, "status": Status.RUNNING, "heartbeat": time.time(), "claimed": _now()}
                 self._active.add(tid)
                 for k, v in _jsonable(attrs).items():
                     self._storage.set_trial_user_attr(tid, k, v)
                 self._set_params(tid, dict(ft.user_attrs.get("params") or {}))
-                if self._optuna_heartbeat:
-                    self._storage.record_heartbeat(tid)  # type: ignore[attr-defined]
                 return self._stored(self._storage.get_trial(tid))
         return None
 
@@ -368,8 +369,15 @@ class Store:
     def _reap(self, grace_s: float, adopt: Adopt | None) -> list[StoredTrial]:
         here, mine, now = host_id(), me(), self.clock()
         changed = []
-        for t in self.trials(Status.RUNNING):
+        with self._lock:  # every attempt Optuna holds as running, whatever its status attr says
+            frozen = self._storage.get_all_trials(self._sid, deepcopy=False, states=(TrialState.RUNNING,))
+            running = [self._stored(ft) for ft in frozen]
+        for t in running:
             a = t.attrs
+            # ``claim`` moves a trial to running, then writes who took it: a process killed in
+            # between leaves a running trial still marked queued, with no owner and no heartbeat
+            # (Optuna's stale-trial check never sees it). Only silence can tell it is orphaned.
+            half = "claimed" not in a
             ours = a.get("host") == here and a.get("pid") == mine["pid"]
             if ours and t.trial_id in self._active:
                 continue  # our own slot threads look after their trials
@@ -377,12 +385,14 @@ class Store:
             seen = self._beats.get(t.trial_id)
             if seen is None or seen[0] != beat:
                 self._beats[t.trial_id] = (beat, now)
-            silent = seen is not None and seen[0] == beat and now - seen[1] > grace_s and not self._optuna_heartbeat
+            silent = (seen is not None and seen[0] == beat and now - seen[1] > grace_s
+                      and (half or not self._optuna_heartbeat))
             dead = ours or gone_here(a)
             if not (dead or silent):
                 continue
             why = ("its slot in this process failed" if ours else f"worker process {a.get('pid')} on this host is gone" if dead
-                   else f"no heartbeat from {a.get('host', '?')} pid {a.get('pid', '?')} for {grace_s:.0f}s")
+                   else f"claimed by a process that stopped before it recorded itself, {grace_s:.0f}s ago or more"
+                   if half else f"no heartbeat from {a.get('host', '?')} pid {a.get('pid', '?')} for {grace_s:.0f}s")
             with self._exclusive():
                 cur = self._storage.get_trial(t.trial_id)
                 if cur.state != TrialState.RUNNING or cur.user_attrs.get("heartbeat") != beat:
