@@ -96,7 +96,7 @@ def test_the_pace_warning_suggests_bf16_to_an_fp32_run_on_a_cpu_with_bf16_units(
     assert pace_remedies(1024, "resnet10t", "resnet10t", "32-true", ("amx_bf16",)) == (
         "a GPU", "--set trainer.precision=bf16-mixed (this CPU has amx_bf16: docs/training.md, Precision)",
         "a smaller datasets.image_size (now 1024)")
-    # already in bf16, or no units to run it on: not suggested
+    # a run in bf16 already: not suggested
     assert pace_remedies(1024, "resnet10t", "resnet10t", "bf16-mixed", ("amx_bf16",)) == (
         "a GPU", "a smaller datasets.image_size (now 1024)")
     # no bf16 units, or only AVX512-BF16 (not measured): not suggested
