@@ -369,10 +369,7 @@ class Store:
     def _reap(self, grace_s: float, adopt: Adopt | None) -> list[StoredTrial]:
         here, mine, now = host_id(), me(), self.clock()
         changed = []
-        with self._lock:  # every attempt Optuna holds as running, whatever its status attr says
-            frozen = self._storage.get_all_trials(self._sid, deepcopy=False, states=(TrialState.RUNNING,))
-            running = [self._stored(ft) for ft in frozen]
-        for t in running:
+        for t in self.trials(Status.RUNNING):  # Optuna's running state makes the status, whatever the attrs say
             a = t.attrs
             # ``claim`` moves a trial to running, then writes who took it: a process killed in
             # between leaves a running trial still marked queued, with no owner and no heartbeat
