@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocrtune.cpu_malloc import keep_large_blocks  # noqa: E402
 from ocrtune.presets.load import load_preset  # noqa: E402
-from ocrtune.train.datamodule import DetectionDataset, EpochShuffle, collate, load_split  # noqa: E402
-from ocrtune.train.fit import load_data  # noqa: E402
+from ocrtune.train.datamodule import collate  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 from ocrtune.train.resources import cpu_bf16_units  # noqa: E402
+
+from bench_cpu_step import first_batches  # noqa: E402  (bench/ is the script's folder)
 
 WAYS = (("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True))
 
@@ -51,12 +52,9 @@ def main() -> None:
 
     keep_large_blocks()  # as training on the CPU does
     preset = load_preset(args.preset, [f"datasets.image_size={args.size}", *args.sets]).preset
-    dm = load_data(preset, args.data)
-    items, _ = load_split(dm.root, preset.datasets.train)
-    ds = DetectionDataset(items, dm.cfg, train=True)
+    dm, samples = first_batches(preset, args.data, args.steps + 1)
     bs = preset.dataloader.batch_size
-    draws = list(EpochShuffle(len(ds), preset.seed))[: (args.steps + 1) * bs]
-    batches = [collate([ds[d] for d in draws[i : i + bs]], pad="batch") for i in range(0, len(draws), bs)]
+    batches = [collate(s, pad="batch") for s in samples]
 
     torch.manual_seed(preset.seed)
     module = DBNetModule(preset.model_dump(mode="json"))

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,17 +46,24 @@ def _status(field: str) -> int:
     return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
 
 
+def first_batches(preset: Any, data: Path | None, n: int) -> tuple[Any, list[list[dict]]]:
+    """The data module and the samples of the first ``n`` training batches, as the run's first
+    epoch draws them (its shuffle and seed, augmented), loaded once to be collated as a bench needs."""
+    dm = load_data(preset, data)
+    items, _ = load_split(dm.root, preset.datasets.train)
+    ds = DetectionDataset(items, dm.cfg, train=True)
+    bs = preset.dataloader.batch_size
+    draws = list(EpochShuffle(len(ds), preset.seed))[: n * bs]
+    return dm, [[ds[d] for d in draws[i : i + bs]] for i in range(0, len(draws), bs)]
+
+
 def child(args: argparse.Namespace) -> None:
     """One allocator setting: each batch timed padded both ways; JSON on stdout."""
     torch.set_num_threads(1)
     set_mmap_threshold(SETTINGS[args.child])
     preset = load_preset(args.preset, [f"datasets.image_size={args.size}", *args.sets]).preset
-    dm = load_data(preset, args.data)
-    items, _ = load_split(dm.root, preset.datasets.train)
-    ds = DetectionDataset(items, dm.cfg, train=True)
+    dm, samples = first_batches(preset, args.data, args.steps + 1)
     bs = preset.dataloader.batch_size
-    draws = list(EpochShuffle(len(ds), preset.seed))[: (args.steps + 1) * bs]
-    samples = [[ds[d] for d in draws[i : i + bs]] for i in range(0, len(draws), bs)]
     module = DBNetModule(preset.model_dump(mode="json"))
     opt = torch.optim.AdamW(module.parameters(), lr=preset.models.optimizer.lr)
     model, loss_fn = module.model.train(), module.loss
