@@ -200,6 +200,22 @@ def test_dead_worker_is_lost_and_written_result_adopted(opened):
         alive.wait()
 
 
+def _reap_after_silence(store, beating_id: int, grace_s: float, before: float, after: float) -> list:
+    """Reap at first sight (the clock starts then), ``before`` seconds later (inside the grace:
+    nothing lost) and ``after`` more (past it), ``beating_id`` beating before each later reap;
+    returns what the last reap declared lost. Silence is timed by the store's clock, set here,
+    not by how fast the machine is."""
+    now = [100.0]
+    store.clock = lambda: now[0]
+    assert store.reap_stale(grace_s=grace_s) == []
+    now[0] += before
+    store.heartbeat(beating_id)
+    assert store.reap_stale(grace_s=grace_s) == []
+    now[0] += after
+    store.heartbeat(beating_id)
+    return store.reap_stale(grace_s=grace_s)
+
+
 def test_silent_worker_is_lost_after_grace(opened):
     """Journal and in-memory studies (no Optuna heartbeat): silence timed by the observer's clock."""
     kind, url, name, store = opened
@@ -209,15 +225,7 @@ def test_silent_worker_is_lost_after_grace(opened):
     quiet, beating = store.claim(), store.claim()
     for t in (quiet, beating):
         store.set_attrs(t.trial_id, host="elsewhere/remote", pid=1)
-    now = [100.0]
-    store.clock = lambda: now[0]  # silence is timed by this clock, not by how fast the machine is
-    assert store.reap_stale(grace_s=0.3) == []  # first sight: the clock starts now
-    now[0] += 0.2
-    store.heartbeat(beating.trial_id)
-    assert store.reap_stale(grace_s=0.3) == []
-    now[0] += 0.25
-    store.heartbeat(beating.trial_id)
-    lost = store.reap_stale(grace_s=0.3)
+    lost = _reap_after_silence(store, beating.trial_id, grace_s=0.3, before=0.2, after=0.25)
     assert [(t.slot, t.status) for t in lost] == [(0, "lost")]
     assert "no heartbeat" in lost[0].attrs["error"]
     assert not store.heartbeat(quiet.trial_id)  # the silent worker learns it lost the trial
@@ -237,15 +245,7 @@ def test_a_trial_whose_claimer_was_killed_mid_claim_is_lost_after_grace(opened):
     whole = store.claim()
     seen = {t.trial_id: t for t in store.trials()}[half.trial_id]
     assert seen.is_live and seen.attrs.get("status") == "queued" and "claimed" not in seen.attrs
-    now = [100.0]
-    store.clock = lambda: now[0]
-    assert store.reap_stale(grace_s=60) == []  # first sight: the clock starts now
-    now[0] += 30
-    store.heartbeat(whole.trial_id)
-    assert store.reap_stale(grace_s=60) == []
-    now[0] += 31
-    store.heartbeat(whole.trial_id)
-    lost = store.reap_stale(grace_s=60)
+    lost = _reap_after_silence(store, whole.trial_id, grace_s=60, before=30, after=31)
     assert [(t.trial_id, t.status) for t in lost] == [(half.trial_id, "lost")]
     assert "stopped before it recorded itself" in lost[0].attrs["error"] and not lost[0].is_live
     assert {t.trial_id: t for t in store.trials()}[whole.trial_id].status == "running"
