@@ -148,31 +148,52 @@ def main() -> None:
     ap.add_argument("--finetune-set", action="append", default=[],
                     help="Extra --set for the two trainings on the real receipts (fine-tuning and the "
                          "from-scratch reference), e.g. trainer.ema.enabled=true.")
-    ap.add_argument("--json", type=Path, help="Also write the figures here.")
+    ap.add_argument("--json", type=Path, help="Also write the figures here (after every step).")
+    ap.add_argument("--no-tune", dest="tune", action="store_false",
+                    help="Skip step 4 (postprocess tuned on train): the preset's postprocess only, as "
+                         "the per-epoch validation scores it (a short GPU lease spends its time training).")
     args = ap.parse_args()
 
     work = args.work.resolve()
     runs = work / "runs"
     syn = work / f"synth-{args.synth_n}-{args.synth_size}"
-    times: dict[str, float] = {}
-    if not (syn / "jsons" / "train.json").is_file():
-        times["synth"] = run([*ocrtune(), "data", "synth", str(syn), "--n", str(args.synth_n), "--style", "real",
-                              "--granularity", "line", "--size", str(args.synth_size), "--val-fraction", "0.1"])
-    scratch = train(args, runs, "scratch", args.data, args.epochs, [])
-    pre = train(args, runs, "pre", syn, args.pre_epochs, [])
-    fine = train(args, runs, "finetune", args.data, args.epochs, ["--init", str(pre)])
-    space = work / "post-space.yaml"
-    space.write_text(POST_SPACE)
-    post = {"scratch": tuned(scratch, args.data, space), "finetune": tuned(fine, args.data, space),
-            "finetune_iou": tuned(fine, args.data, space, "iou")}
+    out: dict = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs,
+                 "synth_n": args.synth_n, "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule,
+                 "sets": args.set, "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(), "anchor": ANCHOR,
+                 "per_epoch": {}}
 
-    out = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs, "synth_n": args.synth_n,
-           "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule, "sets": args.set,
-           "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(),
-           "load_avg": os.getloadavg(), "scratch": best(scratch), "pretrain": best(pre), "finetune": best(fine),
-           "per_epoch": {k: [{c: r[c] for c in ("epoch", "val_hmean", "val_iou_hmean", "epoch_time_s")} for r in rows(d)]
-                         for k, d in (("scratch", scratch), ("finetune", fine))},
-           "postprocess_tuned_on_train": post, "anchor": ANCHOR, **({"synth_s": round(times["synth"], 1)} if "synth" in times else {})}
+    def save() -> None:  # after every step: a run cut short by a time limit keeps what was done
+        if args.json:
+            out["load_avg"] = os.getloadavg()
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out, indent=2))
+            os.replace(tmp, args.json)
+
+    def record(key: str, run_dir: Path) -> None:
+        out[key] = best(run_dir)
+        out["per_epoch"][key] = [{c: r[c] for c in ("epoch", "val_hmean", "val_iou_hmean", "epoch_time_s")}
+                                 for r in rows(run_dir)]
+        save()
+
+    if not (syn / "jsons" / "train.json").is_file():
+        out["synth_s"] = round(run([*ocrtune(), "data", "synth", str(syn), "--n", str(args.synth_n), "--style",
+                                    "real", "--granularity", "line", "--size", str(args.synth_size),
+                                    "--val-fraction", "0.1"]), 1)
+    scratch = train(args, runs, "scratch", args.data, args.epochs, [])
+    record("scratch", scratch)
+    pre = train(args, runs, "pre", syn, args.pre_epochs, [])
+    record("pretrain", pre)
+    fine = train(args, runs, "finetune", args.data, args.epochs, ["--init", str(pre)])
+    record("finetune", fine)
+    post: dict = {}
+    if args.tune:
+        space = work / "post-space.yaml"
+        space.write_text(POST_SPACE)
+        post = {"scratch": tuned(scratch, args.data, space), "finetune": tuned(fine, args.data, space),
+                "finetune_iou": tuned(fine, args.data, space, "iou")}
+        out["postprocess_tuned_on_train"] = post
+        save()
+
     print()
     print("| model | best epoch | val CLEval H | P | R | IoU@0.5 H | training wall |")
     print("|---|---|---|---|---|---|---|")
@@ -182,7 +203,7 @@ def main() -> None:
         b = out[key]
         print(f"| {label} | {b['epoch']} | {b['hmean']:.3f} | {b['precision']:.3f} | {b['recall']:.3f} | "
               f"{b['iou_hmean']:.3f} | {b['wall_s']:.0f} s |")
-        for t in [post[key]] + ([post["finetune_iou"]] if key == "finetune" else []):
+        for t in ([post[key]] + ([post["finetune_iou"]] if key == "finetune" else [])) if post else []:
             tuned_to = ", ".join(f"{k} {v}" for k, v in t["settings"].items()) or "its own settings scored best"
             print(f"| ... + tune-postprocess on train, --objective {t['objective']} ({tuned_to}) | "
                   f"{b['epoch']} | {t['hmean']:.3f} | {t['precision']:.3f} | {t['recall']:.3f} | {t['iou_hmean']:.3f} | - |")
@@ -191,9 +212,7 @@ def main() -> None:
     d = (out["finetune"]["hmean"] - out["scratch"]["hmean"]) * 100
     di = (out["finetune"]["iou_hmean"] - out["scratch"]["iou_hmean"]) * 100
     print(f"\nfine-tuned vs scratch: CLEval {d:+.2f} pp, IoU {di:+.2f} pp "
-          f"(pretraining cost {out['pretrain']['wall_s']:.0f} s); load average {out['load_avg'][0]:.1f}")
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+          f"(pretraining cost {out['pretrain']['wall_s']:.0f} s); load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ the tree that travels is capped at 64 MiB. So this downloads those wheels (cp312
 versions installed here) into ``.whl/`` and copies SROIE into ``.gpudata/sroie`` with the training
 images re-encoded (JPEG quality ``--quality``, same pixels' size and EXIF, so the annotations stay
 exact); validation images are copied unchanged, so val scores are on the real files. Both folders
-are ignored by git and named in the device call's ``carry``.
+are ignored by git and named in the device call's ``carry``. The device has no font files, and
+``data synth`` renders with what ``find_fonts`` sees: the Latin fonts found here and the smallest
+Hangul ones (``--font-mib`` in all) go to ``.gpudata/fonts``, copied to ``~/.fonts`` there.
 
     python bench/gpu_prepare.py            # then the device command in bench/gpu_session.py
 """
@@ -63,13 +65,34 @@ def compact(src: Path, dest: Path, quality: int) -> None:
           f"was {size(src) / 2**20:.1f} MiB)")
 
 
+def fonts(dest: Path, mib: float) -> None:
+    """The synthesis's fonts: every Latin one found here, then the smallest Hangul ones that fit."""
+    from ocrtune.data.receipt_text import find_fonts
+
+    found = find_fonts()
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    chosen, total = list(found.latin), sum(Path(f).stat().st_size for f in found.latin)
+    for f in sorted(found.hangul, key=lambda f: Path(f).stat().st_size):
+        if total + Path(f).stat().st_size <= mib * 2**20:
+            chosen.append(f)
+            total += Path(f).stat().st_size
+    for f in chosen:
+        shutil.copy2(f, dest / Path(f).name)
+    left = len(found.latin) + len(found.hangul) - len(chosen)
+    print(f"fonts: {len(chosen)} in {dest} ({total / 2**20:.1f} MiB; {left} larger Hangul fonts left here)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=SROIE)
     ap.add_argument("--quality", type=int, default=60)
+    ap.add_argument("--font-mib", type=float, default=9.0, help="fonts carried for data synth, MiB")
     args = ap.parse_args()
     wheels(REPO / ".whl")
     compact(args.data, REPO / ".gpudata" / "sroie", args.quality)
+    fonts(REPO / ".gpudata" / "fonts", args.font_mib)
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     tree = sum((REPO / p).stat().st_size for p in tracked.decode().split("\0") if p and (REPO / p).is_file())
     total = tree + size(REPO / ".whl") + size(REPO / ".gpudata")

@@ -2,8 +2,8 @@
 
 GPU time is lent rarely and in short leases, so this script is prepared and rehearsed on CPU
 (``--smoke``) and run at once when a GPU is at hand. It installs nothing; the device's Python
-lacks a few of ocrtune's libraries, which travel as wheels with a compact copy of SROIE
-(``bench/gpu_prepare.sh`` makes both). Parts, in order (``--parts`` picks some):
+lacks a few of ocrtune's libraries and has no fonts; both travel, with a compact copy of SROIE
+(``bench/gpu_prepare.py`` makes them). Parts, in order (``--parts`` picks some):
 
 1. ``cache``  the decoded-image cache built once for SROIE at 512 and 1024 px (all cores).
 2. ``step``   per configuration, in a fresh process: images/s of the training step on batches
@@ -19,14 +19,16 @@ lacks a few of ocrtune's libraries, which travel as wheels with a compact copy o
               val: pixels, seconds each way, speed-up (bench/bench_infer_extent.py).
 5. ``recipe`` the quality recipe of docs/quality.md with the baseline preset at 1024 px, bf16:
               from scratch vs synthetic pretraining + fine-tuning at equal budget (val CLEval / IoU
-              per epoch), the epochs chosen from the time left (bench/bench_recipe_sroie.py).
+              per epoch), the epochs chosen from the time left (bench/bench_recipe_sroie.py); step 4
+              (postprocess tuned on train) only with ``--recipe-tune``.
 
 Figures go to ``OUT/gpu_session.json`` after every part (a timeout keeps what was done) and a
 summary is printed. On the device (carry ``.whl`` and ``.gpudata``)::
 
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && \\
-        python3 bench/gpu_session.py --data .gpudata/sroie --out $OUT --budget-s 450
+        mkdir -p ~/.fonts && cp .gpudata/fonts/* ~/.fonts/ && \\
+        python3 bench/gpu_session.py --data .gpudata/sroie --out $OUT --work /tmp/gw --budget-s 515
 
     python bench/gpu_session.py --smoke --out /tmp/gpu-smoke      # rehearsal on CPU, tiny sizes
 """
@@ -262,12 +264,15 @@ class Session:
 
     def part_step(self) -> None:
         big, small = self.sizes()[-1], self.sizes()[0]
-        configs = [StepConfig(f"baseline {big}px, 4 workers", "baseline", big, 4, self.args.steps, sets=self.sets()),
-                   StepConfig(f"baseline {big}px, {self.args.many_workers} workers", "baseline", big,
-                              self.args.many_workers, self.args.steps, preloaded=True, loaders=("cache",),
-                              sets=self.sets()),
-                   StepConfig(f"baseline {small}px, 4 workers", "baseline", small, 4, self.args.steps, sets=self.sets()),
-                   StepConfig(f"cpu-demo {small}px, 4 workers", "cpu-demo", small, 4, self.args.steps)]
+        every = {"big": StepConfig(f"baseline {big}px, 4 workers", "baseline", big, 4, self.args.steps,
+                                   sets=self.sets()),
+                 "big-many": StepConfig(f"baseline {big}px, {self.args.many_workers} workers", "baseline", big,
+                                        self.args.many_workers, self.args.steps, preloaded=True, loaders=("cache",),
+                                        sets=self.sets()),
+                 "small": StepConfig(f"baseline {small}px, 4 workers", "baseline", small, 4, self.args.steps,
+                                     sets=self.sets()),
+                 "demo": StepConfig(f"cpu-demo {small}px, 4 workers", "cpu-demo", small, 4, self.args.steps)}
+        configs = [every[k] for k in self.args.step_configs]
         rows = []
         for cfg in configs:
             try:
@@ -333,9 +338,9 @@ class Session:
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
         epoch_s = n_train / img_s + a.val_epoch_s
         pre_epoch_s = epoch_s * a.synth_n * 0.9 / n_train
-        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + 3 * a.post_tune_s  # step 4: 3 tunes
-        spare = self.left() - fixed - 20
-        epochs = 1 if a.smoke else int(max(1, min(22, spare / (2 * epoch_s + pre_epoch_s))))
+        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + (3 * a.post_tune_s if a.recipe_tune else 0)
+        spare = self.left() - fixed - 20 - a.after_recipe_s
+        epochs = 1 if a.smoke else int(max(1, min(a.max_epochs, spare / (2 * epoch_s + pre_epoch_s))))
         self.log(f"recipe: {img_s:.0f} img/s -> ~{epoch_s:.0f} s an epoch, {spare:.0f} s to spend: "
                  f"{epochs} epochs from scratch, {epochs} synthetic, {epochs} fine-tuning")
         work = a.work / "recipe"
@@ -347,7 +352,8 @@ class Session:
                # the recipe's step 3 (docs/quality.md): the cosine stepped every step and fitted to the
                # run, an EMA scored; square batches (padding to the batch is measured on the CPU only;
                # add it with --set)
-               *[x for s in [*self.fitted(epochs), "trainer.ema.enabled=true"] for x in ("--finetune-set", s)]]
+               *[x for s in [*self.fitted(epochs), "trainer.ema.enabled=true"] for x in ("--finetune-set", s)],
+               *([] if a.recipe_tune else ["--no-tune"])]
         t = time.perf_counter()
         rc = subprocess.run(cmd, env=self.env()).returncode
         fig = {"epochs": epochs, "assumed_epoch_s": round(epoch_s, 1), "seconds": round(time.perf_counter() - t, 1),
@@ -390,6 +396,10 @@ class Session:
         self.log(f"session: {self.figures['env']}")
         for part in self.args.parts:
             t = time.time()
+            if self.left() < 15:  # a part cut by the call's limit would lose what came back with it
+                self.figures["parts"][part] = {"skipped": f"{self.left():.0f} s of the budget left"}
+                self.log(f"part {part} skipped: no time left")
+                continue
             try:
                 getattr(self, f"part_{part}")()
             except Exception as e:  # noqa: BLE001 - one part's failure must not lose the others' figures
@@ -424,10 +434,22 @@ def main() -> None:
     ap.add_argument("--many-workers", type=int, default=12)
     ap.add_argument("--cache-workers", type=int, default=min(16, os.cpu_count() or 1))
     ap.add_argument("--shares", type=int, nargs="+", default=[2, 4], help="trials per GPU to measure")
+    ap.add_argument("--step-configs", nargs="+", default=["big", "big-many", "small", "demo"],
+                    choices=["big", "big-many", "small", "demo"],
+                    help="step part: baseline at the large size with 4 and with --many-workers workers, at the "
+                         "small size, cpu-demo at the small size")
+    ap.add_argument("--recipe-tune", action="store_true",
+                    help="recipe: also tune the postprocess on train (step 4, about 3 x --post-tune-s)")
+    ap.add_argument("--after-recipe-s", type=float, default=0.0,
+                    help="seconds kept for the parts listed after the recipe")
+    ap.add_argument("--max-epochs", type=int, default=30, help="recipe: at most this many epochs per training")
     ap.add_argument("--synth-n", type=int, default=1000)
     ap.add_argument("--synth-size", type=int, default=1024)
     ap.add_argument("--synth-img-s", type=float, default=60.0, help="rendering rate assumed for the budget")
-    ap.add_argument("--run-start-s", type=float, default=35.0, help="a training's start-up assumed for the budget")
+    ap.add_argument("--run-start-s", type=float, default=90.0,
+                    help="a training's start-up assumed for the budget: on the H200, 2026-12-04, B4 at 1024 px, "
+                         "~20 s to its first step and ~70 s more in its first epoch (the convolution set-up "
+                         "for each new input shape, bench/bench_first_shape.py)")
     ap.add_argument("--val-epoch-s", type=float, default=8.0, help="validation per epoch assumed for the budget")
     ap.add_argument("--post-tune-s", type=float, default=40.0,
                     help="the recipe's step 4 (train-split maps, 245 settings, one val pass) assumed, per tune "
@@ -457,7 +479,7 @@ def main() -> None:
         args.synth_n, args.synth_size, args.run_start_s = 16, 256, 25.0
         args.set, args.shares = [*args.set, "dataloader.batch_size=2"], [2]
     elif args.data is None:
-        ap.error("--data: the SROIE folder (bench/gpu_prepare.sh makes a compact copy in .gpudata/sroie)")
+        ap.error("--data: the SROIE folder (bench/gpu_prepare.py makes a compact copy in .gpudata/sroie)")
     args.data = args.data.resolve()
     if args.device == "cpu" and not args.smoke:
         print("no GPU here: these figures would be CPU figures; use --smoke for a rehearsal", file=sys.stderr)
