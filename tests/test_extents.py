@@ -1,5 +1,5 @@
-"""Inference on each image's own extent (``ocrtune.train.extents``): only padding is cut, an
-image's map does not depend on the batch it came in, validation (with or without its loss) and
+"""Inference on each image's own extent (``ocrtune.train.extents``): only padding is cut, each
+image runs alone, so its map does not depend on the batch it came in, validation (with or without its loss) and
 ``evaluate``/``predict``/the tuning cache (``infer._prob_maps``) score those maps. Ensembles:
 tests/test_ensemble.py."""
 
@@ -43,19 +43,18 @@ def _inputs(shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, list[tuple[int
     return torch.stack(tensors), extents
 
 
-def test_images_of_one_extent_run_together_and_only_padding_is_cut():
+def test_each_image_runs_alone_and_only_padding_is_cut():
     images, extents = _inputs(SHAPES)
     assert extents == [(256, 64), (256, 100), (64, 256), (256, 256)]
     parts = list(by_extent(images, extents))
-    assert [(idx, tuple(p.shape)) for idx, p in parts] == [
-        ([0, 1], (2, 3, 256, 128)), ([2], (1, 3, 128, 256)), ([3], (1, 3, 256, 256))]
+    assert [(i, tuple(p.shape)) for i, p in parts] == [
+        (0, (1, 3, 256, 128)), (1, (1, 3, 256, 128)), (2, (1, 3, 128, 256)), (3, (1, 3, 256, 256))]
     pad = images[0, :, -1, -1].view(3, 1, 1)  # resize_and_pad's black, normalised
-    for idx, part in parts:
-        for k, i in enumerate(idx):
-            h, w = part.shape[-2:]
-            assert torch.equal(part[k], images[i, :, :h, :w])
-            outside = torch.cat([images[i, :, h:, :].flatten(1), images[i, :, :, w:].flatten(1)], 1)
-            assert torch.equal(outside, pad.view(3, 1).expand_as(outside))  # nothing but padding left out
+    for i, part in parts:
+        h, w = part.shape[-2:]
+        assert torch.equal(part[0], images[i, :, :h, :w])
+        outside = torch.cat([images[i, :, h:, :].flatten(1), images[i, :, :, w:].flatten(1)], 1)
+        assert torch.equal(outside, pad.view(3, 1).expand_as(outside))  # nothing but padding left out
 
 
 def test_a_map_comes_back_in_batch_order_over_its_padded_extent():
@@ -69,7 +68,7 @@ def test_a_map_comes_back_in_batch_order_over_its_padded_extent():
     maps = prob_maps(model, images, extents)
     assert [m.shape for m in maps] == [(256, 128), (256, 128), (128, 256), (256, 256)]
     assert [float(m[0, 0]) for m in maps] == [128, 128, 256, 256]
-    assert calls == [(2, 3, 256, 128), (1, 3, 128, 256), (1, 3, 256, 256)]
+    assert calls == [(1, 3, 256, 128), (1, 3, 256, 128), (1, 3, 128, 256), (1, 3, 256, 256)]
     with pytest.raises(ValueError, match="3 extents for a batch of 4"):
         list(by_extent(images, extents[:3]))
 
@@ -108,7 +107,7 @@ def test_an_images_map_does_not_depend_on_its_batch(pages, module):
     assert sorted(one) == sorted(four) == [f"r{i}.png" for i in range(4)]
     for name in one:
         assert one[name].shape == four[name].shape
-        np.testing.assert_allclose(one[name], four[name], atol=1e-5)
+        np.testing.assert_array_equal(one[name], four[name])  # one image per forward: exactly
     assert one["r0.png"].shape == (SIZE, PAD_STEP)  # 64 px wide: not the 256 px square
 
 
@@ -134,7 +133,7 @@ def test_the_validation_loss_is_each_images_own_whatever_the_batch(pages, module
     _, one, _ = _validate(module, pages, 1, val_loss=True)
     _, four, _ = _validate(module, pages, 4, val_loss=True)
     assert len(one) == len(four) == 4 and np.isfinite(four).all()
-    np.testing.assert_allclose(four, one, rtol=1e-5)
+    np.testing.assert_array_equal(four, one)
 
 
 def test_validation_scores_the_same_maps_with_and_without_its_loss(pages, module):
