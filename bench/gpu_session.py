@@ -9,8 +9,8 @@ lacks a few of ocrtune's libraries and has no fonts; both travel, with a compact
 2. ``step``   per configuration, in a fresh process: images/s of the training step on batches
               already in memory and fed by the real loader (cache on, cache off), loader/preloaded,
               peak GPU memory, and the GPU's busy fraction while the loader feeds it:
-              baseline (EfficientNet-B4, bf16-mixed, channels_last) at 1024 and 512 px with the
-              preset's 4 workers, baseline at 1024 px with 12 workers, cpu-demo at 512 px.
+              baseline (EfficientNet-B4, bf16-mixed, channels_last) at 1024 and 512 px with
+              4 workers (the preset's until auto), baseline at 1024 px with 12 workers, cpu-demo at 512 px.
 3. ``share``  baseline at 1024 px as 2 and 4 trials on the one GPU (``--trials-per-gpu``: each
               process capped at its share of the memory, as a sweep slot does): images/s each
               and together, busy fraction, peak memory per trial.

@@ -38,6 +38,7 @@ CORE = [
     "ocrtune.sweep.report.model",
     "ocrtune.sweep.report.analysis",
     "ocrtune.train.rundir",
+    "ocrtune.train.loader_workers",
 ]
 HEAVY = ["torch", "lightning", "optuna", "typer", "rich", "timm", "matplotlib"]
 

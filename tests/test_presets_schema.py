@@ -183,7 +183,6 @@ def test_scale_needs_two_numbers(scale, shown):
         ("models.head.postprocess.max_candidates", 10_000),
         ("datasets.image_size", 4096),
         ("dataloader.batch_size", 1024),
-        ("dataloader.num_workers", 256),
         ("trainer.accumulate_grad_batches", 1024),
         ("trainer.num_nodes", 1024),
         ("reported.epoch", 1000),

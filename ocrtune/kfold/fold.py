@@ -27,6 +27,7 @@ from ocrtune.sweep.run.launcher import SLOT_GPU_ENV
 from ocrtune.sweep.run.records import find_run_dir
 from ocrtune.sweep.run.trial import die_with_launcher, run_training, write_result
 from ocrtune.sweep.types import Status, TrialResult, TrialSpec
+from ocrtune.train.loader_workers import loader_workers
 from ocrtune.train.rundir import RunDir, shown_epoch
 
 
@@ -78,7 +79,7 @@ def predict_held_out(run: RunDir, fold_dir: Path) -> None:
     tmp_json, tmp_csv = fold_dir / f".{OOF}.{os.getpid()}.tmp", fold_dir / f".oof.csv.{os.getpid()}.tmp"
     try:
         predict(loaded, fold_dir / DATA / "images" / "val", tmp_csv, tmp_json,
-                num_workers=loaded.preset.dataloader.num_workers)
+                num_workers=loader_workers(loaded.preset.dataloader.num_workers))
         os.replace(tmp_csv, fold_dir / "oof.csv")
         os.replace(tmp_json, fold_dir / OOF)
     finally:

@@ -233,13 +233,25 @@ Pad = Literal["square", "batch"]  # how training batches are padded (``Dataloade
 
 class DataloaderConfig(Strict):
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 8
-    num_workers: Annotated[int, Field(ge=0, le=MAX_WORKERS)] = 4
+    # Loader processes; "auto": one per core of the process's share less two, 1 to 12
+    # (``train/loader_workers.py``). Samples and their augmentation do not depend on it.
+    num_workers: int | Literal["auto"] = 4
     # Training batches: "square" pads every image to image_size x image_size; "batch" pads only
     # as far as the batch's largest image needs (rounded up to 128 px). Receipts are tall: at
     # 1024 px about half of a square is padding, which the network computes on all the same.
     # Validation, evaluation and prediction run each image on its own extent, whatever this says
     # (``train/extents.py``: scores do not depend on how images were batched).
     pad: Pad = "square"
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers(cls, v: Any) -> int | str:
+        """A whole number of loader processes, or auto (one located line either way)."""
+        if v == "auto":
+            return v
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_WORKERS:
+            return v
+        raise ValueError(f"must be auto or a whole number from 0 to {MAX_WORKERS} (got {_yaml_text(v)})")
 
 
 Precision = Literal["auto", "32-true", "32", "16-mixed", "bf16-mixed", "bf16-true"]

@@ -25,6 +25,7 @@ import torch
 from ocrtune.errors import InputError, OcrtuneError
 from ocrtune.presets.load import LoadedPreset
 from ocrtune.presets.schema import Preset
+from ocrtune.train.loader_workers import loader_workers
 from ocrtune.train.precision import channels_last, precision_for
 from ocrtune.train.rundir import (
     RunDir, best_row, check_not_running, find_run, new_run_dir, os_error_line, write_text_atomic,
@@ -159,7 +160,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         _check_more_epochs(run, summary, rows, opts.max_epochs or preset.trainer.max_epochs)
     init_weights = _init_source(preset, opts) if opts.init else None  # read and checked before any work
     _check_weights(_model_preset(preset, init_weights), loaded, resume_ckpt)  # before the data is read
-    dm = load_data(preset, opts.data, num_workers=preset.dataloader.num_workers, val_targets=opts.val_loss,
+    dm = load_data(preset, opts.data, num_workers=loader_workers(preset.dataloader.num_workers), val_targets=opts.val_loss,
                    pin_memory=torch.cuda.is_available())  # bad data fails here, before a run directory exists
     data_root = dm.root
     # config.yaml is the fully resolved preset: the data it trained on included, so resume and

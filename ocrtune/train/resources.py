@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ocrtune.errors import InputError
+from ocrtune.train.loader_workers import loader_workers
 
 if TYPE_CHECKING:
     from ocrtune.presets.schema import Pad, Preset
@@ -313,7 +314,7 @@ def check_memory(preset: Preset, precision: str, device: str, processes: int = 1
         raise
     except Exception:  # an exotic backbone the fake pass cannot run: not a reason to refuse
         return None
-    s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, preset.dataloader.num_workers)
+    s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, loader_workers(preset.dataloader.num_workers))
     cpu_processes = processes if device == "cpu" else 1
     from ocrtune.cpu_malloc import enabled
 

@@ -41,6 +41,9 @@ def test_slot_env_pins_gpu_and_shares_cores(monkeypatch):
     assert "OCRTUNE_SLOT_GPU" not in Slot("cpu0").env({"OCRTUNE_SLOT_GPU": "3"})  # not inherited by CPU slots
     assert Slot("cpu0", threads=2).env({})["OMP_NUM_THREADS"] == "2"
     assert Slot("cpu0", threads=2).env({"OMP_NUM_THREADS": "1"})["OMP_NUM_THREADS"] == "1"  # the user's choice wins
+    # the slot's cores, which dataloader.num_workers: auto divides, whatever OMP_NUM_THREADS says
+    assert Slot("gpu0.1", gpu="0", threads=8).env({"OMP_NUM_THREADS": "1"})["OCRTUNE_SLOT_CORES"] == "8"
+    assert "OCRTUNE_SLOT_CORES" not in Slot("gpu0", gpu="0").env({"OCRTUNE_SLOT_CORES": "8"})  # one slot: all cores
 
 
 def test_gpus_all(monkeypatch):

@@ -5,7 +5,8 @@ Each trial runs ``python -m ocrtune.sweep.run.trial SPEC`` in its own process an
 - a slot pins it to one GPU with ``CUDA_VISIBLE_DEVICES`` (``--gpus 0,1``, indices among the
   GPUs this process sees, checked against the GPUs present) and tells the trial it is a GPU
   slot (``$OCRTUNE_SLOT_GPU``, so training fails rather than quietly using the CPU), and gives
-  it a share of the CPU cores (``OMP_NUM_THREADS``, so several trials do not fight over them);
+  it a share of the CPU cores (``OMP_NUM_THREADS``, so several trials do not fight over them, and
+  ``$OCRTUNE_SLOT_CORES``, which ``dataloader.num_workers: auto`` divides among loader workers);
 - its own session keeps a terminal Ctrl-C away from it: the worker decides (terminate, mark the
   trial interrupted, re-queue) instead of every child dying at once mid-write;
 - the child asks Linux to SIGTERM it when its parent dies (see ``trial.py``), so a killed
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Protocol, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
+from ocrtune.train.loader_workers import SLOT_CORES_ENV
 
 TERM_GRACE_S = 10.0
 SLOT_GPU_ENV = "OCRTUNE_SLOT_GPU"  # set in a GPU slot's trials: train on the GPU or fail
@@ -61,8 +63,11 @@ class Slot:
             env[SLOT_GPU_ENV] = self.gpu
             if self.memory_fraction is not None:
                 env[SLOT_GPU_FRACTION_ENV] = f"{self.memory_fraction:.4f}"
-        if self.threads is not None and "OMP_NUM_THREADS" not in env:
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env.pop(SLOT_CORES_ENV, None)
+        if self.threads is not None:
+            env[SLOT_CORES_ENV] = str(self.threads)  # what dataloader.num_workers: auto divides
+            if "OMP_NUM_THREADS" not in env:
+                env["OMP_NUM_THREADS"] = str(self.threads)
         return env
 
 

@@ -1,0 +1,52 @@
+"""``dataloader.num_workers``: a number as it is, ``auto`` from the cores this process may use
+(a sweep slot's share first); samples do not depend on it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ocrtune.errors import InputError
+from ocrtune.presets.load import load_preset
+from ocrtune.train.loader_workers import AUTO_MAX, SLOT_CORES_ENV, loader_workers, process_cores
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (3, 1), (4, 2), (8, 6), (14, 12), (16, 12), (128, AUTO_MAX)])
+def test_auto_is_the_cores_less_two_between_one_and_the_cap(cores, workers):
+    assert loader_workers("auto", cores) == workers
+
+
+def test_a_number_is_taken_as_it_is():
+    assert loader_workers(0, 16) == 0 and loader_workers(20, 2) == 20
+
+
+def test_the_cores_are_the_sweep_slots_share_else_the_affinity(monkeypatch):
+    monkeypatch.setenv(SLOT_CORES_ENV, "6")
+    assert process_cores() == 6 and loader_workers("auto") == 4
+    for unusable in ("0", "", "x"):
+        monkeypatch.setenv(SLOT_CORES_ENV, unusable)
+        assert process_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv(SLOT_CORES_ENV)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # torch's threads, not the cores: a user's setting for them
+    assert process_cores() == len(os.sched_getaffinity(0))
+
+
+def test_the_gpu_presets_say_auto_and_a_bad_value_is_one_located_line():
+    assert load_preset("baseline").preset.dataloader.num_workers == "auto"
+    assert load_preset("cpu-demo").preset.dataloader.num_workers == 0
+    assert load_preset("baseline", ["dataloader.num_workers=3"]).preset.dataloader.num_workers == 3
+    for bad, shown in (("many", "'many'"), ("-1", "-1"), ("2.5", "2.5"), ("true", "true"), ("257", "257")):
+        with pytest.raises(InputError) as e:
+            load_preset("baseline", [f"dataloader.num_workers={bad}"])
+        assert str(e.value) == (f"--set dataloader.num_workers: must be auto or a whole number from 0 to 256 "
+                                f"(got {shown})")
+
+
+def test_a_bad_value_in_a_preset_file_is_located(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("extends: baseline\ndataloader:\n  num_workers: half\n")
+    with pytest.raises(InputError) as e:
+        load_preset(path)
+    assert e.value.lines == [f"{path}:3:3 dataloader.num_workers: must be auto or a whole number from 0 to 256 "
+                             f"(got 'half')"]
