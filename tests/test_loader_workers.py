@@ -12,7 +12,8 @@ from ocrtune.presets.load import load_preset
 from ocrtune.train.loader_workers import AUTO_MAX, SLOT_CORES_ENV, loader_workers, process_cores
 
 
-@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (3, 1), (4, 2), (8, 6), (14, 12), (16, 12), (128, AUTO_MAX)])
+@pytest.mark.parametrize("cores, workers",
+                         [(1, 1), (2, 1), (3, 1), (4, 2), (8, 6), (14, 12), (16, 12), (128, AUTO_MAX)])
 def test_auto_is_the_cores_less_two_between_one_and_the_cap(cores, workers):
     assert loader_workers("auto", cores) == workers
 
@@ -50,3 +51,18 @@ def test_a_bad_value_in_a_preset_file_is_located(tmp_path):
         load_preset(path)
     assert e.value.lines == [f"{path}:3:3 dataloader.num_workers: must be auto or a whole number from 0 to 256 "
                              f"(got 'half')"]
+
+
+def test_a_run_says_and_records_what_auto_came_to(cli, tmp_path, monkeypatch):
+    import json
+
+    from tests._runs import TINY, receipts, train_argv
+
+    data = receipts(tmp_path / "data", n=2, seed=3, val_is_train=True)
+    monkeypatch.setenv(SLOT_CORES_ENV, "3")  # as a sweep slot of 3 cores: 1 worker
+    code, out, err = cli(*train_argv(data, tmp_path / "runs", [*TINY, "dataloader.num_workers=auto"], "--epochs", "1"))
+    assert code == 0, err
+    assert "|  1 loader worker (auto)" in out + err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "summary.json").read_text())["loader_workers"] == 1
+    assert "num_workers: auto" in (run / "config.yaml").read_text()  # the setting, not the count, is kept

@@ -160,7 +160,8 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
         _check_more_epochs(run, summary, rows, opts.max_epochs or preset.trainer.max_epochs)
     init_weights = _init_source(preset, opts) if opts.init else None  # read and checked before any work
     _check_weights(_model_preset(preset, init_weights), loaded, resume_ckpt)  # before the data is read
-    dm = load_data(preset, opts.data, num_workers=loader_workers(preset.dataloader.num_workers), val_targets=opts.val_loss,
+    workers = loader_workers(preset.dataloader.num_workers)
+    dm = load_data(preset, opts.data, num_workers=workers, val_targets=opts.val_loss,
                    pin_memory=torch.cuda.is_available())  # bad data fails here, before a run directory exists
     data_root = dm.root
     # config.yaml is the fully resolved preset: the data it trained on included, so resume and
@@ -224,6 +225,7 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             "data": str(data_root),
             "n_train": dm.n_train,
             "n_val": dm.n_val,
+            "loader_workers": dm.num_workers,
             "device": device,
             "precision": precision,
             "max_epochs": t.max_epochs,
@@ -435,6 +437,7 @@ def _header(run: RunDir, device: str, precision: str, dm: Any, preset: Preset, p
         memory_over=bool(memory is not None and memory.over),
         ema_decay=preset.trainer.ema.decay if preset.trainer.ema.enabled else None,
         pad=preset.dataloader.pad,
+        auto_workers=dm.num_workers if preset.dataloader.num_workers == "auto" else None,
         schedule=schedule_note(s, preset.models.optimizer.lr, preset.trainer.max_epochs,
                                math.ceil(steps / preset.trainer.accumulate_grad_batches), resumed=epochs_done > 0),
     )

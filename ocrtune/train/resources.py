@@ -314,7 +314,8 @@ def check_memory(preset: Preset, precision: str, device: str, processes: int = 1
         raise
     except Exception:  # an exotic backbone the fake pass cannot run: not a reason to refuse
         return None
-    s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, loader_workers(preset.dataloader.num_workers))
+    workers = loader_workers(preset.dataloader.num_workers)
+    s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, workers)
     cpu_processes = processes if device == "cpu" else 1
     from ocrtune.cpu_malloc import enabled
 
@@ -372,6 +373,7 @@ class RunHeader:
     ema_decay: float | None = None  # validation scores a moving average of the weights
     pad: Pad = "square"  # training batches: "square", or only as far as the batch needs ("batch")
     schedule: str | None = None  # a cosine the run stops before it anneals (schedule.schedule_note)
+    auto_workers: int | None = None  # what dataloader.num_workers: auto came to on this machine
 
     def line(self) -> str:
         epochs = (f"epochs {self.epochs_done + 1}-{self.epochs} of {self.epochs}" if self.epochs_done
@@ -380,6 +382,8 @@ class RunHeader:
                  f"{self.n_train} train / {self.n_val} val images",
                  f"{_count(self.steps_per_epoch, 'step')}/epoch (batch {self.batch_size}"
                  + (", padded to the batch)" if self.pad == "batch" else ")"), epochs]
+        if self.auto_workers is not None:
+            parts.append(f"{_count(self.auto_workers, 'loader worker')} (auto)")
         if self.ema_decay is not None:
             parts.append(f"scores the EMA of weights (decay {self.ema_decay:g})")
         if self.memory:
