@@ -1,20 +1,24 @@
-"""Inference on own extents one image per forward (``train/extents.py`` since 2026-12-04) against
-running a batch's images of one padded extent together (what it did before).
+"""How many images one inference forward should take: images of one padded extent together up
+to a pixel budget (``train/extents.py``), from one image at a time to the whole batch's.
 
 Goal: validation, ``evaluate``, ``predict`` and the tuning cache as fast as they can be, on the CPU
-and on a GPU. Each batch runs both ways, the order alternating, so whatever else runs on the
-machine slows both alike; prints seconds and images/s each way, the ratio, the input shapes each
-way meets (on a GPU each new one costs seconds of kernel set-up once per process:
+and on a GPU. Each batch runs every way, the order rotating, so whatever else runs on the machine
+slows all alike; prints seconds and images/s each way, the ratio to the first, the input shapes
+each way meets (on a GPU each new one costs seconds of kernel set-up once per process:
 docs/benchmarks.md, "GPU"), and the largest difference of the maps. The model is an untrained
-preset: timing only.
+preset: timing only. ``--budgets``: pixels a forward, 0 for one image, ``all`` for no limit.
 
-    python bench/bench_infer_grouping.py --data ../shared/data/sroie --batch 8 --limit 64
-    python bench/bench_infer_grouping.py --preset baseline --device cuda        # a GPU
+    python bench/bench_infer_grouping.py --size 1024 --batch 8 --budgets 0 1048576 all
+    python bench/bench_infer_grouping.py --preset baseline --device cuda --budgets 0 all   # a GPU
+    python bench/bench_infer_grouping.py --preset baseline --device cuda --budgets all     # then each
+    python bench/bench_infer_grouping.py --preset baseline --device cuda --budgets 0       # alone, in a
+                                          # fresh process: its kernel set-up counted in its time
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,26 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ocrtune.cpu_malloc import keep_large_blocks  # noqa: E402
 from ocrtune.presets.load import load_preset  # noqa: E402
 from ocrtune.train.datamodule import DetectionDataset, collate, load_split  # noqa: E402
-from ocrtune.train.extents import padded_extent, prob_maps  # noqa: E402
+from ocrtune.train.extents import by_extent, prob_maps  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 from ocrtune.train.precision import bf16_inference, channels_last, precision_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def grouped(model, images: torch.Tensor, extents, shapes: set) -> list[np.ndarray]:
-    """The way before: images of one padded extent in one forward, maps in batch order."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, e in enumerate(extents):
-        groups.setdefault(padded_extent(e, images.shape[-2:]), []).append(i)
-    out: list = [None] * len(extents)
-    for (h, w), idx in groups.items():
-        part = images[idx][..., :h, :w].contiguous()
-        shapes.add(tuple(part.shape))
-        prob = model(part).float().squeeze(1).cpu().numpy()
-        for k, i in enumerate(idx):
-            out[i] = prob[k]
-    return out
+ALL = 2**62
 
 
 def main() -> None:
@@ -58,6 +48,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="images the loader hands over at once")
     ap.add_argument("--preset", default="cpu-demo")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: the GPU if there is one)")
+    ap.add_argument("--budgets", nargs="+", default=["0", "all"], help="pixels a forward (0: one image; all)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
     a = ap.parse_args()
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = load_preset(a.preset, [f"datasets.image_size={a.size}", "models.encoder.pretrained=false"]).preset
@@ -72,36 +64,37 @@ def main() -> None:
     loader = torch.utils.data.DataLoader(ds, batch_size=a.batch, collate_fn=collate)
     amp = bf16_inference(dev.type, preset)  # as evaluate runs
     prob = lambda x: model(x)["prob"]  # noqa: E731
-    seconds = {"grouped": 0.0, "one per forward": 0.0}
-    shapes: dict[str, set] = {"grouped": set(), "one per forward": set()}
+    budgets = {b: ALL if b == "all" else int(b) for b in a.budgets}
+    seconds = {b: 0.0 for b in budgets}
+    shapes: dict[str, set] = {b: set() for b in budgets}
     worst = 0.0
-
-    def single(x: torch.Tensor) -> torch.Tensor:
-        shapes["one per forward"].add(tuple(x.shape))
-        return prob(x)
-
     with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
         prob(torch.zeros(1, 3, 128, 128, device=dev))  # the device's own start-up, untimed
         for k, batch in enumerate(loader):
             images, maps = batch["image"].to(dev), {}
-            for way in (list(seconds) if k % 2 == 0 else list(seconds)[::-1]):
+            order = list(budgets)[k % len(budgets):] + list(budgets)[: k % len(budgets)]
+            for b in order:
                 t = time.perf_counter()
-                if way == "grouped":
-                    maps[way] = grouped(prob, images, batch["extent"], shapes[way])
-                else:
-                    maps[way] = prob_maps(single, images, batch["extent"])
+                maps[b] = prob_maps(prob, images, batch["extent"], max_pixels=budgets[b])
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
-                seconds[way] += time.perf_counter() - t
-            worst = max([worst] + [float(np.abs(g - o).max()) for g, o in zip(*maps.values())])
-    n = len(ds)
+                seconds[b] += time.perf_counter() - t
+                shapes[b].update(tuple(p.shape) for _, p in by_extent(images, batch["extent"], max_pixels=budgets[b]))
+            first = maps[a.budgets[0]]
+            worst = max([worst] + [float(np.abs(f - m).max()) for b in budgets for f, m in zip(first, maps[b])])
+    n, ref = len(ds), seconds[a.budgets[0]]
     print(f"untrained {a.preset}: {n} images of {a.data} {a.split} at {a.size} px, batches of {a.batch}, "
           f"{torch.get_num_threads()} threads, {dev}")
-    print("way               seconds  images/s  time ratio  input shapes")
-    for way in seconds:
-        print(f"{way:<16}{seconds[way]:9.1f}{n / seconds[way]:10.2f}{seconds[way] / seconds['grouped']:11.2f}x"
-              f"{len(shapes[way]):14d}" + ("  (reference)" if way == "grouped" else ""))
-    print(f"largest difference of the two maps over an image: {worst:.2e}")
+    print("pixels a forward   seconds  images/s  time ratio  input shapes")
+    for b in budgets:
+        print(f"{b:<17}{seconds[b]:9.1f}{n / seconds[b]:10.2f}{seconds[b] / ref:11.2f}x{len(shapes[b]):14d}"
+              + ("  (reference)" if b == a.budgets[0] and len(budgets) > 1 else ""))
+    if len(budgets) > 1:
+        print(f"largest difference of the maps over an image: {worst:.2e}")
+    if a.json:
+        a.json.write_text(json.dumps({"preset": a.preset, "size": a.size, "batch": a.batch, "device": str(dev),
+                                      "images": n, "seconds": seconds, "shapes": {b: len(v) for b, v in shapes.items()},
+                                      "max_map_difference": worst}, indent=1))
 
 
 if __name__ == "__main__":

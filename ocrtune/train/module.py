@@ -146,12 +146,15 @@ class DBNetModule(L.LightningModule):
         # The maps scored are the ones above; the loss is each image's own on its extent (a
         # batch's loss pools its images: the value would depend on how they were batched).
         maps = [np.empty(0)] * len(batch["name"])
-        for i, part in by_extent(batch["image"], batch["extent"]):
+        for idx, part in by_extent(batch["image"], batch["extent"]):
             out = self.scored_model(part, all_maps=True)
             h, w = part.shape[-2:]
-            maps[i] = torch.sigmoid(out["prob_logits"].float())[0, 0].cpu().numpy()
-            targets = {key: batch[key][i : i + 1, ..., :h, :w] for key in TARGET_KEYS}
-            self._val_losses.append(float(self.loss(out, targets)["loss"]))
+            prob = torch.sigmoid(out["prob_logits"].float()).squeeze(1).cpu().numpy()
+            for k, i in enumerate(idx):
+                maps[i] = prob[k]
+                one = {key: v[k : k + 1] for key, v in out.items()}
+                targets = {key: batch[key][i : i + 1, ..., :h, :w] for key in TARGET_KEYS}
+                self._val_losses.append(float(self.loss(one, targets)["loss"]))
         self._scores.add(maps, batch)
 
     def on_validation_epoch_end(self) -> None:
