@@ -21,6 +21,9 @@ lacks a few of ocrtune's libraries and has no fonts; both travel, with a compact
               from scratch vs synthetic pretraining + fine-tuning at equal budget (val CLEval / IoU
               per epoch), the epochs chosen from the time left (bench/bench_recipe_sroie.py); step 4
               (postprocess tuned on train) only with ``--recipe-tune``.
+6. ``shapes`` (on request) the first call on each new input shape, and SROIE val inference with
+              a batch's images of one extent together against one image a forward, each in a
+              fresh process (bench/bench_first_shape.py, bench/bench_infer_grouping.py).
 
 Figures go to ``OUT/gpu_session.json`` after every part (a timeout keeps what was done) and a
 summary is printed. On the device (carry ``.whl`` and ``.gpudata``)::
@@ -329,6 +332,32 @@ class Session:
         self.log(f"own extent: {fig['pixels_extent_over_square']:.2f} of the square's pixels, "
                  f"{fig['speedup']:.2f}x ({fig['seconds']['square']:.1f} s -> {fig['seconds']['extent']:.1f} s)")
 
+    def part_shapes(self) -> None:
+        """The first call on each new input shape (bench_first_shape.py), and validation-style
+        inference with a batch's images of one extent together against one image a forward, each
+        in a fresh process so that its own kernel set-up counts (bench_infer_grouping.py)."""
+        a = self.args
+        preset, size = ("cpu-demo", 256) if a.smoke else ("baseline", self.sizes()[-1])
+        runs = {"first_shape": ["bench_first_shape.py", "--preset", preset, "--size", str(size)],
+                "grouped": ["bench_infer_grouping.py", "--preset", preset, "--size", str(size), "--budgets", "all",
+                            "--data", str(a.data)],
+                "one_a_forward": ["bench_infer_grouping.py", "--preset", preset, "--size", str(size), "--budgets", "0",
+                                  "--data", str(a.data)]}
+        fig: dict = {}
+        for name, (script, *args) in runs.items():
+            out = self.out / f"{name}.json"
+            cmd = [sys.executable, str(REPO / "bench" / script), *args, "--device", a.device, "--json", str(out)]
+            t = time.perf_counter()
+            rc = subprocess.run(cmd, env=self.env(), timeout=max(30, self.left() - 10)).returncode
+            fig[name] = {"exit": rc, "process_s": round(time.perf_counter() - t, 1),
+                         **({"figures": json.loads(out.read_text())} if out.is_file() else {})}
+            self.figures["parts"]["shapes"] = fig
+            self.save()
+        g, o = (fig[k].get("figures", {}).get("seconds", {}) for k in ("grouped", "one_a_forward"))
+        if g and o:
+            self.log(f"SROIE val inference in a fresh process: {sum(g.values()):.1f} s with a batch's images of one "
+                     f"extent together, {sum(o.values()):.1f} s one image a forward")
+
     def part_recipe(self) -> None:
         """Fit the three trainings into the time left: epochs from the measured throughput."""
         a = self.args
@@ -428,7 +457,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("gpu-session"))
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a new temp folder)")
     ap.add_argument("--parts", nargs="+", default=["cache", "step", "share", "extent", "recipe"],
-                    choices=["cache", "step", "share", "extent", "recipe"])
+                    choices=["cache", "step", "share", "extent", "recipe", "shapes"])
     ap.add_argument("--budget-s", type=float, default=450, help="the whole session; the recipe gets what is left")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
     ap.add_argument("--many-workers", type=int, default=12)
