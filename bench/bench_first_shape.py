@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocrtune.presets.load import load_preset  # noqa: E402
+from ocrtune.train.precision import precision_for  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def main() -> None:
     preset = load_preset(args.preset, ["models.encoder.pretrained=false", f"datasets.image_size={args.size}"]).preset
     bs = preset.dataloader.batch_size
     net = DBNetModule(preset.model_dump(mode="json")).to(dev)
-    amp = torch.bfloat16 if dev.type == "cuda" or args.preset != "cpu-demo" else None
+    amp = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision_for(preset, dev.type))
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     model = net.model

@@ -34,6 +34,7 @@ from ocrtune.presets.load import load_preset  # noqa: E402
 from ocrtune.data.decoded_cache import DecodedCache  # noqa: E402
 from ocrtune.train.datamodule import DetectionDataModule, DetectionDataset, Draw  # noqa: E402
 from ocrtune.train.fit import precision_for, resolve_data_root  # noqa: E402
+from ocrtune.train.loader_workers import loader_workers  # noqa: E402
 
 SROIE = Path(__file__).resolve().parents[2] / "shared" / "data" / "sroie"
 
@@ -87,7 +88,7 @@ def main() -> None:
 
     dev = torch.device(args.device)
     preset = load_preset(args.preset, args.sets).preset
-    workers = preset.dataloader.num_workers if args.workers is None else args.workers
+    workers = loader_workers(preset.dataloader.num_workers) if args.workers is None else args.workers
     root = resolve_data_root(preset, args.data).resolve()
     cache_dir = args.cache_dir or Path(tempfile.mkdtemp(prefix="ocrtune-bench-cache-"))
     os.environ["OCRTUNE_CACHE"] = str(cache_dir)  # read by DecodedCache() in the datamodule

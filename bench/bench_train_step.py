@@ -28,6 +28,7 @@ from ocrtune.train.fit import precision_for, resolve_data_root  # noqa: E402
 from ocrtune.train.precision import channels_last  # noqa: E402
 from ocrtune.train.module import DBNetModule  # noqa: E402
 from ocrtune.train.recorder import peak_memory_mb  # noqa: E402
+from ocrtune.train.loader_workers import loader_workers  # noqa: E402
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:
@@ -49,7 +50,7 @@ def main() -> None:
     dev = torch.device(args.device)
     precision = precision_for(preset, "gpu" if dev.type == "cuda" else "cpu")
     amp_dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
-    workers = preset.dataloader.num_workers if args.workers is None else args.workers
+    workers = loader_workers(preset.dataloader.num_workers) if args.workers is None else args.workers
     root = resolve_data_root(preset, args.data)
     dm = DetectionDataModule(root, preset.datasets, preset.dataloader.batch_size, workers,
                              pin_memory=dev.type == "cuda", pad=preset.dataloader.pad)

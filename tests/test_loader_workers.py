@@ -19,7 +19,13 @@ def test_auto_is_the_cores_less_two_between_one_and_the_cap(cores, workers):
 
 
 def test_a_number_is_taken_as_it_is():
-    assert loader_workers(0, 16) == 0 and loader_workers(20, 2) == 20
+    assert loader_workers(0, 16) == 0 and loader_workers(20, 2) == 20 and loader_workers(4, 16, processes=4) == 4
+
+
+def test_the_training_processes_of_one_machine_share_its_cores():
+    assert loader_workers("auto", 16, processes=4) == 2  # DDP on 4 GPUs: 4 cores each, less two
+    assert loader_workers("auto", 16, processes=1) == 12
+    assert loader_workers("auto", 4, processes=8) == 1  # never none
 
 
 def test_the_cores_are_the_sweep_slots_share_else_the_affinity(monkeypatch):
@@ -37,6 +43,8 @@ def test_the_gpu_presets_say_auto_and_a_bad_value_is_one_located_line():
     assert load_preset("baseline").preset.dataloader.num_workers == "auto"
     assert load_preset("cpu-demo").preset.dataloader.num_workers == 0
     assert load_preset("baseline", ["dataloader.num_workers=3"]).preset.dataloader.num_workers == 3
+    assert load_preset("baseline", ["dataloader.num_workers=256"]).preset.dataloader.num_workers == 256
+    assert load_preset("baseline", ["dataloader.num_workers=4.0"]).preset.dataloader.num_workers == 4  # spreadsheets
     for bad, shown in (("many", "'many'"), ("-1", "-1"), ("2.5", "2.5"), ("true", "true"), ("257", "257")):
         with pytest.raises(InputError) as e:
             load_preset("baseline", [f"dataloader.num_workers={bad}"])

@@ -249,6 +249,8 @@ class DataloaderConfig(Strict):
         """A whole number of loader processes, or auto (one located line either way)."""
         if v == "auto":
             return v
+        if isinstance(v, float) and v.is_integer():  # 4.0, as spreadsheets and some YAML write it
+            v = int(v)
         if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_WORKERS:
             return v
         raise ValueError(f"must be auto or a whole number from 0 to {MAX_WORKERS} (got {_yaml_text(v)})")

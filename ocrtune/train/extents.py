@@ -62,7 +62,7 @@ def by_extent(images: torch.Tensor, extents: Sequence[Sequence[int]], step: int 
     for i, extent in enumerate(extents):
         groups.setdefault(padded_extent(extent, limit, step), []).append(i)
     for (h, w), members in groups.items():
-        per = max(1, budget // (h * w))
+        per = max(1, budget // max(1, h * w))
         for k in range(0, len(members), per):
             idx = members[k : k + per]
             part = images[idx[0] : idx[0] + 1] if len(idx) == 1 else images[idx]

@@ -198,6 +198,8 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
 
         keep_large_blocks()  # about half a step's time at 1024 px went to mapping fresh pages
 
+    if preset.dataloader.num_workers == "auto" and probe.num_devices > 1:  # the node's ranks share its cores
+        dm.num_workers = loader_workers("auto", processes=probe.num_devices)
     child = _rank() > 0 and RUN_DIR_ENV in os.environ
     memory = None if child else _check_memory(preset, precision, probe, loaded, resume_ckpt, opts)
     if child:  # a DDP rank > 0: rank 0 owns the run directory and its files

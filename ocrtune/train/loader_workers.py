@@ -5,7 +5,7 @@ A number is taken as it is. ``auto`` is one worker per core of this process's sh
 on an H200 with 16 cores EfficientNet-B4 at 1024 px trained at 51 images/s with 4 workers
 (the GPU waiting 31 % of the time) and 65 with 12, against 72 on batches already in memory
 (docs/benchmarks.md). A sweep slot's share is what its launcher gives it (``SLOT_CORES_ENV``);
-otherwise the cores this process may run on. Augmentation does not depend on the workers
+otherwise the cores this process may run on; DDP's ranks on one machine divide it. Augmentation does not depend on the workers
 (``EpochShuffle`` draws each sample's seed), so ``auto`` trains the same on every machine.
 """
 
@@ -31,9 +31,10 @@ def process_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def loader_workers(setting: int | Literal["auto"], cores: int | None = None) -> int:
-    """The worker count ``setting`` means with ``cores`` (default: ``process_cores()``)."""
+def loader_workers(setting: int | Literal["auto"], cores: int | None = None, processes: int = 1) -> int:
+    """The worker count ``setting`` means for each of ``processes`` training processes on this
+    machine (DDP's ranks of one node) sharing ``cores`` (default: ``process_cores()``)."""
     if setting != "auto":
         return int(setting)
-    n = process_cores() if cores is None else cores
+    n = (process_cores() if cores is None else cores) // max(1, processes)
     return max(1, min(AUTO_MAX, n - 2))

@@ -314,7 +314,7 @@ def check_memory(preset: Preset, precision: str, device: str, processes: int = 1
         raise
     except Exception:  # an exotic backbone the fake pass cannot run: not a reason to refuse
         return None
-    workers = loader_workers(preset.dataloader.num_workers)
+    workers = loader_workers(preset.dataloader.num_workers, processes=processes)
     s = Settings(preset.dataloader.batch_size, preset.datasets.image_size, workers)
     cpu_processes = processes if device == "cpu" else 1
     from ocrtune.cpu_malloc import enabled

@@ -241,6 +241,8 @@ def test_leaf_lookup():
     assert leaf_kind("trainer.max_epochs") == "int"
     assert leaf_kind("datasets.augment.enabled") == "bool"
     assert leaf_kind("datasets.augment.scale") == "other"
+    assert leaf_kind("dataloader.num_workers") == "int"  # a number or auto: a range is of the number
+    assert leaf_kind("dataloader.pad") == "other"  # named settings only
     assert leaf_kind("models.optimizer") is None and leaf_kind("models.nope") is None
     keys = leaf_keys()
     assert "models.head.postprocess.thresh" in keys and "seed" in keys and "models.head" not in keys

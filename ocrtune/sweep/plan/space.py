@@ -265,6 +265,9 @@ _UnionType = type(int | str)
 def _leaf_of(ann: Any) -> Leaf:
     args = [a for a in (typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, _UnionType) else (ann,)) if a is not type(None)]
     args = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args]
+    named = [a for a in args if typing.get_origin(a) is not typing.Literal]
+    if named and len(named) < len(args) and all(a in (int, float) for a in named):
+        args = named  # a number or a named setting (num_workers: auto): ranges are of the number
     if args == [bool]:
         return "bool"
     if args and all(a in (int, float) for a in args):

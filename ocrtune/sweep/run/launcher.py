@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Protocol, Sequence
 
 from ocrtune.errors import InputError, OcrtuneError
-from ocrtune.train.loader_workers import SLOT_CORES_ENV
+from ocrtune.train.loader_workers import SLOT_CORES_ENV, process_cores
 
 TERM_GRACE_S = 10.0
 SLOT_GPU_ENV = "OCRTUNE_SLOT_GPU"  # set in a GPU slot's trials: train on the GPU or fail
@@ -156,7 +156,7 @@ def make_slots(gpus: str | None, parallel: int | None, cpus: int | None = None) 
     """
     if parallel is not None and parallel < 0:
         raise InputError(f"must be >= 0 (got {parallel})", key="--parallel")
-    cores = cpus or os.cpu_count() or 1
+    cores = cpus or process_cores()  # the cores this process may run on (affinity), as auto counts them
     if gpus:
         ids = gpu_ids(gpus)
         per = 1 if parallel is None else parallel
