@@ -5,8 +5,9 @@ A number is taken as it is. ``auto`` is one worker per core of this process's sh
 on an H200 with 16 cores EfficientNet-B4 at 1024 px trained at 51 images/s with 4 workers
 (the GPU waiting 31 % of the time) and 65 with 12, against 72 on batches already in memory
 (docs/benchmarks.md). A sweep slot's share is what its launcher gives it (``SLOT_CORES_ENV``);
-otherwise the cores this process may run on; DDP's ranks on one machine divide it. Augmentation does not depend on the workers
-(``EpochShuffle`` draws each sample's seed), so ``auto`` trains the same on every machine.
+otherwise the cores this process may run on; DDP's ranks on one machine divide it. Augmentation
+does not depend on the workers (``EpochShuffle`` draws each sample's seed), so ``auto`` trains
+the same on every machine.
 """
 
 from __future__ import annotations
