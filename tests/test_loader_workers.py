@@ -74,3 +74,27 @@ def test_a_run_says_and_records_what_auto_came_to(cli, tmp_path, monkeypatch):
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "summary.json").read_text())["loader_workers"] == 1
     assert "num_workers: auto" in (run / "config.yaml").read_text()  # the setting, not the count, is kept
+
+
+@pytest.mark.slow
+def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
+    """Two CPU ranks (Lightning re-runs the command for rank 1): a slot of 8 cores gives each
+    rank 8 / 2 - 2 = 2 workers; and no warning about logging without sync_dist (the val
+    scores are gathered from every rank before they are logged)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests._runs import TINY, receipts, sets
+
+    data = receipts(tmp_path / "data", n=2, seed=3, val_is_train=True)
+    env = {**os.environ, SLOT_CORES_ENV: "8"}
+    cmd = [sys.executable, "-m", "ocrtune", "train", "--preset", "cpu-demo",
+           *sets([*TINY, "dataloader.num_workers=auto"]), "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--epochs", "1", "--accelerator", "cpu",
+           "--devices", "2", "--strategy", "ddp"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "|  2 loader workers (auto)" in done.stdout + done.stderr
+    assert "sync_dist" not in done.stdout + done.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "summary.json").read_text())["loader_workers"] == 2

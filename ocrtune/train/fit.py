@@ -267,6 +267,8 @@ def fit(loaded: LoadedPreset | Preset | None, opts: TrainOptions) -> RunResult:
             warnings.filterwarnings("ignore", ".*Precision.*is not supported by the model summary.*")
             warnings.filterwarnings("ignore", ".*LeafSpec.*")
             warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
+            # DDP: the val scores are gathered from every rank before they are logged (module.py)
+            warnings.filterwarnings("ignore", ".*when logging on epoch level in distributed setting.*")
             trainer.fit(module, datamodule=dm, ckpt_path=str(resume_ckpt) if resume_ckpt else None)
         if trainer.interrupted:
             status = "interrupted"
