@@ -90,8 +90,8 @@ def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
     data = receipts(tmp_path / "data", n=2, seed=3, val_is_train=True)
     env = {**os.environ, SLOT_CORES_ENV: "8"}
     cmd = [sys.executable, "-m", "ocrtune", "train", "--preset", "cpu-demo",
-           *sets([*TINY, "dataloader.num_workers=auto"]), "--data", str(data), "--runs-dir", str(tmp_path / "runs"), "--epochs", "1", "--accelerator", "cpu",
-           "--devices", "2", "--strategy", "ddp"]
+           *sets([*TINY, "dataloader.num_workers=auto"]), "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
+           "--epochs", "1", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "|  2 loader workers (auto)" in done.stdout + done.stderr
