@@ -136,7 +136,7 @@ def _validate(module: DBNetModule, pages: Path, batch_size: int, val_loss: bool)
     with torch.no_grad():
         for i, batch in enumerate(_loader(pages, batch_size, targets=val_loss)):
             module.validation_step(batch, i)
-    return module._scores.cleval.summary()["per_image"], list(module._val_losses), shapes
+    return module._scores.cleval.summary()["per_image"], list(module._val_losses.values()), shapes
 
 
 def test_validation_scores_each_image_on_its_own_extent(pages, module):
@@ -156,3 +156,26 @@ def test_validation_scores_the_same_maps_with_and_without_its_loss(pages, module
     with_loss, losses, loss_shapes = _validate(module, pages, 4, val_loss=True)
     assert no_loss == [] and len(losses) == 4
     assert plain == with_loss and plain_shapes == loss_shapes
+
+
+def test_ddp_ranks_scores_and_losses_merge_by_image(monkeypatch):
+    """Each rank validates its share; an image the sampler gave two ranks (to even them out)
+    counts once in the scores and in ``val/loss``."""
+    import torch.distributed as dist
+
+    from ocrtune.train.module import _gather_summaries
+
+    def summary(names: list[str], hmean: float) -> dict:
+        counts = {"num_char_gt": 4, "num_char_det": 4, "tp": 4}
+        return {"per_image": {n: {"recall": hmean, "precision": hmean, "hmean": hmean, "counts": counts}
+                              for n in names}}
+
+    theirs = summary(["b", "c"], 0.5)["per_image"]
+    other_rank = (theirs, theirs, {"b": 3.0, "c": 3.0})
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_gather_object",
+                        lambda parts, mine: parts.__setitem__(slice(None), [mine, other_rank]))
+    cle, iou, losses = _gather_summaries(summary(["a", "b"], 1.0), summary(["a", "b"], 1.0), {"a": 1.0, "b": 3.0})
+    assert losses == {"a": 1.0, "b": 3.0, "c": 3.0}  # b once, as the other rank had it
+    assert sorted(cle["per_image"]) == ["a", "b", "c"] and cle["image_mean"]["hmean"] == pytest.approx(2 / 3)
+    assert iou["image_mean"]["hmean"] == pytest.approx(2 / 3)

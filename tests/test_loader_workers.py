@@ -81,7 +81,9 @@ def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
     """Two CPU ranks (Lightning re-runs the command for rank 1): a slot of 8 cores gives each
     rank 8 / 2 - 2 = 2 workers; and no warning about logging without sync_dist (the val
     scores are gathered from every rank before they are logged)."""
+    import csv
     import json
+    import math
     import subprocess
     import sys
 
@@ -91,10 +93,12 @@ def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
     env = {**os.environ, SLOT_CORES_ENV: "8"}
     cmd = [sys.executable, "-m", "ocrtune", "train", "--preset", "cpu-demo",
            *sets([*TINY, "dataloader.num_workers=auto"]), "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
-           "--epochs", "1", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+           "--epochs", "1", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--val-loss"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "|  2 loader workers (auto)" in done.stdout + done.stderr
     assert "sync_dist" not in done.stdout + done.stderr
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "summary.json").read_text())["loader_workers"] == 2
+    (row,) = csv.DictReader((run / "metrics.csv").open())
+    assert math.isfinite(float(row["val_loss"]))  # the images' losses gathered from both ranks

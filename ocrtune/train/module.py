@@ -74,7 +74,7 @@ class DBNetModule(L.LightningModule):
         self.post = postprocessor(self.preset.models.head.postprocess)
         self.val_loss = val_loss
         self._scores = DetectionScores(self.post)
-        self._val_losses: list[float] = []
+        self._val_losses: dict[str, float] = {}  # image name -> its loss (names: DDP repeats some)
         self.last_grad_norm: float | None = None
         self.last_val: dict[str, float] = {}
 
@@ -133,7 +133,7 @@ class DBNetModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._scores = DetectionScores(self.post)
-        self._val_losses = []
+        self._val_losses = {}
 
     def validation_step(self, batch: dict[str, Any] | None, batch_idx: int) -> None:
         if batch is None:
@@ -154,22 +154,23 @@ class DBNetModule(L.LightningModule):
                 maps[i] = prob[k]
                 one = {key: v[k : k + 1] for key, v in out.items()}
                 targets = {key: batch[key][i : i + 1, ..., :h, :w] for key in TARGET_KEYS}
-                self._val_losses.append(float(self.loss(one, targets)["loss"]))
+                self._val_losses[batch["name"][i]] = float(self.loss(one, targets)["loss"])
         self._scores.add(maps, batch)
 
     def on_validation_epoch_end(self) -> None:
         cle = self._scores.cleval.summary()
         iou = self._scores.iou.summary()
+        losses = self._val_losses
         if self.trainer.world_size > 1:
-            cle, iou = _gather_summaries(cle, iou)
+            cle, iou, losses = _gather_summaries(cle, iou, losses)
         scores = {
             "val/hmean": cle["image_mean"]["hmean"],
             "val/precision": cle["image_mean"]["precision"],
             "val/recall": cle["image_mean"]["recall"],
             "val/iou_hmean": iou["image_mean"]["hmean"],
         }
-        if self._val_losses:
-            scores["val/loss"] = float(np.mean(self._val_losses))
+        if losses:
+            scores["val/loss"] = float(np.mean(list(losses.values())))
         for k, v in scores.items():
             self.log(k, float(v), prog_bar=k == "val/hmean", sync_dist=False)
         self.last_val = {k: float(v) for k, v in scores.items()}
@@ -228,18 +229,22 @@ def build_ema(model: nn.Module, cfg: EmaConfig) -> nn.Module | None:
     return ema
 
 
-def _gather_summaries(cle: dict[str, Any], iou: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merge per-rank metric summaries (DDP): image means over all images, pooled counts."""
+def _gather_summaries(cle: dict[str, Any], iou: dict[str, Any], losses: dict[str, float]
+                      ) -> tuple[dict[str, Any], dict[str, Any], dict[str, float]]:
+    """Merge per-rank metric summaries and per-image losses (DDP): image means over all images,
+    pooled counts; an image a sampler gave two ranks counts once."""
     import torch.distributed as dist
 
     parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, (cle["per_image"], iou["per_image"]))
+    dist.all_gather_object(parts, (cle["per_image"], iou["per_image"], losses))
     cle_imgs: dict[str, Any] = {}
     iou_imgs: dict[str, Any] = {}
-    for c, i in parts:
+    all_losses: dict[str, float] = {}
+    for c, i, v in parts:
         cle_imgs.update(c)
         iou_imgs.update(i)
-    return _mean_of(cle_imgs, pooled=True), _mean_of(iou_imgs, pooled=False)
+        all_losses.update(v)
+    return _mean_of(cle_imgs, pooled=True), _mean_of(iou_imgs, pooled=False), all_losses
 
 
 def _mean_of(per_image: dict[str, Any], pooled: bool) -> dict[str, Any]:
