@@ -22,6 +22,14 @@ from typing import Any, Mapping
 PR_SET_PDEATHSIG = 1
 
 
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def host_id() -> str:
     """This machine (and container, and boot): host name, boot id and pid namespace."""
     parts = [socket.gethostname()]

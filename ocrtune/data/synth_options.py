@@ -6,11 +6,11 @@ every option is parsed here into one located line (``--workers: ...``) rather th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from enum import Enum
 
 from ocrtune.errors import InputError
+from ocrtune.procs import available_cores
 
 __all__ = [
     "Granularity",
@@ -108,14 +108,6 @@ def parse_effects(text: str | None, style: Style) -> frozenset[Effect]:
                 f"unknown effect {w!r} (choose from {names}, or all, or none)", key="--effects"
             ) from None
     return frozenset(chosen)
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
 
 
 def parse_workers(text: str | int | None) -> int:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import Literal
 
+from ocrtune.procs import available_cores
+
 __all__ = ["AUTO_MAX", "SLOT_CORES_ENV", "loader_workers", "process_cores"]
 
 AUTO_MAX = 12  # measured as enough on 16 cores; more workers each hold their own prefetched batches
@@ -24,12 +26,7 @@ SLOT_CORES_ENV = "OCRTUNE_SLOT_CORES"  # set in a sweep slot's trials: the cores
 def process_cores() -> int:
     """The cores this process may use: its sweep slot's share, else its CPU affinity."""
     share = os.environ.get(SLOT_CORES_ENV, "")
-    if share.isdigit() and int(share) > 0:
-        return int(share)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # no affinity on this platform
-        return max(1, os.cpu_count() or 1)
+    return int(share) if share.isdigit() and int(share) > 0 else available_cores()
 
 
 def loader_workers(setting: int | Literal["auto"], cores: int | None = None, processes: int = 1) -> int:

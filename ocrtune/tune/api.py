@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ocrtune.errors import InputError
+from ocrtune.procs import available_cores
 from ocrtune.sweep.plan.space import Space
 from ocrtune.train.rundir import RunDir, write_json_atomic
 from ocrtune.tune.search import OBJECTIVE_METRIC, OBJECTIVES, STRATEGIES, Objective, Scored, SearchResult, search
@@ -140,7 +140,7 @@ def tune_postprocess(ref: str, opts: TuneOptions, maps_progress: Progress | None
     checkpoint = loaded.checkpoint
     del loaded  # the network is not needed any more
 
-    jobs = opts.jobs or _cores()
+    jobs = opts.jobs or available_cores()
     with Scorer(cache, _floors(space, current), jobs) as scorer:
         found = search(scorer.counts, current, space, strategy, opts.trials, opts.points, opts.seed, search_progress,
                        opts.objective)
@@ -242,13 +242,6 @@ def _floors(space: Space, current: PostSettings) -> Floors:
             low = min(low, *(float(v) for v in d.values)) if d.kind in ("fixed", "choice") else min(low, float(d.low))
         out[name] = float(low)
     return Floors(**out)
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _pct(s: Scored) -> str:
