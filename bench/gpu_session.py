@@ -20,7 +20,9 @@ lacks a few of ocrtune's libraries and has no fonts; both travel, with a compact
 5. ``recipe`` the quality recipe of docs/quality.md with the baseline preset at 1024 px, bf16:
               from scratch vs synthetic pretraining + fine-tuning at equal budget (val CLEval / IoU
               per epoch), the epochs chosen from the time left (bench/bench_recipe_sroie.py); step 4
-              (postprocess tuned on train) only with ``--recipe-tune``.
+              (postprocess tuned on train) only with ``--recipe-tune``; ``--recipe-epochs E`` fixes
+              the fine-tuning's epochs and gives the pretraining the rest, ``--no-recipe-scratch``
+              skips the reference.
 6. ``shapes`` (on request) the first call on each new input shape, and SROIE val inference with
               a batch's images of one extent together against one image a forward, each in a
               fresh process (bench/bench_first_shape.py, bench/bench_infer_grouping.py).
@@ -359,34 +361,50 @@ class Session:
                      f"extent together, {sum(o.values()):.1f} s one image a forward")
 
     def part_recipe(self) -> None:
-        """Fit the three trainings into the time left: epochs from the measured throughput."""
+        """Fit the trainings into the time left: epochs from the measured throughput.
+
+        Without ``--recipe-epochs`` the three trainings (scratch, pretraining, fine-tuning) get
+        equal epochs; with it the fine-tuning gets that many and the pretraining what is left."""
         a = self.args
         step = {r["config"]["label"]: r for r in self.figures["parts"].get("step", [])}
         fast = next((r for r in step.values() if r["config"]["workers"] == a.many_workers and "cache" in r), None)
         img_s = fast["cache"]["img_s"] if fast else a.assume_img_s
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
+        n_val = sum(1 for _ in (a.data / "images" / "val").iterdir())
         epoch_s = n_train / img_s + a.val_epoch_s
-        pre_epoch_s = epoch_s * a.synth_n * 0.9 / n_train
-        fixed = 3 * a.run_start_s + a.synth_n / a.synth_img_s + (3 * a.post_tune_s if a.recipe_tune else 0)
+        # data synth keeps a tenth for val, which costs as SROIE's val does per image
+        pre_epoch_s = a.synth_n * 0.9 / img_s + a.val_epoch_s * a.synth_n * 0.1 / n_val
+        trainings = 3 if a.recipe_scratch else 2
+        fixed = (trainings * a.run_start_s + a.synth_n / a.synth_img_s
+                 + (trainings * a.post_tune_s if a.recipe_tune else 0))  # a tune per SROIE run, one more for the IoU
         spare = self.left() - fixed - 20 - a.after_recipe_s
-        epochs = 1 if a.smoke else int(max(1, min(a.max_epochs, spare / (2 * epoch_s + pre_epoch_s))))
+        if a.smoke:
+            epochs = pre_epochs = 1
+        elif a.recipe_epochs:
+            epochs = a.recipe_epochs
+            rest = spare - epochs * epoch_s * (trainings - 1)
+            pre_epochs = int(max(1, min(a.max_epochs, rest / pre_epoch_s)))
+        else:
+            epochs = int(max(1, min(a.max_epochs, spare / ((trainings - 1) * epoch_s + pre_epoch_s))))
+            pre_epochs = epochs
         self.log(f"recipe: {img_s:.0f} img/s -> ~{epoch_s:.0f} s an epoch, {spare:.0f} s to spend: "
-                 f"{epochs} epochs from scratch, {epochs} synthetic, {epochs} fine-tuning")
+                 + (f"{epochs} epochs from scratch, " if a.recipe_scratch else "")
+                 + f"{pre_epochs} synthetic, {epochs} fine-tuning")
         work = a.work / "recipe"
         cmd = [sys.executable, str(REPO / "bench" / "bench_recipe_sroie.py"), "--work", str(work),
                "--data", str(a.data), "--preset", "baseline" if not a.smoke else "cpu-demo",
-               "--image-size", str(self.sizes()[-1]), "--epochs", str(epochs), "--pre-epochs", str(epochs),
+               "--image-size", str(self.sizes()[-1]), "--epochs", str(epochs), "--pre-epochs", str(pre_epochs),
                "--synth-n", str(a.synth_n), "--synth-size", str(a.synth_size), "--json", str(self.out / "recipe.json"),
                *[x for s in [*self.sets(), f"dataloader.num_workers={a.many_workers}"] for x in ("--set", s)],
                # the recipe's step 3 (docs/quality.md): the cosine stepped every step and fitted to the
                # run, an EMA scored; square batches (padding to the batch is measured on the CPU only;
                # add it with --set)
                *[x for s in [*self.fitted(epochs), "trainer.ema.enabled=true"] for x in ("--finetune-set", s)],
-               *([] if a.recipe_tune else ["--no-tune"])]
+               *([] if a.recipe_tune else ["--no-tune"]), *([] if a.recipe_scratch else ["--no-scratch"])]
         t = time.perf_counter()
         rc = subprocess.run(cmd, env=self.env()).returncode
-        fig = {"epochs": epochs, "assumed_epoch_s": round(epoch_s, 1), "seconds": round(time.perf_counter() - t, 1),
-               "exit": rc}
+        fig = {"epochs": epochs, "pre_epochs": pre_epochs, "assumed_epoch_s": round(epoch_s, 1),
+               "seconds": round(time.perf_counter() - t, 1), "exit": rc}
         if (self.out / "recipe.json").is_file():
             fig["figures"] = json.loads((self.out / "recipe.json").read_text())
         self.figures["parts"]["recipe"] = fig
@@ -469,6 +487,11 @@ def main() -> None:
                          "small size, cpu-demo at the small size")
     ap.add_argument("--recipe-tune", action="store_true",
                     help="recipe: also tune the postprocess on train (step 4, about 3 x --post-tune-s)")
+    ap.add_argument("--recipe-epochs", type=int, default=None,
+                    help="recipe: this many fine-tuning (and scratch) epochs; the pretraining gets the time left "
+                         "(default: equal epochs for all, fitted to the time left)")
+    ap.add_argument("--no-recipe-scratch", dest="recipe_scratch", action="store_false",
+                    help="recipe: skip the from-scratch reference (measured in an earlier lease)")
     ap.add_argument("--after-recipe-s", type=float, default=0.0,
                     help="seconds kept for the parts listed after the recipe")
     ap.add_argument("--max-epochs", type=int, default=30, help="recipe: at most this many epochs per training")
@@ -479,7 +502,9 @@ def main() -> None:
                     help="a training's start-up assumed for the budget: on the H200, 2026-12-04, B4 at 1024 px, "
                          "~20 s to its first step and ~70 s more in its first epoch (the convolution set-up "
                          "for each new input shape, bench/bench_first_shape.py)")
-    ap.add_argument("--val-epoch-s", type=float, default=8.0, help="validation per epoch assumed for the budget")
+    ap.add_argument("--val-epoch-s", type=float, default=9.5,
+                    help="SROIE's validation per epoch assumed for the budget (H200, B4 at 1024 px: 15 to 16.5 s an "
+                         "epoch, 54 steps of them at 65 images/s)")
     ap.add_argument("--post-tune-s", type=float, default=40.0,
                     help="the recipe's step 4 (train-split maps, 245 settings, one val pass) assumed, per tune "
                          "(three: scratch, fine-tuned, fine-tuned for the IoU)")
