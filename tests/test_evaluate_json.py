@@ -175,3 +175,34 @@ def test_one_extra_prediction_reads_in_the_singular(cli, tmp_path):
     code, _, err = cli("evaluate-json", gt, pred)
     assert code == 0
     assert err.strip() == f"warning: {pred}: 1 predicted image is not in the ground truth: y.jpg; not scored (--strict refuses them)"
+
+
+def _words(*boxes: tuple[int, int, int, int]) -> dict:
+    return {f"{k + 1:04d}": {"points": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]}
+            for k, (x0, y0, x1, y1) in enumerate(boxes)}
+
+
+def test_iou_metric_says_why_words_were_missed(cli, tmp_path):
+    gt, pred = tmp_path / "gt.json", tmp_path / "pred.json"
+    # a.jpg: one box over two segments, a word found; b.jpg: a word not found, a detection on nothing
+    gt.write_text(json.dumps({"images": {
+        "a.jpg": {"words": _words((0, 0, 40, 20), (50, 0, 90, 20), (0, 40, 100, 60))},
+        "b.jpg": {"words": _words((0, 0, 100, 20))}}}))
+    pred.write_text(json.dumps({"images": {
+        "a.jpg": {"words": _words((0, 0, 90, 20), (0, 40, 100, 60))},
+        "b.jpg": {"words": _words((300, 300, 400, 320))}}}))
+    code, out, err = cli("evaluate-json", gt, pred, "--metric", "iou", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["misses"] == {"gt_matched": 1, "gt_merged": 2, "gt_split": 0, "gt_misfit": 0, "gt_not_found": 1,
+                             "det_matched": 1, "det_merged": 1, "det_fragment": 0, "det_misfit": 0,
+                             "det_background": 1}
+    assert got["per_image"]["b.jpg"]["misses"] == {"gt_not_found": 1, "det_background": 1}
+    code, out, _ = cli("evaluate-json", gt, pred, "--metric", "iou")
+    assert code == 0
+    assert ("IoU misses: 3 of 4 words (75.00 pp of the global recall): 2 merged with a neighbour (50.00 pp), "
+            "1 not found (25.00 pp)") in out
+    assert ("unmatched detections: 2 of 3 detections (66.67 pp of the global precision): 1 over several words "
+            "(33.33 pp), 1 on no word (33.33 pp)") in out
+    code, out, _ = cli("evaluate-json", gt, pred)  # CLEval: no IoU misses
+    assert code == 0 and "IoU misses" not in out

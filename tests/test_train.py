@@ -137,6 +137,15 @@ def test_best_checkpoint_is_chosen_by_hmean_and_evaluate_reproduces_it(trained, 
     # evaluating best.ckpt on the validation split gives exactly the best epoch's val H-mean
     assert scores["cleval"]["image_mean"]["hmean"] == pytest.approx(result.best["hmean"], abs=1e-9)
     assert (Path(result.run_dir) / "eval-val.json").is_file()
+    # the IoU misses by kind account for every word and detection the global IoU scores counted
+    m, iou = scores["iou"]["misses"], scores["iou"]["global"]
+    words = sum(v for k, v in m.items() if k.startswith("gt_"))
+    dets = sum(v for k, v in m.items() if k.startswith("det_"))
+    assert words > 0 and m["gt_matched"] == m["det_matched"]
+    assert m["gt_matched"] / words == pytest.approx(iou["recall"])
+    assert m["det_matched"] / dets == pytest.approx(iou["precision"]) if dets else iou["precision"] == 0
+    code, out, _ = cli("evaluate", result.run_dir, "--data", tiny_data, "--runs-dir", runs)
+    assert code == 0 and f"IoU misses: {words - m['gt_matched']} of {words} words" in out
 
 
 def test_predict_writes_csv_for_every_image(trained, tiny_data, cli, tmp_path):

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ocrtune.cli._misses import misses_lines
 from ocrtune.cli._options import JsonOption
 from ocrtune.cli._output import console, info, print_json, table
 from ocrtune.errors import InputError
@@ -76,5 +77,7 @@ def evaluate_json(
     if result["missing_predictions"]:
         title += f" ({result['missing_predictions']} missing from the predictions, scored 0)"
     console.print(table(title, ["aggregate", "H-mean", "precision", "recall"], rows))
+    for line in misses_lines(result["misses"]) if "misses" in result else []:
+        console.print(line, soft_wrap=True)
     if per_image is not None:
         info(f"wrote {per_image}")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ocrtune.cli._misses import misses_lines
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import ProgressBar, console, err_console, fmt, info, print_json, table
 from ocrtune.errors import InputError
@@ -213,6 +214,8 @@ def evaluate(
     ]
     what = _ensemble_title(result) or result["checkpoint"]
     console.print(table(f"{split}: {result['images']} images, {what}", ["metric", "H-mean", "precision", "recall"], rows))
+    for line in misses_lines(i["misses"]):
+        console.print(line, soft_wrap=True)
     info(saved)
 
 

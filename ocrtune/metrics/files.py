@@ -7,12 +7,14 @@ polygons included: they use up prediction slots); IoU takes ``###`` GT words as 
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 from ocrtune.errors import InputError
 from ocrtune.metrics.cleval import evaluate_cleval, load_words_json
 from ocrtune.metrics.iou import evaluate_iou
+from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
 
 Metric = Literal["cleval", "iou"]
 
@@ -26,7 +28,8 @@ def load_predictions(path: Path) -> dict[str, list[Any]]:
 
 
 def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval", strict: bool = False) -> dict[str, Any]:
-    """``{"per_image", "image_mean", "global"}`` plus what was scored.
+    """``{"per_image", "image_mean", "global"}`` plus what was scored; for the IoU also
+    ``misses``, the unmatched words and detections by kind (``iou_misses``).
 
     Predictions for images the ground truth does not have are not scored (the competition
     scores GT images only); they are listed in ``extra_predictions`` (sorted), since they
@@ -47,6 +50,11 @@ def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval", st
     if strict and extra:
         raise InputError(f"{extra_predictions_text(extra)} (--strict)", file=str(pred_path))
     result = evaluate_cleval(gt_words, pred) if metric == "cleval" else evaluate_iou(gt, pred, ignore)
+    if metric == "iou":  # why the words were missed, from the same matching
+        misses = {name: iou_misses(words, pred.get(name), ignore[name]) for name, words in gt.items()}
+        result["misses"] = asdict(sum(misses.values(), IoUMisses()))
+        for name, m in misses.items():
+            result["per_image"][name]["misses"] = m.missed()
     missing = sum(1 for name in result["per_image"] if name not in pred)
     return {
         "metric": metric,

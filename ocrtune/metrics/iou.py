@@ -30,7 +30,8 @@ from ocrtune.errors import InputError
 from ocrtune.metrics._polys import PolyBatch, pair_intersection_areas, to_batch
 from ocrtune.metrics._score import Accumulator, Score
 
-__all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "evaluate_iou", "match_iou"]
+__all__ = ["IoUAccumulator", "IoUCounts", "IoUImageScore", "IoUMatch", "evaluate_iou", "match_iou",
+           "match_iou_pairs"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,29 @@ def _overlapping_pairs(a: PolyBatch, b: PolyBatch) -> tuple[np.ndarray, np.ndarr
     return np.nonzero(near)
 
 
+@dataclass(frozen=True)
+class IoUMatch:
+    """One image's matching, for the counts and for telling the misses apart (``iou_misses``).
+
+    Indices refer to the words kept (non-empty); ``gi, di, inter, iou`` are every overlapping
+    pair of a cared-for GT word and a live prediction (not absorbed by a don't-care word)."""
+
+    area_g: np.ndarray
+    area_d: np.ndarray
+    care: np.ndarray  # bool per GT word: not don't-care
+    live: np.ndarray  # bool per prediction: not absorbed
+    gi: np.ndarray
+    di: np.ndarray
+    inter: np.ndarray
+    iou: np.ndarray
+    matched_g: np.ndarray  # bool per GT word
+    matched_d: np.ndarray  # bool per prediction
+
+    @property
+    def counts(self) -> IoUCounts:
+        return IoUCounts(int(self.care.sum()), int(self.live.sum()), int(self.matched_g.sum()))
+
+
 def match_iou(
     gt_raw: object,
     pred_raw: object,
@@ -99,6 +123,20 @@ def match_iou(
     dont_care_threshold: float = 0.5,
 ) -> IoUCounts:
     """Counts of one image. Empty point lists are not words; ``gt_ignore`` follows ``gt_raw``."""
+    return match_iou_pairs(
+        gt_raw, pred_raw, gt_ignore, iou_threshold=iou_threshold, dont_care_threshold=dont_care_threshold
+    ).counts
+
+
+def match_iou_pairs(
+    gt_raw: object,
+    pred_raw: object,
+    gt_ignore: Sequence[bool] | np.ndarray | None = None,
+    *,
+    iou_threshold: float = 0.5,
+    dont_care_threshold: float = 0.5,
+) -> IoUMatch:
+    """The matching of one image with the overlaps behind it (see ``match_iou``)."""
     gt = to_batch(gt_raw, "gt")
     pred = to_batch(pred_raw, "pred")
     ignore = np.zeros(len(gt), dtype=bool)
@@ -111,9 +149,11 @@ def match_iou(
     keep_g = np.flatnonzero(gt.n > 0)
     gt, ignore = gt.take(keep_g), ignore[keep_g]
     pred = pred.take(np.flatnonzero(pred.n > 0))
-    n_gt_care = int((~ignore).sum())
+    none = np.zeros(0, dtype=np.int64)
     if len(pred) == 0 or len(gt) == 0:
-        return IoUCounts(n_gt_care, len(pred), 0)
+        return IoUMatch(np.zeros(len(gt)), np.zeros(len(pred)), ~ignore, np.ones(len(pred), dtype=bool),
+                        none, none, np.zeros(0), np.zeros(0), np.zeros(len(gt), dtype=bool),
+                        np.zeros(len(pred), dtype=bool))
 
     area_g, area_d = _areas(gt), _areas(pred)
     gi, di = _overlapping_pairs(gt, pred)
@@ -133,16 +173,14 @@ def match_iou(
     union = area_g[gi] + area_d[di] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(union > 0, inter / union, 0.0)
-    ok = iou >= iou_threshold
-    gi, di, iou = gi[ok], di[ok], iou[ok]
-    order = np.lexsort((di, gi, -iou))
-    used_g: set[int] = set()
-    used_d: set[int] = set()
+    ok = np.flatnonzero(iou >= iou_threshold)
+    order = ok[np.lexsort((di[ok], gi[ok], -iou[ok]))]
+    matched_g = np.zeros(len(gt), dtype=bool)
+    matched_d = np.zeros(len(pred), dtype=bool)
     for g, d in zip(gi[order].tolist(), di[order].tolist()):
-        if g not in used_g and d not in used_d:
-            used_g.add(g)
-            used_d.add(d)
-    return IoUCounts(n_gt_care, int((~absorbed).sum()), len(used_g))
+        if not matched_g[g] and not matched_d[d]:
+            matched_g[g] = matched_d[d] = True
+    return IoUMatch(area_g, area_d, ~ignore, ~absorbed, gi, di, inter, iou, matched_g, matched_d)
 
 
 class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):

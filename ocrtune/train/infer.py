@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ocrtune.errors import InputError
+from ocrtune.metrics.iou_misses import IoUMisses
 from ocrtune.model.checkpoint import scored_weights, trained_weights
 from ocrtune.presets.load import apply_overrides, validate
 from ocrtune.presets.schema import Preset
@@ -225,11 +226,12 @@ def evaluate(
     target = eval_output(loaded, split, out)
     items, problems = load_split(data_root, split)
     loader = loaded.loader(items, batch_size, num_workers)
-    scores = DetectionScores(loaded.post)
+    scores = DetectionScores(loaded.post, misses=True)
     start = time.perf_counter()
     for batch, maps in loaded.maps(loader, progress):
         scores.add(maps, batch)
     c, i = scores.cleval.summary(), scores.iou.summary()
+    misses = scores.misses or {}
     result = {
         "checkpoint": str(loaded.checkpoint),
         "data": str(data_root),
@@ -237,8 +239,10 @@ def evaluate(
         "images": len(c["per_image"]),
         "seconds": round(time.perf_counter() - start, 3),
         "cleval": {"image_mean": c["image_mean"], "global": _scores(c["global"])},
-        "iou": {"image_mean": i["image_mean"], "global": _scores(i["global"])},
-        "per_image": {k: {m: v[m] for m in ("recall", "precision", "hmean")} for k, v in c["per_image"].items()},
+        "iou": {"image_mean": i["image_mean"], "global": _scores(i["global"]),
+                "misses": asdict(sum(misses.values(), IoUMisses()))},
+        "per_image": {k: {**{m: v[m] for m in ("recall", "precision", "hmean")},
+                          "iou_misses": misses[k].missed()} for k, v in c["per_image"].items()},
         "data_problems": problems,
         **loaded.details(),
         "saved": str(target) if target is not None else None,

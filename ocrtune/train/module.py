@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ocrtune.errors import OcrtuneError
 from ocrtune.metrics.cleval import CLEvalAccumulator, CLEvalCounts
 from ocrtune.metrics.iou import IoUAccumulator
+from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
 from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
 from ocrtune.model.postprocess import DBPostProcessor
@@ -44,13 +45,15 @@ def postprocessor(cfg: PostprocessConfig) -> DBPostProcessor:
 class DetectionScores:
     """Postprocess probability maps and score them with CLEval and IoU.
 
-    Validation and ``ocrtune evaluate`` share it, so both score exactly the same way.
+    Validation and ``ocrtune evaluate`` share it, so both score exactly the same way;
+    ``misses`` also sorts the IoU misses by kind (evaluate's breakdown, not needed per epoch).
     """
 
-    def __init__(self, post: DBPostProcessor) -> None:
+    def __init__(self, post: DBPostProcessor, misses: bool = False) -> None:
         self.post = post
         self.cleval = CLEvalAccumulator()
         self.iou = IoUAccumulator()
+        self.misses: dict[str, IoUMisses] | None = {} if misses else None
 
     def add(self, maps: Sequence[np.ndarray], batch: dict[str, Any]) -> None:
         """``maps``: each image's (H, W) probabilities (any extent covering it), in batch order."""
@@ -60,6 +63,8 @@ class DetectionScores:
             polys = [d.polygon for d in self.post(m, scale=s, original_size=tuple(o))]
             self.cleval.update(name, gt, polys)
             self.iou.update(name, gt, polys, gt_ignore=ignore)
+            if self.misses is not None:
+                self.misses[name] = iou_misses(gt, polys, ignore)
 
 
 class DBNetModule(L.LightningModule):
