@@ -195,14 +195,17 @@ def test_iou_metric_says_why_words_were_missed(cli, tmp_path):
     assert code == 0, err
     got = json.loads(out)
     assert got["misses"] == {"gt_matched": 1, "gt_merged": 2, "gt_split": 0, "gt_misfit": 0, "gt_not_found": 1,
-                             "det_matched": 1, "det_merged": 1, "det_fragment": 0, "det_misfit": 0,
-                             "det_background": 1}
+                             "det_matched": 1, "det_merged": 1, "det_duplicate": 0, "det_fragment": 0,
+                             "det_misfit": 0, "det_background": 1}
+    assert got["per_image"]["a.jpg"]["misses"] == {"gt_merged": 2, "det_merged": 1}
     assert got["per_image"]["b.jpg"]["misses"] == {"gt_not_found": 1, "det_background": 1}
     code, out, _ = cli("evaluate-json", gt, pred, "--metric", "iou")
     assert code == 0
-    assert ("IoU misses: 3 of 4 words (75.00 pp of the global recall): 2 merged with a neighbour (50.00 pp), "
+    assert ("IoU misses: 3 of 4 words, -75.00 pp of the global recall: 2 merged with a neighbour (50.00 pp), "
             "1 not found (25.00 pp)") in out
-    assert ("unmatched detections: 2 of 3 detections (66.67 pp of the global precision): 1 over several words "
+    assert ("unmatched detections: 2 of 3 detections, -66.67 pp of the global precision: 1 over several words "
             "(33.33 pp), 1 on no word (33.33 pp)") in out
-    code, out, _ = cli("evaluate-json", gt, pred)  # CLEval: no IoU misses
+    code, out, _ = cli("evaluate-json", gt, pred, "--json")  # CLEval: no IoU misses
+    assert code == 0 and "misses" not in json.loads(out)
+    code, out, _ = cli("evaluate-json", gt, pred)
     assert code == 0 and "IoU misses" not in out

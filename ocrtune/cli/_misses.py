@@ -14,14 +14,15 @@ _GT_KINDS = (
 )
 _DET_KINDS = (
     ("det_merged", "over several words"),
+    ("det_duplicate", "a second box on a matched word"),
     ("det_background", "on no word"),
     ("det_fragment", "a piece of one word"),
-    ("det_misfit", "too loose, tight or shifted"),
+    ("det_misfit", "too loose or shifted"),
 )
 
 
 def misses_lines(counts: dict[str, Any]) -> list[str]:
-    """``IoU misses: 384 of 3668 words (10.47 pp of the global recall): 210 merged with a neighbour
+    """``IoU misses: 384 of 3668 words, -10.47 pp of the global recall: 210 merged with a neighbour
     (5.73 pp), ...`` and the same for the unmatched detections against the global precision (counts
     pooled over the images); kinds by count, largest first."""
     m = IoUMisses(**counts)
@@ -36,6 +37,6 @@ def misses_lines(counts: dict[str, Any]) -> list[str]:
 def _line(title: str, noun: str, score: str, total: int, missed: int, kinds: list[tuple[int, str]]) -> str:
     if not total:
         return f"{title}: no {noun}"
-    head = f"{title}: {missed} of {total} {noun} ({100 * missed / total:.2f} pp of the global {score})"
+    head = f"{title}: {missed} of {total} {noun}, -{100 * missed / total:.2f} pp of the global {score}"
     parts = [f"{n} {text} ({100 * n / total:.2f} pp)" for n, text in sorted(kinds, key=lambda k: -k[0]) if n]
     return head + (": " + ", ".join(parts) if parts else "")

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from ocrtune.errors import InputError
 from ocrtune.metrics.cleval import evaluate_cleval, load_words_json
-from ocrtune.metrics.iou import evaluate_iou
-from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
+from ocrtune.metrics.iou import IoUAccumulator
+from ocrtune.metrics.iou_misses import IoUMisses, classify
 
 Metric = Literal["cleval", "iou"]
 
@@ -49,12 +49,7 @@ def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval", st
     extra = sorted(name for name in pred if name not in names)
     if strict and extra:
         raise InputError(f"{extra_predictions_text(extra)} (--strict)", file=str(pred_path))
-    result = evaluate_cleval(gt_words, pred) if metric == "cleval" else evaluate_iou(gt, pred, ignore)
-    if metric == "iou":  # why the words were missed, from the same matching
-        misses = {name: iou_misses(words, pred.get(name), ignore[name]) for name, words in gt.items()}
-        result["misses"] = asdict(sum(misses.values(), IoUMisses()))
-        for name, m in misses.items():
-            result["per_image"][name]["misses"] = m.missed()
+    result = evaluate_cleval(gt_words, pred) if metric == "cleval" else _iou_with_misses(gt, pred, ignore)
     missing = sum(1 for name in result["per_image"] if name not in pred)
     return {
         "metric": metric,
@@ -65,6 +60,18 @@ def evaluate_files(gt_path: Path, pred_path: Path, metric: Metric = "cleval", st
         "extra_predictions": extra,
         **result,
     }
+
+
+def _iou_with_misses(gt: dict[str, Any], pred: dict[str, Any], ignore: dict[str, Any]) -> dict[str, Any]:
+    """``evaluate_iou``'s summary plus why the words were missed, from the same matching:
+    ``misses`` pooled and each image's non-zero kinds."""
+    acc = IoUAccumulator()
+    misses = {name: classify(acc.update_match(name, words, pred.get(name), ignore[name])) for name, words in gt.items()}
+    result = acc.summary()
+    result["misses"] = asdict(sum(misses.values(), IoUMisses()))
+    for name, m in misses.items():
+        result["per_image"][name]["misses"] = m.missed()
+    return result
 
 
 def extra_predictions_text(extra: list[str], shown: int = 3) -> str:

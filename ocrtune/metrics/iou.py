@@ -95,9 +95,12 @@ def _overlapping_pairs(a: PolyBatch, b: PolyBatch) -> tuple[np.ndarray, np.ndarr
 class IoUMatch:
     """One image's matching, for the counts and for telling the misses apart (``iou_misses``).
 
-    Indices refer to the words kept (non-empty); ``gi, di, inter, iou`` are every overlapping
-    pair of a cared-for GT word and a live prediction (not absorbed by a don't-care word)."""
+    Indices refer to the words kept (non-empty): ``gt`` and ``pred``; ``gi, di, inter, iou``
+    are every overlapping pair of a cared-for GT word and a live prediction (not absorbed by a
+    don't-care word)."""
 
+    gt: PolyBatch
+    pred: PolyBatch
     area_g: np.ndarray
     area_d: np.ndarray
     care: np.ndarray  # bool per GT word: not don't-care
@@ -151,7 +154,7 @@ def match_iou_pairs(
     pred = pred.take(np.flatnonzero(pred.n > 0))
     none = np.zeros(0, dtype=np.int64)
     if len(pred) == 0 or len(gt) == 0:
-        return IoUMatch(np.zeros(len(gt)), np.zeros(len(pred)), ~ignore, np.ones(len(pred), dtype=bool),
+        return IoUMatch(gt, pred, np.zeros(len(gt)), np.zeros(len(pred)), ~ignore, np.ones(len(pred), dtype=bool),
                         none, none, np.zeros(0), np.zeros(0), np.zeros(len(gt), dtype=bool),
                         np.zeros(len(pred), dtype=bool))
 
@@ -180,7 +183,7 @@ def match_iou_pairs(
     for g, d in zip(gi[order].tolist(), di[order].tolist()):
         if not matched_g[g] and not matched_d[d]:
             matched_g[g] = matched_d[d] = True
-    return IoUMatch(area_g, area_d, ~ignore, ~absorbed, gi, di, inter, iou, matched_g, matched_d)
+    return IoUMatch(gt, pred, area_g, area_d, ~ignore, ~absorbed, gi, di, inter, iou, matched_g, matched_d)
 
 
 class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
@@ -204,6 +207,23 @@ class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
             return IoUImageScore(*counts.scores(), counts)
 
         return self._add(name, score)
+
+    def update_match(
+        self,
+        name: str,
+        gt: Sequence[Sequence[Sequence[float]]] | np.ndarray,
+        pred: Sequence[Sequence[Sequence[float]]] | np.ndarray | None,
+        gt_ignore: Sequence[bool] | np.ndarray | None = None,
+    ) -> IoUMatch:
+        """``update``, returning the matching behind the score (``iou_misses.classify`` reads it)."""
+        found: list[IoUMatch] = []
+
+        def score() -> IoUImageScore:
+            found.append(match_iou_pairs(gt, pred, gt_ignore, iou_threshold=self.iou_threshold))
+            return IoUImageScore(*found[0].counts.scores(), found[0].counts)
+
+        self._add(name, score)
+        return found[0]
 
     def _pooled(self, t: IoUCounts) -> tuple[float, float, float]:
         return t.pooled()

@@ -4,22 +4,24 @@ The IoU H-mean says how many words were not matched at IoU >= 0.5, not why, and 
 differ: boxes that swallow a neighbour (the model does not see where the annotation splits a
 line), words cut in pieces, boxes drawn too loosely or tightly (unclip ratio, thresholds) and
 words not found at all (small or faint text) are fixed by different settings or training.
-The kinds come from the same matching as the score (``match_iou_pairs``), with coverage
-measured as a share of the word's or the detection's area:
+The kinds come from the same matching as the score (``match_iou_pairs``); "covers half of a
+word" and "lies half inside a word" compare the overlap with the word's and the detection's
+area (at least 0.5). Don't-care words and the detections they absorb are left out, as the
+score leaves them out; a don't-care word is not "another word" for a merge.
 
 GT words not matched (each in the first kind that applies):
 
-- ``merged``: a detection covers at least half of it and at least half of another word too.
-- ``split``: two or more detections lie mostly (half their area) inside it and cover at least
-  half of it together.
-- ``misfit``: one detection covers half of it, or lies half inside it, but the two do not reach
-  the IoU threshold (too loose, too tight or shifted).
-- ``not_found``: nothing of the above; at most slivers of detections touch it.
+- ``merged``: a detection covers half of it and half of another word too.
+- ``split``: two or more detections lie half inside it and cover half of it together.
+- ``misfit``: a detection covers half of it, or lies half inside it and covers a tenth of
+  it, short of the IoU threshold (too loose, too tight or shifted).
+- ``not_found``: no detection covers half of it, and none lies half inside it covering a
+  tenth of it.
 
-Detections not matched: ``merged`` (covers half of two or more words), ``fragment`` (lies half
-inside one word), ``misfit`` (overlaps words otherwise, by a tenth of its area or more) and
-``background`` (less than a tenth of it on any word). Don't-care words and the detections they
-absorb are left out, as the score leaves them out.
+Detections not matched: ``merged`` (covers half of two or more words), ``duplicate`` (reaches
+the IoU threshold with a word matched to another detection), ``fragment`` (lies half inside
+a word), ``misfit`` (covers half of a word, or has a tenth of its area on one) and
+``background`` (less than a tenth of it on every word).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+import shapely
 
-from ocrtune.metrics.iou import match_iou_pairs
+from ocrtune.metrics.iou import IoUMatch, match_iou_pairs
 
-__all__ = ["IoUMisses", "iou_misses"]
+__all__ = ["IoUMisses", "classify", "iou_misses"]
 
 _HALF = 0.5
 _SLIVER = 0.1
@@ -48,6 +51,7 @@ class IoUMisses:
     gt_not_found: int = 0
     det_matched: int = 0
     det_merged: int = 0
+    det_duplicate: int = 0
     det_fragment: int = 0
     det_misfit: int = 0
     det_background: int = 0
@@ -65,7 +69,8 @@ class IoUMisses:
 
     @property
     def det_total(self) -> int:
-        return self.det_matched + self.det_merged + self.det_fragment + self.det_misfit + self.det_background
+        return (self.det_matched + self.det_merged + self.det_duplicate + self.det_fragment + self.det_misfit
+                + self.det_background)
 
 
 def iou_misses(
@@ -76,25 +81,26 @@ def iou_misses(
     iou_threshold: float = 0.5,
 ) -> IoUMisses:
     """Each cared-for GT word and each live detection of one image, by kind (module docstring)."""
-    m = match_iou_pairs(gt, pred, gt_ignore, iou_threshold=iou_threshold)
+    return classify(match_iou_pairs(gt, pred, gt_ignore, iou_threshold=iou_threshold), iou_threshold)
+
+
+def classify(m: IoUMatch, iou_threshold: float = 0.5) -> IoUMisses:
+    """The kinds of one image's matching (made at ``iou_threshold``)."""
     n_g, n_d = len(m.area_g), len(m.area_d)
     with np.errstate(divide="ignore", invalid="ignore"):
         cover = np.where(m.area_g[m.gi] > 0, m.inter / m.area_g[m.gi], 0.0)  # share of the word
         inside = np.where(m.area_d[m.di] > 0, m.inter / m.area_d[m.di], 0.0)  # share of the detection
+    covers = cover >= _HALF
     # How many words each detection covers by half: a detection on two or more is a merge.
-    spans = np.bincount(m.di[cover >= _HALF], minlength=n_d)
+    spans = np.bincount(m.di[covers], minlength=n_d)
     merging = spans[m.di] >= 2
+    piece = inside >= _HALF
 
     gt_kind = np.full(n_g, "", dtype=object)
     gt_kind[m.matched_g] = "matched"
-    merged_g = np.zeros(n_g, dtype=bool)
-    merged_g[m.gi[merging & (cover >= _HALF)]] = True
-    piece = inside >= _HALF
-    pieces = np.bincount(m.gi[piece], minlength=n_g)
-    piece_cover = np.bincount(m.gi[piece], weights=cover[piece], minlength=n_g)
-    split_g = (pieces >= 2) & (piece_cover >= _HALF)
-    misfit_g = np.zeros(n_g, dtype=bool)
-    misfit_g[m.gi[(cover >= _HALF) | piece]] = True
+    merged_g = _marked(n_g, m.gi[merging & covers])
+    split_g = _split(m, piece, n_g)
+    misfit_g = _marked(n_g, m.gi[covers | (piece & (cover >= _SLIVER))])
     for mask, kind in ((merged_g, "merged"), (split_g, "split"), (misfit_g, "misfit")):
         gt_kind[(gt_kind == "") & mask] = kind
     gt_kind[gt_kind == ""] = "not_found"
@@ -102,11 +108,12 @@ def iou_misses(
 
     det_kind = np.full(n_d, "", dtype=object)
     det_kind[m.matched_d] = "matched"
-    merged_d = spans >= 2
-    fragment_d = np.zeros(n_d, dtype=bool)
-    fragment_d[m.di[piece]] = True
-    on_words = np.bincount(m.di, weights=inside, minlength=n_d)
-    for mask, kind in ((merged_d, "merged"), (fragment_d, "fragment"), (on_words >= _SLIVER, "misfit")):
+    duplicate_d = _marked(n_d, m.di[(m.iou >= iou_threshold) & m.matched_g[m.gi] & ~m.matched_d[m.di]])
+    most_on_one = np.zeros(n_d)
+    np.maximum.at(most_on_one, m.di, inside)
+    misfit_d = (spans >= 1) | (most_on_one >= _SLIVER)
+    for mask, kind in ((spans >= 2, "merged"), (duplicate_d, "duplicate"), (_marked(n_d, m.di[piece]), "fragment"),
+                       (misfit_d, "misfit")):
         det_kind[(det_kind == "") & mask] = kind
     det_kind[det_kind == ""] = "background"
     det_kind = det_kind[m.live]
@@ -116,5 +123,26 @@ def iou_misses(
 
     return IoUMisses(
         *(count(gt_kind, k) for k in ("matched", "merged", "split", "misfit", "not_found")),
-        *(count(det_kind, k) for k in ("matched", "merged", "fragment", "misfit", "background")),
+        *(count(det_kind, k) for k in ("matched", "merged", "duplicate", "fragment", "misfit", "background")),
     )
+
+
+def _marked(n: int, idx: np.ndarray) -> np.ndarray:
+    out = np.zeros(n, dtype=bool)
+    out[idx] = True
+    return out
+
+
+def _split(m: IoUMatch, piece: np.ndarray, n_g: int) -> np.ndarray:
+    """Words that two or more detections lie half inside and cover half of together (their
+    union: overlapping pieces count once)."""
+    out = np.zeros(n_g, dtype=bool)
+    candidates = np.flatnonzero(np.bincount(m.gi[piece], minlength=n_g) >= 2)
+    for g in candidates.tolist():
+        if m.area_g[g] <= 0:
+            continue
+        dets = m.di[piece & (m.gi == g)]
+        word = m.gt.geometries(np.array([g]))[0]
+        together = shapely.union_all(m.pred.geometries(dets))
+        out[g] = shapely.area(shapely.intersection(word, together)) / m.area_g[g] >= _HALF
+    return out

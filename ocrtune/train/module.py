@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ocrtune.errors import OcrtuneError
 from ocrtune.metrics.cleval import CLEvalAccumulator, CLEvalCounts
 from ocrtune.metrics.iou import IoUAccumulator
-from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
+from ocrtune.metrics.iou_misses import IoUMisses, classify
 from ocrtune.model.dbnet import build_dbnet
 from ocrtune.model.loss import DBLoss
 from ocrtune.model.postprocess import DBPostProcessor
@@ -62,9 +62,9 @@ class DetectionScores:
         ):
             polys = [d.polygon for d in self.post(m, scale=s, original_size=tuple(o))]
             self.cleval.update(name, gt, polys)
-            self.iou.update(name, gt, polys, gt_ignore=ignore)
+            match = self.iou.update_match(name, gt, polys, gt_ignore=ignore)  # one matching: score and misses
             if self.misses is not None:
-                self.misses[name] = iou_misses(gt, polys, ignore)
+                self.misses[name] = classify(match, self.iou.iou_threshold)
 
 
 class DBNetModule(L.LightningModule):
