@@ -159,7 +159,7 @@ def main() -> None:
     work = args.work.resolve()
     runs = work / "runs"
     syn = work / f"synth-{args.synth_n}-{args.synth_size}"
-    out: dict = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs,
+    out: dict = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs, "scratch": args.scratch,
                  "synth_n": args.synth_n, "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule,
                  "sets": args.set, "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(), "anchor": ANCHOR,
                  "per_epoch": {}}

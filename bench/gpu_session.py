@@ -370,7 +370,7 @@ class Session:
         fast = next((r for r in step.values() if r["config"]["workers"] == a.many_workers and "cache" in r), None)
         img_s = fast["cache"]["img_s"] if fast else a.assume_img_s
         n_train = sum(1 for _ in (a.data / "images" / "train").iterdir())
-        n_val = sum(1 for _ in (a.data / "images" / "val").iterdir())
+        n_val = max(1, sum(1 for _ in (a.data / "images" / "val").iterdir()))
         epoch_s = n_train / img_s + a.val_epoch_s
         # data synth keeps a tenth for val, which costs as SROIE's val does per image
         pre_epoch_s = a.synth_n * 0.9 / img_s + a.val_epoch_s * a.synth_n * 0.1 / n_val
@@ -384,6 +384,9 @@ class Session:
             epochs = a.recipe_epochs
             rest = spare - epochs * epoch_s * (trainings - 1)
             pre_epochs = int(max(1, min(a.max_epochs, rest / pre_epoch_s)))
+            if rest < pre_epoch_s:
+                self.log(f"recipe: warning: {epochs} epochs leave {rest:.0f} s for pretraining, under one epoch "
+                         f"(~{pre_epoch_s:.0f} s): the call will run past --budget-s")
         else:
             epochs = int(max(1, min(a.max_epochs, spare / ((trainings - 1) * epoch_s + pre_epoch_s))))
             pre_epochs = epochs
@@ -403,7 +406,8 @@ class Session:
                *([] if a.recipe_tune else ["--no-tune"]), *([] if a.recipe_scratch else ["--no-scratch"])]
         t = time.perf_counter()
         rc = subprocess.run(cmd, env=self.env()).returncode
-        fig = {"epochs": epochs, "pre_epochs": pre_epochs, "assumed_epoch_s": round(epoch_s, 1),
+        fig = {"epochs": epochs, "pre_epochs": pre_epochs, "scratch": a.recipe_scratch,
+               "assumed_epoch_s": round(epoch_s, 1),
                "seconds": round(time.perf_counter() - t, 1), "exit": rc}
         if (self.out / "recipe.json").is_file():
             fig["figures"] = json.loads((self.out / "recipe.json").read_text())
@@ -469,6 +473,13 @@ def smoke_data(work: Path) -> Path:
     return root
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="SROIE (images/{train,val}, annotations); --smoke makes its own")
@@ -486,8 +497,9 @@ def main() -> None:
                     help="step part: baseline at the large size with 4 and with --many-workers workers, at the "
                          "small size, cpu-demo at the small size")
     ap.add_argument("--recipe-tune", action="store_true",
-                    help="recipe: also tune the postprocess on train (step 4, about 3 x --post-tune-s)")
-    ap.add_argument("--recipe-epochs", type=int, default=None,
+                    help="recipe: also tune the postprocess on train (step 4: scratch, fine-tuned, fine-tuned for the "
+                         "IoU; about 3 x --post-tune-s, 2 x without the scratch run)")
+    ap.add_argument("--recipe-epochs", type=_positive, default=None,
                     help="recipe: this many fine-tuning (and scratch) epochs; the pretraining gets the time left "
                          "(default: equal epochs for all, fitted to the time left)")
     ap.add_argument("--no-recipe-scratch", dest="recipe_scratch", action="store_false",
@@ -507,7 +519,7 @@ def main() -> None:
                          "epoch, 54 steps of them at 65 images/s)")
     ap.add_argument("--post-tune-s", type=float, default=40.0,
                     help="the recipe's step 4 (train-split maps, 245 settings, one val pass) assumed, per tune "
-                         "(three: scratch, fine-tuned, fine-tuned for the IoU)")
+                         "(scratch unless --no-recipe-scratch, fine-tuned, fine-tuned for the IoU)")
     ap.add_argument("--assume-img-s", type=float, default=60.0, help="training rate when the step part did not run")
     ap.add_argument("--set", action="append", default=[], help="extra --set for every baseline measurement")
     ap.add_argument("--device", default=None)

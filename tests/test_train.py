@@ -144,6 +144,9 @@ def test_best_checkpoint_is_chosen_by_hmean_and_evaluate_reproduces_it(trained, 
     assert words > 0 and m["gt_matched"] == m["det_matched"]
     assert m["gt_matched"] / words == pytest.approx(iou["recall"])
     assert m["det_matched"] / dets == pytest.approx(iou["precision"]) if dets else iou["precision"] == 0
+    per_image = [v["iou_misses"] for v in scores["per_image"].values()]
+    assert len(per_image) == scores["images"]
+    assert sum(v.get("gt_not_found", 0) for v in per_image) == m["gt_not_found"]
     code, out, _ = cli("evaluate", result.run_dir, "--data", tiny_data, "--runs-dir", runs)
     assert code == 0 and f"IoU misses: {words - m['gt_matched']} of {words} words" in out
 

@@ -210,7 +210,8 @@ def evaluate(
     rows = [
         ["CLEval (image mean)", c["image_mean"]["hmean"], c["image_mean"]["precision"], c["image_mean"]["recall"]],
         ["CLEval (global)", c["global"]["hmean"], c["global"]["precision"], c["global"]["recall"]],
-        ["IoU 0.5", i["image_mean"]["hmean"], i["image_mean"]["precision"], i["image_mean"]["recall"]],
+        ["IoU 0.5 (image mean)", i["image_mean"]["hmean"], i["image_mean"]["precision"], i["image_mean"]["recall"]],
+        ["IoU 0.5 (global)", i["global"]["hmean"], i["global"]["precision"], i["global"]["recall"]],
     ]
     what = _ensemble_title(result) or result["checkpoint"]
     console.print(table(f"{split}: {result['images']} images, {what}", ["metric", "H-mean", "precision", "recall"], rows))
