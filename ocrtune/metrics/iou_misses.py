@@ -42,7 +42,7 @@ _SLIVER = 0.1
 
 @dataclass(frozen=True)
 class IoUMisses:
-    """Counts of one image (or, added up, of a split)."""
+    """Counts of one image (or, added up, of all images scored)."""
 
     gt_matched: int = 0
     gt_merged: int = 0
@@ -137,7 +137,7 @@ def _split(m: IoUMatch, piece: np.ndarray, n_g: int) -> np.ndarray:
     """Words that two or more detections lie half inside and cover half of together (their
     union: overlapping pieces count once)."""
     out = np.zeros(n_g, dtype=bool)
-    candidates = np.flatnonzero(np.bincount(m.gi[piece], minlength=n_g) >= 2)
+    candidates = np.flatnonzero((np.bincount(m.gi[piece], minlength=n_g) >= 2) & ~m.matched_g)
     for g in candidates.tolist():
         if m.area_g[g] <= 0:
             continue
