@@ -201,12 +201,7 @@ class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
         gt_ignore: Sequence[bool] | np.ndarray | None = None,
     ) -> IoUImageScore:
         """Score one image; ``pred=None`` (missing from the predictions) counts as no words."""
-
-        def score() -> IoUImageScore:
-            counts = match_iou(gt, pred, gt_ignore, iou_threshold=self.iou_threshold)
-            return IoUImageScore(*counts.scores(), counts)
-
-        return self._add(name, score)
+        return self._score(name, gt, pred, gt_ignore)[0]
 
     def update_match(
         self,
@@ -216,14 +211,16 @@ class IoUAccumulator(Accumulator[IoUCounts, IoUImageScore]):
         gt_ignore: Sequence[bool] | np.ndarray | None = None,
     ) -> IoUMatch:
         """``update``, returning the matching behind the score (``iou_misses.classify`` reads it)."""
+        return self._score(name, gt, pred, gt_ignore)[1]
+
+    def _score(self, name: str, gt: Any, pred: Any, gt_ignore: Any) -> tuple[IoUImageScore, IoUMatch]:
         found: list[IoUMatch] = []
 
         def score() -> IoUImageScore:
             found.append(match_iou_pairs(gt, pred, gt_ignore, iou_threshold=self.iou_threshold))
             return IoUImageScore(*found[0].counts.scores(), found[0].counts)
 
-        self._add(name, score)
-        return found[0]
+        return self._add(name, score), found[0]
 
     def _pooled(self, t: IoUCounts) -> tuple[float, float, float]:
         return t.pooled()
