@@ -21,15 +21,17 @@ _DET_KINDS = (
 )
 
 
-def misses_lines(counts: dict[str, Any]) -> list[str]:
+def misses_lines(counts: dict[str, Any] | IoUMisses, label: str = "") -> list[str]:
     """``IoU misses: 384 of 3668 words, -10.47 pp of the global recall: 210 merged with a neighbour
     (5.73 pp), ...`` and the same for the unmatched detections against the global precision (counts
-    pooled over the images); kinds by count, largest first."""
-    m = IoUMisses(**counts)
+    pooled over the images); kinds by count, largest first. ``label`` names the setting, in
+    brackets after each title, when several are shown."""
+    m = counts if isinstance(counts, IoUMisses) else IoUMisses(**counts)
+    tag = f" ({label})" if label else ""
     return [
-        _line("IoU misses", "words", "recall", m.gt_total, m.gt_total - m.gt_matched,
+        _line("IoU misses" + tag, "words", "recall", m.gt_total, m.gt_total - m.gt_matched,
               [(getattr(m, k), text) for k, text in _GT_KINDS]),
-        _line("unmatched detections", "detections", "precision", m.det_total, m.det_total - m.det_matched,
+        _line("unmatched detections" + tag, "detections", "precision", m.det_total, m.det_total - m.det_matched,
               [(getattr(m, k), text) for k, text in _DET_KINDS]),
     ]
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.text import Text
 
+from ocrtune.cli._misses import misses_lines
 from ocrtune.cli._options import JsonOption, PresetsDirOption, SetOption
 from ocrtune.cli._output import ProgressBar, console, err_console, fmt, info, print_json, table
 
@@ -97,6 +98,10 @@ def _render(result: Any, top: int) -> None:
     else:
         console.print(f"the checkpoint's own settings score best: H {100 * cur.hmean:.2f}, "
                       f"IoU H {100 * cur.iou_hmean:.2f}", markup=False)
+    for key, label in (("current", "own settings"), ("best", "best")):
+        if key in result.misses:
+            for line in misses_lines(result.misses[key], label if len(result.misses) > 1 else ""):
+                console.print(line, markup=False)
     if result.preset:
         ext = f" (extends {result.preset['extends']})" if result.preset["extends"] else ""
         console.print(f"wrote {result.preset['path']}{ext}", markup=False)

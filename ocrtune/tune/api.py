@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ocrtune.errors import InputError
+from ocrtune.metrics.iou_misses import IoUMisses
 from ocrtune.procs import available_cores
 from ocrtune.sweep.plan.space import Space
 from ocrtune.train.rundir import RunDir, write_json_atomic
@@ -62,6 +63,9 @@ class TuneResult:
     data_problems: list[str] = field(default_factory=list)
     data: str | None = None  # --data as given
     overrides: list[str] = field(default_factory=list)  # --set as given
+    # The IoU misses by kind of the checkpoint's own settings ("current") and, when it differs,
+    # of the best ("best"): what the picked setting trades, as evaluate would show it.
+    misses: dict[str, IoUMisses] = field(default_factory=dict)
 
     @property
     def best(self) -> Scored:
@@ -105,6 +109,7 @@ class TuneResult:
             "top": [t.as_dict() for t in s.ranked[:top]],
             "preset": self.preset, "preset_note": self.preset_note,
             "evaluate_command": self.evaluate_command(),
+            "misses": {k: asdict(m) for k, m in self.misses.items()},
             "data_problems": self.data_problems,
             "saved": self.summary_path,
         }
@@ -144,11 +149,13 @@ def tune_postprocess(ref: str, opts: TuneOptions, maps_progress: Progress | None
     with Scorer(cache, _floors(space, current), jobs) as scorer:
         found = search(scorer.counts, current, space, strategy, opts.trials, opts.points, opts.seed, search_progress,
                        opts.objective)
+        picked = [("current", found.current)] + ([("best", found.best)] if found.best is not found.current else [])
+        misses = dict(zip((k for k, _ in picked), scorer.misses([sc.settings for _, sc in picked])))
     result = TuneResult(
         checkpoint=str(checkpoint), run=str(run_path) if run_path is not None else None, split=opts.split,
         images=len(cache), cache=str(where), cache_reused=reused, cache_seconds=cache_seconds, jobs=scorer.jobs,
         space=list(space.keys), search=found, data_problems=cache.data_problems,
-        data=str(opts.data) if opts.data is not None else None, overrides=list(opts.overrides),
+        data=str(opts.data) if opts.data is not None else None, overrides=list(opts.overrides), misses=misses,
     )
     found.notes += _edges(space, result.best) if result.improved else []
     if target is not None and result.improved:

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ocrtune.errors import OcrtuneError
+from ocrtune.metrics.iou_misses import IoUMisses
 from ocrtune.tune.cache import MapsCache
 from ocrtune.tune.settings import PostSettings
 from ocrtune.tune.stages import Floors, ImageCounts, ImageStages
@@ -46,6 +47,19 @@ def _score(stages: Sequence[ImageStages], settings: Sequence[PostSettings]) -> n
     return out
 
 
+def _misses(stages: Sequence[ImageStages], settings: Sequence[PostSettings]) -> list[IoUMisses]:
+    """Each setting's IoU misses, added up over the images."""
+    out = [IoUMisses() for _ in settings]
+    for st in stages:
+        for i, s in enumerate(settings):
+            out[i] += st.iou_misses(s)
+        st.release()
+    return out
+
+
+_JOBS = {"counts": _score, "misses": _misses}
+
+
 def _worker(conn: Any, cache_path: str, floors: Floors, index: int, jobs: int) -> None:
     import cv2
 
@@ -59,17 +73,18 @@ def _worker(conn: Any, cache_path: str, floors: Floors, index: int, jobs: int) -
         failed = traceback.format_exc()
     while True:
         try:
-            settings = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        if settings is None:
+        if message is None:
             return
         if stages is None:
             conn.send(("error", failed))
             continue
         try:
             cpu = time.process_time()
-            out = _score(stages, settings)
+            kind, settings = message
+            out = _JOBS[kind](stages, settings)
             conn.send(("ok", (out, time.process_time() - cpu)))
         except Exception:
             conn.send(("error", traceback.format_exc()))
@@ -112,9 +127,26 @@ class Scorer:
             out = _score(self._local, settings)
             self.cpu_seconds += time.process_time() - cpu
             return out
-        for c in self._conns:
-            c.send(settings)
         out = np.zeros((len(settings), self.n, N_COUNTS), dtype=np.int64)
+        for k, value in enumerate(self._ask("counts", settings)):
+            out[:, k :: self.jobs] = value
+        return out
+
+    def misses(self, settings: Sequence[PostSettings]) -> list[IoUMisses]:
+        """Each setting's IoU misses by kind over every image (``evaluate``'s breakdown)."""
+        settings = list(settings)
+        if self.jobs == 1:
+            return _misses(self._local, settings)
+        total = [IoUMisses() for _ in settings]
+        for share in self._ask("misses", settings):
+            total = [a + b for a, b in zip(total, share)]
+        return total
+
+    def _ask(self, kind: str, settings: list[PostSettings]) -> list[Any]:
+        """Every worker's answer for its share of the images, in worker order."""
+        for c in self._conns:
+            c.send((kind, settings))
+        answers = []
         for k, c in enumerate(self._conns):
             try:
                 status, value = c.recv()
@@ -122,9 +154,10 @@ class Scorer:
                 raise OcrtuneError(f"tuning worker {k} stopped (exit code {self._procs[k].exitcode})") from None
             if status != "ok":
                 raise OcrtuneError(f"tuning worker {k} failed:\n{value}")
-            out[:, k :: self.jobs], cpu = value
+            out, cpu = value
             self.cpu_seconds += cpu
-        return out
+            answers.append(out)
+        return answers
 
     def close(self) -> None:
         for c in self._conns:

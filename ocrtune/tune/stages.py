@@ -24,6 +24,7 @@ import numpy as np
 
 from ocrtune.metrics.cleval import CLEvalCounts
 from ocrtune.metrics.iou import IoUCounts, match_iou
+from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
 from ocrtune.model.postprocess import Candidates, Grown, MapBack, find_candidates, grow, quantize, select
 from ocrtune.tune.cleval_table import GroundTruth, PairTable
 from ocrtune.tune.settings import PostSettings
@@ -106,6 +107,12 @@ class ImageStages:
         if iou is None:
             iou = u.iou[key] = match_iou(self.gt, [u.grown.polys[i] for i in kept.tolist()], self.gt_ignore)
         return ImageCounts(u.table.counts(u.index[kept]), iou)
+
+    def iou_misses(self, s: PostSettings) -> IoUMisses:
+        """This image's IoU misses by kind under ``s`` (``evaluate``'s breakdown; not cached:
+        asked for a setting or two after a search)."""
+        cands, u, kept = self._kept(s)
+        return iou_misses(self.gt, [u.grown.polys[i] for i in kept.tolist()], self.gt_ignore)
 
     def detections(self, s: PostSettings) -> list[tuple[np.ndarray, float]]:
         """``(polygon, score)`` kept under ``s``, best first: what ``DBPostProcessor`` returns."""

@@ -68,6 +68,9 @@ def test_cached_search_scores_exactly_what_a_fresh_evaluate_scores(tiny, cli, tm
         assert fresh["cleval"]["global"] == tried["cleval"]["global"]
         assert fresh["iou"]["image_mean"] == tried["iou"]["image_mean"]
         assert fresh["iou"]["global"]["hmean"] == tried["iou"]["global"]["hmean"]
+    # the misses of the checkpoint's own and the picked setting, as evaluate counts them
+    for key, tried in (("current", res["current"]), ("best", best)):
+        assert res["misses"][key] == _fresh(run, data, tried["settings"], tmp_path / "eval.json")["iou"]["misses"]
     pp = res["difference_pp"]["hmean"]
     assert pp == pytest.approx(100 * (best["cleval"]["image_mean"]["hmean"] - res["current"]["cleval"]["image_mean"]["hmean"]))
 
@@ -159,6 +162,22 @@ def test_the_iou_objective_ranks_by_the_iou_hmean(tiny, cli, tmp_path):
     # each objective keeps its own summary
     assert json.loads((run / "tune-postprocess-val-iou.json").read_text())["best"] == by_iou["best"]
     assert json.loads((run / "tune-postprocess-val.json").read_text())["best"] == by_cleval["best"]
+
+
+def test_the_table_is_followed_by_the_misses_of_the_own_and_the_best_setting(tiny, cli, tmp_path):
+    data, runs, run = tiny
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    code, out, err = cli("tune-postprocess", run, "--data", data, "--space", space, "--no-preset", "--jobs", "1")
+    assert code == 0, err
+    saved = json.loads((run / "tune-postprocess-val.json").read_text())
+    text = " ".join(out.split())  # rich wraps long lines
+    for key, label in (("current", "own settings"), ("best", "best")):
+        m = saved["misses"][key]
+        words = sum(v for k, v in m.items() if k.startswith("gt_"))
+        missed = words - m["gt_matched"]
+        assert f"IoU misses ({label}): {missed} of {words} words, -{100 * missed / words:.2f} pp of the global recall" in text
+        assert f"unmatched detections ({label}): " in text
 
 
 def test_bad_inputs_are_one_located_line_and_exit_2(tiny, cli, tmp_path):

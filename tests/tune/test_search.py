@@ -8,6 +8,7 @@ import pytest
 from ocrtune.errors import InputError
 from ocrtune.metrics.cleval import CLEvalAccumulator, score_image
 from ocrtune.metrics.iou import IoUAccumulator, match_iou
+from ocrtune.metrics.iou_misses import IoUMisses, iou_misses
 from ocrtune.presets.schema import Preset
 from ocrtune.tune.pool import Scorer
 from ocrtune.tune.search import grid_params, search, summarise
@@ -108,6 +109,28 @@ def test_the_scores_are_those_of_the_live_postprocessor(cache):
         assert scored.precision == s["image_mean"]["precision"] and scored.global_hmean == s["global"]["hmean"]
         assert (scored.iou_hmean, scored.iou_precision, scored.iou_recall, scored.iou_global_hmean) == (
             t["image_mean"]["hmean"], t["image_mean"]["precision"], t["image_mean"]["recall"], t["global"]["hmean"])
+
+
+def test_misses_are_those_of_the_live_postprocessor_whatever_the_processes(cache):
+    """The breakdown shown beside the picked setting: iou_misses of DBPostProcessor's detections,
+    added up over the images, the same from one process or two."""
+    from ocrtune.model.postprocess import DBPostProcessor
+
+    settings = [CURRENT, CURRENT.with_params({"thresh": 0.25, "box_thresh": 0.3}),
+                CURRENT.with_params({"box_unclip_ratio": 2.5})]
+    floors = Floors(3.0, 0.3)
+    with Scorer(cache, floors, 1) as one, Scorer(cache, floors, 2) as two:
+        a, b = one.misses(settings), two.misses(settings)
+    assert a == b
+    for s, got in zip(settings, a):
+        post = DBPostProcessor(**s.values())
+        want = IoUMisses()
+        for i, im in enumerate(cache.images):
+            dets = post(cache.prob16(i).astype(np.float32), scale=im.scale, original_size=im.orig_size)
+            want += iou_misses(im.gt, [d.polygon for d in dets], im.gt_ignore)
+        assert got == want
+    assert a[0].gt_total == sum(len(im.gt) - sum(im.gt_ignore) for im in cache.images)
+    assert len({m.gt_matched for m in a}) > 1, a  # the settings change what is missed
 
 
 def test_tpe_and_random_are_reproducible_and_capped(cache):
