@@ -4,7 +4,8 @@ Each worker owns a fixed share of the images (image ``i`` goes to worker ``i % j
 keeps their stages (contours, unclipped boxes, CLEval pairs, IoU of selections seen) between
 batches of settings, so work done for one batch serves the next. Workers return CLEval and IoU
 counts per (setting, image); the parent puts them back in image order, so results do not depend
-on the number of workers or on which finishes first.
+on the number of workers or on which finishes first. Asked for a setting or two after a search,
+they also sort its IoU misses by kind (added up over their images).
 
 Workers are forked from a fork server (``forkserver``), not from this process: a process
 forked after OpenCV's (or torch's) thread pool has run hangs at its first parallel call, and
