@@ -28,6 +28,15 @@ def _recipe_commands() -> list[str]:
     return [line for line in joined.splitlines() if line.startswith("ocrtune ")]
 
 
+def _goal_commands() -> list[str]:
+    """The goal recipe's commands, continuation lines joined and its shell variables expanded."""
+    text = (REPO / "docs" / "quality.md").read_text().split("## The recipe that reaches the goal", 1)[1]
+    joined = re.sub(r"\\\n\s*", " ", text.split("```bash", 1)[1].split("```", 1)[0])
+    env = dict(re.findall(r'^(\w+)="([^"]*)"$', joined, re.M))
+    return [re.sub(r"\$(\w+)", lambda m: env[m.group(1)], line)
+            for line in joined.splitlines() if line.startswith("ocrtune ")]
+
+
 def _post_space() -> str:
     return _recipe().split("```yaml\n", 1)[1].split("```", 1)[0]
 
@@ -53,6 +62,33 @@ def test_the_documented_recipe_is_the_one_tested():
     assert _post_space() in (REPO / "bench" / "bench_recipe_sroie.py").read_text()
 
 
+def test_the_goal_recipe_chains_its_runs_as_measured():
+    """Each run of the goal recipe starts from the one before, with the larger model, a schedule
+    fitted to its epochs, a falling lr and the sizes measured (512 px, 1024 x 2, 1280)."""
+    from ocrtune.presets.load import load_preset
+    from ocrtune.train.schedule import fitted_sets
+
+    synth, *trains, evaluate = _goal_commands()
+    assert synth.startswith("ocrtune data synth data/synth-line --n 2000 ") and "--granularity line" in synth
+    assert len(trains) == 4 and all(t.startswith("ocrtune train --preset cpu-demo ") for t in trains)
+    names, sizes, lrs = [], [], []
+    for cmd in trains:
+        preset = load_preset("cpu-demo", re.findall(r"--set (\S+)", cmd)).preset  # every value valid
+        assert preset.models.encoder.model_name == "resnet18d" and preset.models.decoder.inner_channels == 128
+        assert preset.trainer.precision == "bf16-mixed"
+        epochs = int(re.search(r"--epochs (\d+)", cmd).group(1))
+        assert preset.models.scheduler.interval == "step" and fitted_sets(preset.models.scheduler, epochs) == []
+        init = re.search(r"--init (\S+)", cmd)
+        assert (init.group(1) if init else None) == (f"runs/<date>-{names[-1]}" if names else None)
+        assert ("--data data/synth-line" in cmd) == (not names)
+        names.append(re.search(r"--name (\S+)", cmd).group(1))
+        sizes.append(preset.datasets.image_size)
+        lrs.append(preset.models.optimizer.lr)
+    assert sizes == [512, 1024, 1024, 1280] and lrs[1:] == [0.002, 0.0005, 0.00025]
+    assert all(load_preset("cpu-demo", re.findall(r"--set (\S+)", t)).preset.trainer.ema.enabled for t in trains[1:])
+    assert evaluate == f"ocrtune evaluate runs/<date>-{names[-1]}"
+
+
 def test_synth_pretrain_finetune_end_to_end(tmp_path, cli):
     syn = tmp_path / "synth-line"
     code, out, err = cli("data", "synth", syn, "--n", "6", "--size", "192", "--style", "real",
@@ -76,6 +112,16 @@ def test_synth_pretrain_finetune_end_to_end(tmp_path, cli):
     assert fine["init"]["source"] == str((pre / "checkpoints" / "best.ckpt").resolve())
     assert fine["init"]["skipped"] == {"shape_mismatch": 0, "missing": 0, "unexpected": 0}  # the same network
     assert fine["init"]["loaded"] > 0
+
+    # the goal recipe's continuations: --init the fine-tuned run again, at another size and lr
+    code, out, err = cli("train", "--preset", "cpu-demo", "--data", real,
+                         *sets([*SMALL, "datasets.image_size=160", "models.optimizer.lr=0.0005",
+                                "trainer.ema.enabled=true", "models.scheduler.interval=step"]),
+                         "--epochs", "1", "--init", run, "--name", "more", "--runs-dir", runs, "--json")
+    assert code == 0, err
+    more = json.loads((Path(json.loads(out)["run_dir"]) / "summary.json").read_text())
+    assert more["status"] == "completed" and more["init"]["source"] == str((run / "checkpoints" / "best.ckpt").resolve())
+    assert more["init"]["loaded"] == fine["init"]["loaded"] and not any(more["init"]["skipped"].values())
 
     space = tmp_path / "post-space.yaml"
     space.write_text(_post_space())
