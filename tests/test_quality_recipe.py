@@ -30,7 +30,7 @@ def _recipe_commands() -> list[str]:
 
 def _goal_commands() -> list[str]:
     """The goal recipe's commands, continuation lines joined and its shell variables expanded."""
-    text = (REPO / "docs" / "quality.md").read_text().split("## The recipe that reaches the goal", 1)[1]
+    text = (REPO / "docs" / "quality.md").read_text().split("## The longer recipe, at the goal", 1)[1]
     joined = re.sub(r"\\\n\s*", " ", text.split("```bash", 1)[1].split("```", 1)[0])
     env = dict(re.findall(r'^(\w+)="([^"]*)"$', joined, re.M))
     return [re.sub(r"\$(\w+)", lambda m: env[m.group(1)], line)
