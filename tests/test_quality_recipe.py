@@ -18,23 +18,29 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = ["datasets.image_size=128", "datasets.augment.enabled=false", "dataloader.batch_size=2"]
 
 
+def _section(heading: str) -> str:
+    return (REPO / "docs" / "quality.md").read_text().split(heading, 1)[1]
+
+
 def _recipe() -> str:
-    return (REPO / "docs" / "quality.md").read_text().split("## The recipe: four commands", 1)[1]
+    return _section("## The recipe: four commands")
 
 
-def _recipe_commands() -> list[str]:
-    block = _recipe().split("```bash", 1)[1].split("```", 1)[0]
-    joined = re.sub(r"\\\n\s*", " ", block)  # continuation lines joined
-    return [line for line in joined.splitlines() if line.startswith("ocrtune ")]
-
-
-def _goal_commands() -> list[str]:
-    """The goal recipe's commands, continuation lines joined and its shell variables expanded."""
-    text = (REPO / "docs" / "quality.md").read_text().split("## The longer recipe, at the goal", 1)[1]
-    joined = re.sub(r"\\\n\s*", " ", text.split("```bash", 1)[1].split("```", 1)[0])
+def _commands(section: str) -> list[str]:
+    """The ``ocrtune`` commands of a section's first bash block, continuation lines joined and
+    its shell variables (``ARCH="..."``) expanded."""
+    joined = re.sub(r"\\\n\s*", " ", section.split("```bash", 1)[1].split("```", 1)[0])
     env = dict(re.findall(r'^(\w+)="([^"]*)"$', joined, re.M))
     return [re.sub(r"\$(\w+)", lambda m: env[m.group(1)], line)
             for line in joined.splitlines() if line.startswith("ocrtune ")]
+
+
+def _recipe_commands() -> list[str]:
+    return _commands(_recipe())
+
+
+def _goal_commands() -> list[str]:
+    return _commands(_section("## The longer recipe, at the goal"))
 
 
 def _post_space() -> str:

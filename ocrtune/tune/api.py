@@ -149,8 +149,8 @@ def tune_postprocess(ref: str, opts: TuneOptions, maps_progress: Progress | None
     with Scorer(cache, _floors(space, current), jobs) as scorer:
         found = search(scorer.counts, current, space, strategy, opts.trials, opts.points, opts.seed, search_progress,
                        opts.objective)
-        picked = [("current", found.current)] + ([("best", found.best)] if found.best is not found.current else [])
-        misses = dict(zip((k for k, _ in picked), scorer.misses([sc.settings for _, sc in picked])))
+        picked = {"current": found.current} | ({"best": found.best} if found.best is not found.current else {})
+        misses = dict(zip(picked, scorer.misses([sc.settings for sc in picked.values()])))
     result = TuneResult(
         checkpoint=str(checkpoint), run=str(run_path) if run_path is not None else None, split=opts.split,
         images=len(cache), cache=str(where), cache_reused=reused, cache_seconds=cache_seconds, jobs=scorer.jobs,

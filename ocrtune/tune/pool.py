@@ -19,7 +19,7 @@ import multiprocessing as mp
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -124,10 +124,7 @@ class Scorer:
         """(settings, images, ``N_COUNTS``) counts (``ImageCounts.row``), images in cache order."""
         settings = list(settings)
         if self.jobs == 1:
-            cpu = time.process_time()
-            out = _score(self._local, settings)
-            self.cpu_seconds += time.process_time() - cpu
-            return out
+            return self._here(_score, settings)
         out = np.zeros((len(settings), self.n, N_COUNTS), dtype=np.int64)
         for k, value in enumerate(self._ask("counts", settings)):
             out[:, k :: self.jobs] = value
@@ -137,11 +134,19 @@ class Scorer:
         """Each setting's IoU misses by kind over every image (``evaluate``'s breakdown)."""
         settings = list(settings)
         if self.jobs == 1:
-            return _misses(self._local, settings)
+            return self._here(_misses, settings)
         total = [IoUMisses() for _ in settings]
         for share in self._ask("misses", settings):
             total = [a + b for a, b in zip(total, share)]
         return total
+
+    def _here(self, job: Callable[[Sequence[ImageStages], list[PostSettings]], Any],
+              settings: list[PostSettings]) -> Any:
+        """``job`` on every image in this process (``jobs`` 1), its CPU time counted as a worker's."""
+        cpu = time.process_time()
+        out = job(self._local, settings)
+        self.cpu_seconds += time.process_time() - cpu
+        return out
 
     def _ask(self, kind: str, settings: list[PostSettings]) -> list[Any]:
         """Every worker's answer for its share of the images, in worker order."""
