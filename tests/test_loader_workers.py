@@ -84,7 +84,7 @@ def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
     import csv
     import json
     import math
-    import subprocess
+    import shutil
     import sys
 
     from tests._runs import TINY, receipts, sets
@@ -94,11 +94,40 @@ def test_ddp_ranks_on_one_machine_share_its_cores(tmp_path):
     cmd = [sys.executable, "-m", "ocrtune", "train", "--preset", "cpu-demo",
            *sets([*TINY, "dataloader.num_workers=auto"]), "--data", str(data), "--runs-dir", str(tmp_path / "runs"),
            "--epochs", "1", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--val-loss"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "|  2 loader workers (auto)" in done.stdout + done.stderr
-    assert "sync_dist" not in done.stdout + done.stderr
+    code, out = _two_ranks(cmd, env, tmp_path)
+    if code is None:  # a hang: once in about 60 runs on CI, never reproduced here; its stacks are kept
+        import warnings
+
+        warnings.warn(f"the two-rank run hung and was run again; its stacks:\n{out[-8000:]}")
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        code, out = _two_ranks(cmd, env, tmp_path)
+        assert code is not None, f"the two-rank run hung twice; the stacks of its processes:\n{out[-12000:]}"
+    assert code == 0, out[-2000:]
+    assert "|  2 loader workers (auto)" in out
+    assert "sync_dist" not in out
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "summary.json").read_text())["loader_workers"] == 2
     (row,) = csv.DictReader((run / "metrics.csv").open())
     assert math.isfinite(float(row["val_loss"]))  # the images' losses gathered from both ranks
+
+
+def _two_ranks(cmd: list[str], env: dict[str, str], cwd, timeout: float = 120) -> tuple[int | None, str]:
+    """Run a DDP command (rank 0 starts rank 1, both start loader workers, all in one process
+    group); its exit code and output, or None and every process's Python stacks after a hang
+    (faulthandler prints them on SIGABRT), so a hang in CI says where it was."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, env={**env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=cwd, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        return None, out
