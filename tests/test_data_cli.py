@@ -257,6 +257,21 @@ def test_synth_in_parallel_real_style_line_boxes_end_to_end(tmp_path: Path) -> N
     assert check.exit_code == 0, check.output
 
 
+def test_synth_tight_segments_end_to_end_and_only_with_the_real_style(tmp_path: Path) -> None:
+    args = ["--n", "4", "--seed", "2", "--size", "256", "--style", "real", "--granularity", "line", "--tight-segments"]
+    one = runner.invoke(root, ["data", "synth", str(tmp_path / "one"), *args, "--workers", "1"])
+    two = runner.invoke(root, ["data", "synth", str(tmp_path / "two"), *args, "--workers", "2"])
+    assert one.exit_code == two.exit_code == 0, one.output + two.output
+    for name in ("jsons/train.json", "ocrtune-synth.json", "images/train/receipt_00002.jpg"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    assert json.loads((tmp_path / "two" / "ocrtune-synth.json").read_text())["tight_segments"] is True
+    plain = runner.invoke(root, ["data", "synth", str(tmp_path / "plain"), "--n", "2", "--size", "96", "--tight-segments"])
+    assert plain.exit_code == 2 and plain.stdout == ""
+    assert plain.stderr == ("--tight-segments: needs --style real (the plain receipts have no columns to set "
+                            "apart)\n")
+    assert not (tmp_path / "plain").exists()
+
+
 def test_empty_placeholder_split_passes_check(synth_dir: Path, tmp_path: Path) -> None:
     ds = _copy(synth_dir, tmp_path / "ds")
     (ds / "images" / "test").mkdir()  # a folder waiting for test images, nothing annotated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,6 +34,13 @@ def test_the_threshold_is_in_spaces() -> None:
     just_under = segments([_word("A", 0), _word("B", 30 + WIDE_GAP * SPACE - 0.01)])
     at = segments([_word("A", 0), _word("B", 30 + WIDE_GAP * SPACE)])
     assert [w.text for w in just_under] == ["A B"] and [w.text for w in at] == ["A", "B"]
+
+
+def test_words_of_different_segments_never_merge_even_a_space_apart() -> None:
+    amount, code = _word("3.40", 10), _word("SR", 10 + 30 + SPACE, width=12)
+    assert [w.text for w in segments([amount, code])] == ["3.40 SR"]  # the gap rule alone merges them
+    split = segments([replace(amount, segment=1), replace(code, segment=2)])
+    assert [(w.text, w.segment) for w in split] == [("3.40", 1), ("SR", 2)]
 
 
 def test_words_of_different_lines_never_merge() -> None:
@@ -86,3 +94,50 @@ def test_word_granularity_is_the_default_and_unchanged() -> None:
     img, ann = render_receipt(1, 2, 320, options=SynthOptions(granularity=Granularity.WORD))
     assert np.array_equal(default_img, img) and ann == default_ann
     assert all(" " not in (w.text or "") for w in ann.words)
+
+
+def _tight_paper(index: int):
+    from ocrtune.data.receipt_text import find_fonts
+    from ocrtune.data.synth_real import frame, real_paper
+
+    rng = np.random.default_rng([5, index])
+    shot = frame(rng, 640)
+    return real_paper(rng, shot.pw, shot.ph, find_fonts(), np.random.default_rng([5, index, 3])).words
+
+
+def test_tight_segments_print_sroie_single_space_splits_as_their_own_boxes() -> None:
+    """``--tight-segments``: tax codes after amounts and values after labels are printed one
+    space from their neighbour (what the gap rule alone merges) and boxed apart."""
+    from ocrtune.data.receipt_text import TAX_CODES
+
+    codes = follows = 0
+    for index in range(10):
+        words = _tight_paper(index)
+        for left, right in zip(words, words[1:]):
+            if left.line != right.line or left.segment == right.segment:
+                continue
+            one_space = right.pen_start - left.pen_end < WIDE_GAP * left.space
+            if right.text in TAX_CODES and _AMOUNT.fullmatch(left.text):
+                assert one_space, (left.text, right.text)
+                codes += 1
+            elif one_space:
+                follows += 1
+        boxes = segments(words)
+        for code in (w for w in words if w.text in TAX_CODES):
+            assert any(b.text == code.text and b.box == code.box for b in boxes)  # a box of its own
+    assert codes > 10 and follows > 10
+
+
+def test_tight_segments_need_the_real_style_and_leave_the_rest_of_the_receipt() -> None:
+    from ocrtune.errors import InputError
+
+    with pytest.raises(InputError, match="needs --style real"):
+        SynthOptions(Granularity.LINE, Style.PLAIN, tight_segments=True)
+    plain = tight = 0
+    for index in range(4):
+        img, ann = render_receipt(6, index, 480, options=SynthOptions(Granularity.LINE, Style.REAL))
+        t_img, t_ann = render_receipt(6, index, 480, options=SynthOptions(Granularity.LINE, Style.REAL,
+                                                                          tight_segments=True))
+        assert img.shape == t_img.shape and ann.words[0] == t_ann.words[0]  # the same receipt, its first box
+        plain, tight = plain + len(ann.words), tight + len(t_ann.words)
+    assert tight > plain

@@ -141,10 +141,14 @@ def synth(
         typer.Option(help="Comma-separated: fading,smudges,creases,marks,stamp,shadow,light, or all, or none "
                           "(default: all with --style real, none with plain).", show_default=False),
     ] = None,
+    tight_segments: Annotated[
+        bool, typer.Option(help="With --style real: also print what SROIE boxes apart at a single space "
+                                "(tax codes after amounts, values after labels, compact number columns).")
+    ] = False,
 ) -> None:
     """Render synthetic receipts with exact word polygons in the competition layout."""
     chosen = parse_style(style)
-    options = SynthOptions(parse_granularity(granularity), chosen, parse_effects(effects, chosen))
+    options = SynthOptions(parse_granularity(granularity), chosen, parse_effects(effects, chosen), tight_segments)
     n_workers = parse_workers(workers)
     done = itertools.count(1)
     with ProgressBar("rendering receipts") as bar:

@@ -17,7 +17,12 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageFont
 
-__all__ = ["Col", "FontSet", "Graphic", "Line", "find_fonts", "load_font", "receipt_lines", "real_receipt_lines"]
+__all__ = ["Col", "FontSet", "Graphic", "Line", "TIGHT", "find_fonts", "load_font", "receipt_lines",
+           "real_receipt_lines"]
+
+#: Inside a segment's text: printed as one space, annotated as two segments (SROIE boxes a tax
+#: code after its amount, or a value right after its label, apart at a single space).
+TIGHT = "\x1f"
 
 _FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
 _FONT_EXTS = (".ttf", ".otf", ".ttc")
@@ -125,7 +130,7 @@ class Graphic(str, Enum):
 @dataclass(frozen=True)
 class Line:
     """One printed line: ``(text, align)`` segments, align ``left|right|center|mid`` or a
-    ``Col``; ``scale`` sizes the font; ``rule`` lines (dashes) and ``graphic`` lines are
+    ``Col``, a ``TIGHT`` in a text splitting it where it prints one space; ``scale`` sizes the font; ``rule`` lines (dashes) and ``graphic`` lines are
     drawn but not annotated, like separators, logos and barcodes in real ground truth."""
 
     segments: tuple[tuple[str, str | Col], ...]
@@ -222,10 +227,42 @@ def _value(rng: np.random.Generator, label: str) -> str:
         label, "{num}" if rng.random() < 0.6 else "CS{pos}-{num}"))
 
 
-def real_receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool) -> Iterator[Line]:
+TAX_CODES = ("SR", "S", "Z", "ZR", "T", "E", "*")
+
+
+@dataclass(frozen=True)
+class TightPairs:
+    """Which of SROIE's single-space splits one receipt prints (``TIGHT``): a tax code after
+    each item's amount (and after the totals'), values right after their labels, and the qty /
+    price / amount of an item row (and their headings) as one compact right-aligned block."""
+
+    code: str | None
+    totals_coded: bool
+    values_follow: bool
+    compact: bool
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> TightPairs:
+        code = _pick(rng, TAX_CODES) if rng.random() < 0.6 else None
+        return cls(code, bool(rng.random() < 0.5), bool(rng.random() < 0.5), bool(rng.random() < 0.5))
+
+    def coded(self, rng: np.random.Generator, amount: str, totals: bool = False) -> str:
+        if self.code is None or (totals and not self.totals_coded):
+            return amount
+        code = self.code if rng.random() < 0.85 else _pick(rng, TAX_CODES)  # mostly one rate a receipt
+        return f"{amount}{TIGHT}{code}"
+
+
+def real_receipt_lines(
+    rng: np.random.Generator, n_lines: int, korean: bool, tight: np.random.Generator | None = None
+) -> Iterator[Line]:
     """About ``n_lines`` lines of a printed receipt: logo, store, address, title, key/value
     meta data, a column header and item rows (item / qty / price / amount columns, amounts
-    right-aligned), totals, footer and a barcode, with graphic or character rules between."""
+    right-aligned), totals, footer and a barcode, with graphic or character rules between.
+
+    ``tight``: a generator of its own for SROIE's single-space splits (``TightPairs``), so
+    the receipt drawn from ``rng`` is otherwise the one drawn without them."""
+    pairs = TightPairs.draw(tight) if tight is not None else None
     ko = (lambda: bool(rng.random() < 0.7)) if korean else (lambda: False)
     won = korean or bool(rng.random() < 0.4)
     titled = bool(rng.random() < 0.35)  # "Date :" rather than "DATE:"
@@ -260,12 +297,19 @@ def real_receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool) -> 
         yield Line(((_pick(rng, _TITLES_KO if ko() else _TITLES), "center"),), bold=True)
     value_at = Col(float(rng.uniform(0.28, 0.4)), right=False)
     for label in _distinct(rng, _META_KO if ko() else _META, n_meta):
-        yield Line(((case(label) + colon, "left"), (_value(rng, label), value_at)))
+        if pairs is not None and pairs.values_follow:
+            yield Line(((f"{case(label)}{colon}{TIGHT}{_value(rng, label)}", "left"),))
+        else:
+            yield Line(((case(label) + colon, "left"), (_value(rng, label), value_at)))
     yield rule()
     stops = {"4col": (0.52, 0.76, 1.0), "3col": (0.62, 1.0), "2line": (0.5, 0.76, 1.0)}[layout]
     heads = _pick_row(rng, _COLUMNS_KO if ko() else _COLUMNS)
     bold_head = bool(rng.random() < 0.5)
-    if layout == "2line":  # as the item rows: code and name, then qty, unit price and amount
+    compact = pairs is not None and pairs.compact and layout != "2line"
+    if compact:  # the numbers' headings a space apart, right-aligned over the rows' numbers
+        shown = heads[1:] if layout == "4col" else (heads[1], heads[3])
+        yield Line(((case(heads[0]), "left"), (TIGHT.join(case(h) for h in shown), Col(1.0))), bold=bold_head)
+    elif layout == "2line":  # as the item rows: code and name, then qty, unit price and amount
         yield Line(((case(heads[0]), "left"), (case(heads[2]), Col(stops[1])), (case(heads[3]), Col(1.0))),
                    bold=bold_head)
         yield Line(((case(heads[1]), Col(0.22)),), bold=bold_head)
@@ -282,7 +326,12 @@ def real_receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool) -> 
         qty_total += qty
         item = _pick(rng, _ITEMS_KO if ko() else _ITEMS)
         unit, amount = _money(price, won), _money(qty * price, won)
-        if layout == "4col":
+        if pairs is not None:
+            amount = pairs.coded(tight, amount)
+        if compact:
+            numbers = (str(qty), unit, amount) if layout == "4col" else (str(qty), amount)
+            yield Line(((item, "left"), (TIGHT.join(numbers), Col(1.0))))
+        elif layout == "4col":
             yield Line(((item, "left"), (str(qty), Col(stops[0])), (unit, Col(stops[1])), (amount, Col(1.0))))
         elif layout == "3col":
             yield Line(((item, "left"), (str(qty), Col(stops[0])), (amount, Col(1.0))))
@@ -300,6 +349,8 @@ def real_receipt_lines(rng: np.random.Generator, n_lines: int, korean: bool) -> 
         amount = _money(total if k == 0 else max(1, total // (k + 2)), won)
         if label in ("TOTAL QTY",):
             amount = str(qty_total)
+        elif pairs is not None:
+            amount = pairs.coded(tight, amount, totals=True)
         yield Line(((case(label) + colon, label_at), (amount, Col(1.0))), bold=k == 0,
                    scale=float(rng.uniform(1.0, 1.3)) if k == 0 else 1.0)
     yield rule()

@@ -60,15 +60,25 @@ ALL_EFFECTS = tuple(Effect)
 
 @dataclass(frozen=True)
 class SynthOptions:
+    """``tight_segments`` (``real`` style): also print what SROIE boxes apart at a single space
+    (tax codes after amounts, values right after labels, compact number columns)."""
+
     granularity: Granularity = Granularity.WORD
     style: Style = Style.PLAIN
     effects: frozenset[Effect] = field(default_factory=frozenset)
+    tight_segments: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tight_segments and self.style is not Style.REAL:
+            raise InputError("needs --style real (the plain receipts have no columns to set apart)",
+                             key="--tight-segments")
 
     def to_dict(self) -> dict[str, object]:
         return {
             "granularity": self.granularity.value,
             "style": self.style.value,
             "effects": [e.value for e in ALL_EFFECTS if e in self.effects],
+            **({"tight_segments": True} if self.tight_segments else {}),  # earlier sets' records unchanged
         }
 
 

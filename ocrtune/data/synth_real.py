@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ocrtune.data.line_segments import PlacedWord
-from ocrtune.data.receipt_text import Col, FontSet, Graphic, Line, load_font, real_receipt_lines
+from ocrtune.data.receipt_text import TIGHT, Col, FontSet, Graphic, Line, load_font, real_receipt_lines
 from ocrtune.data.synth_draw import choose_font, line_height, noise_field, paper_corners, text_width, tight_box, transform
 
 __all__ = ["RealPaper", "Shot", "real_paper", "paper_rgb", "frame", "capture", "finish"]
@@ -45,20 +45,24 @@ def _fit_segments(
     line: Line, font: object, left: float, width: float, space: float
 ) -> list[tuple[str, float]]:
     """``(text, x)`` per segment, left to right, each cut short where it would run into the
-    next one (or past the left margin)."""
+    next one (or past the left margin). A ``TIGHT`` in a text is measured as the space it prints."""
+
+    def wide(text: str) -> float:
+        return text_width(font, text.replace(TIGHT, " "))
+
     placed = []
     for text, align in line.segments:
-        while text_width(font, text) > width and " " in text:  # too wide for the paper:
-            text = text.rsplit(" ", 1)[0]  # whole words go first, then characters
-        while text and text_width(font, text) > width:
+        while wide(text) > width and (" " in text or TIGHT in text):  # too wide for the paper:
+            text = text[:max(text.rfind(" "), text.rfind(TIGHT))]  # whole words go first, then characters
+        while text and wide(text) > width:
             text = text[:-1]
-        x = _segment_x(align, text_width(font, text), left, width)
-        placed.append([text, min(max(left, x), left + width - text_width(font, text))])
+        x = _segment_x(align, wide(text), left, width)
+        placed.append([text, min(max(left, x), left + width - wide(text))])
     placed.sort(key=lambda p: p[1])
     for a, b in zip(placed, placed[1:]):
-        while a[0] and a[1] + text_width(font, a[0]) + _COLUMN_GAP * space > b[1]:
-            a[0] = a[0][:-1].rstrip()
-    return [(t, x) for t, x in placed if t.strip()]
+        while a[0] and a[1] + wide(a[0]) + _COLUMN_GAP * space > b[1]:
+            a[0] = a[0][:-1].rstrip(" " + TIGHT)
+    return [(t, x) for t, x in placed if t.replace(TIGHT, " ").strip()]
 
 
 def _draw_logo(rng: np.random.Generator, draw: ImageDraw.ImageDraw, cx: float, y: int, h: int, fill: int) -> None:
@@ -127,8 +131,11 @@ def _draw_rule(
             x += on + off
 
 
-def real_paper(rng: np.random.Generator, pw: int, ph: int, fonts: FontSet) -> RealPaper:
-    """Ink coverage and placed words of a receipt printed on a ``pw`` x ``ph`` strip."""
+def real_paper(
+    rng: np.random.Generator, pw: int, ph: int, fonts: FontSet, tight: np.random.Generator | None = None
+) -> RealPaper:
+    """Ink coverage and placed words of a receipt printed on a ``pw`` x ``ph`` strip; ``tight``:
+    also SROIE's single-space splits, drawn from that generator (``real_receipt_lines``)."""
     ink = Image.new("L", (pw, ph), 0)
     draw = ImageDraw.Draw(ink)
     korean = bool(fonts.hangul) and rng.random() < 0.5
@@ -144,7 +151,8 @@ def real_paper(rng: np.random.Generator, pw: int, ph: int, fonts: FontSet) -> Re
     darkness = rng.uniform(0.85, 1.0)
     words: list[PlacedWord] = []
     y = margin
-    for line_no, line in enumerate(real_receipt_lines(rng, n_lines, korean)):
+    segment = 0  # a new number for each run of words that is never merged with its neighbours
+    for line_no, line in enumerate(real_receipt_lines(rng, n_lines, korean, tight)):
         fill = int(255 * darkness * rng.uniform(0.9, 1.0))
         if line.graphic in (Graphic.LOGO, Graphic.BARCODE):
             h = int(base * line.scale)
@@ -168,14 +176,16 @@ def real_paper(rng: np.random.Generator, pw: int, ph: int, fonts: FontSet) -> Re
             continue
         space = text_width(font, " ")
         for text, x in _fit_segments(line, font, left, width, space):
-            for part in text.split():
-                wdt = text_width(font, part)
-                xi = int(round(x))
-                draw.text((xi, y), part, fill=fill, font=font)
-                box = tight_box(ink, font, part, xi, y)
-                if box is not None:
-                    words.append(PlacedWord(part, box, line_no, x, x + wdt, space))
-                x += wdt + space
+            for piece in text.split(TIGHT):
+                segment += 1
+                for part in piece.split():
+                    wdt = text_width(font, part)
+                    xi = int(round(x))
+                    draw.text((xi, y), part, fill=fill, font=font)
+                    box = tight_box(ink, font, part, xi, y)
+                    if box is not None:
+                        words.append(PlacedWord(part, box, line_no, x, x + wdt, space, segment))
+                    x += wdt + space
         y += int(round(height * spacing))
     return RealPaper(np.asarray(ink), words, float(base))
 

@@ -176,7 +176,10 @@ def _real(
 ) -> tuple[np.ndarray, list[PlacedWord], np.ndarray]:
     effects = options.effects
     shot = synth_real.frame(rng, size)
-    paper = synth_real.real_paper(rng, shot.pw, shot.ph, fonts)
+    # SROIE's single-space splits draw from a stream of their own (as each effect does), so the
+    # receipt is otherwise the one drawn without them
+    tight = np.random.default_rng([seed, index, 3]) if options.tight_segments else None
+    paper = synth_real.real_paper(rng, shot.pw, shot.ph, fonts, tight)
     rgb = synth_real.paper_rgb(rng, synth_effects.on_ink(paper.ink, effects, seed, index))
     rgb = synth_effects.on_paper(rgb, paper.ink, effects, seed, index, paper.scale)
     scene, hom = synth_real.capture(rng, rgb, shot)
