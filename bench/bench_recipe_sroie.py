@@ -140,6 +140,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="Fine-tuning budget (and the reference's epochs).")
     ap.add_argument("--synth-n", type=int, default=600)
     ap.add_argument("--synth-size", type=int, default=1024, help="Synthetic image height (SROIE scans are tall).")
+    ap.add_argument("--synth-arg", action="append", default=[],
+                    help="Extra argument for data synth, e.g. --synth-arg=--tight-segments (names the set's folder).")
     ap.add_argument("--pre-epochs", type=int, default=2)
     ap.add_argument("--pre-schedule", choices=("fitted", "preset"), default="fitted",
                     help="Pretraining lr schedule: the recipe's (cosine stepped every step, fitted to "
@@ -158,9 +160,9 @@ def main() -> None:
 
     work = args.work.resolve()
     runs = work / "runs"
-    syn = work / f"synth-{args.synth_n}-{args.synth_size}"
+    syn = work / "-".join(["synth", str(args.synth_n), str(args.synth_size), *(a.strip("-") for a in args.synth_arg)])
     out: dict = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs, "scratch": args.scratch,
-                 "synth_n": args.synth_n, "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule,
+                 "synth_n": args.synth_n, "synth_args": args.synth_arg, "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule,
                  "sets": args.set, "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(), "anchor": ANCHOR,
                  "per_epoch": {}}
 
@@ -180,7 +182,7 @@ def main() -> None:
     if not (syn / "jsons" / "train.json").is_file():
         out["synth_s"] = round(run([*ocrtune(), "data", "synth", str(syn), "--n", str(args.synth_n), "--style",
                                     "real", "--granularity", "line", "--size", str(args.synth_size),
-                                    "--val-fraction", "0.1"]), 1)
+                                    "--val-fraction", "0.1", *args.synth_arg]), 1)
     scratch = train(args, runs, "scratch", args.data, args.epochs, []) if args.scratch else None
     if scratch:
         record("scratch", scratch)
