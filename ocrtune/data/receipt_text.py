@@ -130,8 +130,9 @@ class Graphic(str, Enum):
 @dataclass(frozen=True)
 class Line:
     """One printed line: ``(text, align)`` segments, align ``left|right|center|mid`` or a
-    ``Col``, a ``TIGHT`` in a text splitting it where it prints one space; ``scale`` sizes the font; ``rule`` lines (dashes) and ``graphic`` lines are
-    drawn but not annotated, like separators, logos and barcodes in real ground truth."""
+    ``Col`` (a ``TIGHT`` in a text splits it where it prints one space); ``scale`` sizes the
+    font; ``rule`` lines (dashes) and ``graphic`` lines are drawn but not annotated, like
+    separators, logos and barcodes in real ground truth."""
 
     segments: tuple[tuple[str, str | Col], ...]
     scale: float = 1.0
