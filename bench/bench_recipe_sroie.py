@@ -162,7 +162,8 @@ def main() -> None:
     runs = work / "runs"
     syn = work / "-".join(["synth", str(args.synth_n), str(args.synth_size), *(a.strip("-") for a in args.synth_arg)])
     out: dict = {"preset": args.preset, "image_size": args.image_size, "epochs": args.epochs, "scratch": args.scratch,
-                 "synth_n": args.synth_n, "synth_args": args.synth_arg, "pre_epochs": args.pre_epochs, "pre_schedule": args.pre_schedule,
+                 "synth_n": args.synth_n, "synth_args": args.synth_arg, "pre_epochs": args.pre_epochs,
+                 "pre_schedule": args.pre_schedule,
                  "sets": args.set, "finetune_sets": args.finetune_set, "cpu_count": os.cpu_count(), "anchor": ANCHOR,
                  "per_epoch": {}}
 

@@ -265,7 +265,8 @@ def test_synth_tight_segments_end_to_end_and_only_with_the_real_style(tmp_path: 
     for name in ("jsons/train.json", "ocrtune-synth.json", "images/train/receipt_00002.jpg"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert json.loads((tmp_path / "two" / "ocrtune-synth.json").read_text())["tight_segments"] is True
-    plain = runner.invoke(root, ["data", "synth", str(tmp_path / "plain"), "--n", "2", "--size", "96", "--tight-segments"])
+    plain = runner.invoke(root, ["data", "synth", str(tmp_path / "plain"), "--n", "2", "--size", "96",
+                                 "--tight-segments"])
     assert plain.exit_code == 2 and plain.stdout == ""
     assert plain.stderr == ("--tight-segments: needs --style real (the plain receipts have no columns to set "
                             "apart)\n")
