@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -241,16 +241,17 @@ class TightPairs:
     totals_coded: bool
     values_follow: bool
     compact: bool
+    rng: np.random.Generator = field(repr=False, compare=False)  # the codes' own draws
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> TightPairs:
         code = _pick(rng, TAX_CODES) if rng.random() < 0.6 else None
-        return cls(code, bool(rng.random() < 0.5), bool(rng.random() < 0.5), bool(rng.random() < 0.5))
+        return cls(code, bool(rng.random() < 0.5), bool(rng.random() < 0.5), bool(rng.random() < 0.5), rng)
 
-    def coded(self, rng: np.random.Generator, amount: str, totals: bool = False) -> str:
+    def coded(self, amount: str, totals: bool = False) -> str:
         if self.code is None or (totals and not self.totals_coded):
             return amount
-        code = self.code if rng.random() < 0.85 else _pick(rng, TAX_CODES)  # mostly one rate a receipt
+        code = self.code if self.rng.random() < 0.85 else _pick(self.rng, TAX_CODES)  # mostly one rate a receipt
         return f"{amount}{TIGHT}{code}"
 
 
@@ -306,16 +307,16 @@ def real_receipt_lines(
     stops = {"4col": (0.52, 0.76, 1.0), "3col": (0.62, 1.0), "2line": (0.5, 0.76, 1.0)}[layout]
     heads = _pick_row(rng, _COLUMNS_KO if ko() else _COLUMNS)
     bold_head = bool(rng.random() < 0.5)
+    if layout == "3col":  # no unit price
+        heads = (heads[0], heads[1], heads[3])
     compact = pairs is not None and pairs.compact and layout != "2line"
     if compact:  # the numbers' headings a space apart, right-aligned over the rows' numbers
-        shown = heads[1:] if layout == "4col" else (heads[1], heads[3])
-        yield Line(((case(heads[0]), "left"), (TIGHT.join(case(h) for h in shown), Col(1.0))), bold=bold_head)
+        yield Line(((case(heads[0]), "left"), (TIGHT.join(case(h) for h in heads[1:]), Col(1.0))), bold=bold_head)
     elif layout == "2line":  # as the item rows: code and name, then qty, unit price and amount
         yield Line(((case(heads[0]), "left"), (case(heads[2]), Col(stops[1])), (case(heads[3]), Col(1.0))),
                    bold=bold_head)
         yield Line(((case(heads[1]), Col(0.22)),), bold=bold_head)
     else:
-        heads = heads if layout == "4col" else (heads[0], heads[1], heads[3])
         yield Line(((case(heads[0]), "left"), *((case(h), Col(s)) for h, s in zip(heads[1:], stops))),
                    bold=bold_head)
     yield rule()
@@ -328,7 +329,7 @@ def real_receipt_lines(
         item = _pick(rng, _ITEMS_KO if ko() else _ITEMS)
         unit, amount = _money(price, won), _money(qty * price, won)
         if pairs is not None:
-            amount = pairs.coded(tight, amount)
+            amount = pairs.coded(amount)
         if compact:
             numbers = (str(qty), unit, amount) if layout == "4col" else (str(qty), amount)
             yield Line(((item, "left"), (TIGHT.join(numbers), Col(1.0))))
@@ -351,7 +352,7 @@ def real_receipt_lines(
         if label in ("TOTAL QTY",):
             amount = str(qty_total)
         elif pairs is not None:
-            amount = pairs.coded(tight, amount, totals=True)
+            amount = pairs.coded(amount, totals=True)
         yield Line(((case(label) + colon, label_at), (amount, Col(1.0))), bold=k == 0,
                    scale=float(rng.uniform(1.0, 1.3)) if k == 0 else 1.0)
     yield rule()
