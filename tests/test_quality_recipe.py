@@ -70,14 +70,15 @@ def test_the_documented_recipe_is_the_one_tested():
 
 def test_the_goal_recipe_chains_its_runs_as_measured():
     """Each run of the goal recipe starts from the one before, with the larger model, a schedule
-    fitted to its epochs, a falling lr and the sizes measured (512 px, 1024 x 2, 1280)."""
+    fitted to its epochs, a falling lr and the sizes and lengths measured (512 px x 2 epochs,
+    1024 x 12 and x 4, 1280 x 8)."""
     from ocrtune.presets.load import load_preset
     from ocrtune.train.schedule import fitted_sets
 
     synth, *trains, evaluate = _goal_commands()
     assert synth.startswith("ocrtune data synth data/synth-line --n 2000 ") and "--granularity line" in synth
     assert len(trains) == 4 and all(t.startswith("ocrtune train --preset cpu-demo ") for t in trains)
-    names, sizes, lrs = [], [], []
+    names, sizes, lrs, lengths = [], [], [], []
     for cmd in trains:
         preset = load_preset("cpu-demo", re.findall(r"--set (\S+)", cmd)).preset  # every value valid
         assert preset.models.encoder.model_name == "resnet18d" and preset.models.decoder.inner_channels == 128
@@ -90,7 +91,9 @@ def test_the_goal_recipe_chains_its_runs_as_measured():
         names.append(re.search(r"--name (\S+)", cmd).group(1))
         sizes.append(preset.datasets.image_size)
         lrs.append(preset.models.optimizer.lr)
+        lengths.append(epochs)
     assert sizes == [512, 1024, 1024, 1280] and lrs[1:] == [0.002, 0.0005, 0.00025]
+    assert lengths == [2, 12, 4, 8]
     assert all(load_preset("cpu-demo", re.findall(r"--set (\S+)", t)).preset.trainer.ema.enabled for t in trains[1:])
     assert evaluate == f"ocrtune evaluate runs/<date>-{names[-1]}"
 
